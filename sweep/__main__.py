@@ -1,0 +1,61 @@
+"""``python -m sweep`` (one job) and ``python -m sweep -m trt.opt_level=0,5 ...`` (multirun)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from sweep.config import register
+from sweep.errors import SweepError
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> tuple[float, float]:
+    from sweep import job
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    result = job.run(cfg, workdir=Path(hc.runtime.output_dir),
+                     sweep_dir=Path(hc.sweep.dir) if multirun else None,
+                     job_num=hc.job.num if multirun else None)
+    if not multirun and result.status != "FINISHED":
+        # A single run has no sweep to go on with: exit non-zero so scripts notice.
+        raise SystemExit(1)
+    return result.objectives
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the same path as Ctrl-C: the running job ends KILLED, its server is
+    # stopped by the context managers, and the parent run is closed below.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def entry() -> None:
+    from sweep.callbacks import close_open_parent
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        main()
+    except KeyboardInterrupt:
+        close_open_parent("KILLED")
+        print("trt-sweep: interrupted; the running job was marked KILLED.", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SweepError as exc:
+        close_open_parent("FAILED")
+        print(f"trt-sweep: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        close_open_parent("FAILED")
+
+
+if __name__ == "__main__":
+    entry()

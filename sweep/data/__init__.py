@@ -1,0 +1,1 @@
+"""Datasets: manifests and audio in the seed's layout."""

@@ -1,0 +1,24 @@
+"""Serving: render a Triton model repository and run Triton on it (local process or Docker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sweep.deploy.base import Endpoint, ModelRepository, Server
+
+__all__ = ["Endpoint", "ModelRepository", "Server", "make_server"]
+
+
+def make_server(name: str, **options: Any) -> Server:
+    """The server named by ``cfg.server.name`` (``local`` or ``docker``)."""
+    from sweep.errors import ConfigError
+
+    if name == "local":
+        from sweep.deploy.local import LocalServer
+
+        return LocalServer(**options)
+    if name == "docker":
+        from sweep.deploy.docker import DockerServer
+
+        return DockerServer(**options)
+    raise ConfigError(f"server={name!r} is unknown; expected local or docker.")

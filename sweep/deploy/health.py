@@ -1,0 +1,61 @@
+"""Waiting for Triton: ready means the server answers and the entry model is READY."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from sweep.deploy.base import tail
+from sweep.errors import ServerError
+
+
+def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Path,
+               alive: Callable[[], bool], what: str = "tritonserver") -> float:
+    """Poll until ``model_name`` is ready; return the seconds it took.
+
+    ``alive`` tells whether the process/container still runs, so a crash during start-up
+    fails at once with the log's last lines instead of after the whole timeout.
+    """
+    start = time.perf_counter()
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        while True:
+            if not alive():
+                raise ServerError(
+                    f"{what} exited before becoming ready. Last lines of {log_path}:\n"
+                    f"{tail(log_path)}", log_path)
+            try:
+                if client.is_server_live(client_timeout=1.0) and \
+                        client.is_model_ready(model_name, client_timeout=1.0):
+                    return time.perf_counter() - start
+            except Exception:  # not listening yet: any transport error means "not ready"
+                pass
+            if time.perf_counter() - start > timeout_s:
+                raise ServerError(
+                    f"{what} did not become ready with model {model_name!r} within "
+                    f"{timeout_s:.0f} s (raise server.ready_timeout_s if start-up is slow). "
+                    f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (bound and released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -1,0 +1,171 @@
+"""Triton as a local child process: the tritonserver binary that nvidia-pytriton ships.
+
+This is the embedded default: no Docker, no GPU. The wheel carries a real tritonserver
+(2.51) with the python backend and one backend stub per Python version; the stub embeds the
+system libpython of that version, so the stub is chosen for the running interpreter and the
+backend folder is assembled once in a cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sweep.deploy.base import LABEL, Endpoint, ModelRepository
+from sweep.deploy.health import free_port, port_in_use, wait_ready
+from sweep.errors import ServerError
+
+_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _pytriton_root() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:
+        raise ServerError(
+            "server=local needs the nvidia-pytriton wheel, which ships the tritonserver "
+            "binary: pip install nvidia-pytriton==0.7.0 (or use server=docker)."
+        ) from exc
+    return Path(pytriton.__file__).resolve().parent
+
+
+def _libpython_present() -> bool:
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or "/usr/lib")
+    candidates = [libdir, Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"),
+                  Path("/usr/lib"), Path("/usr/local/lib")]
+    name = f"libpython{_PY}.so.1.0"
+    return any((d / name).exists() for d in candidates)
+
+
+def backend_directory(cache_dir: Path) -> Path:
+    """A backends/ folder holding the python backend with this interpreter's stub."""
+    root = _pytriton_root() / "tritonserver"
+    stub = root / "python_backend_stubs" / _PY / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(
+            f"nvidia-pytriton has no python backend stub for Python {_PY} (looked for {stub}); "
+            "use Python 3.10-3.12 or server=docker."
+        )
+    if not _libpython_present():
+        raise ServerError(
+            f"The python backend stub needs the shared library libpython{_PY}.so.1.0 of the "
+            f"system (it ignores virtualenvs). Install it, e.g. apt-get install "
+            f"libpython{_PY}, or use server=docker."
+        )
+    target = cache_dir / f"backends-py{_PY}"
+    python_dir = target / "python"
+    if not (python_dir / "triton_python_backend_stub").exists():
+        tmp = cache_dir / f".backends-py{_PY}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "python").mkdir(parents=True)
+        for item in (root / "backends" / "python").iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / "python" / item.name)
+        shutil.copy2(stub, tmp / "python" / "triton_python_backend_stub")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race: its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class LocalServer:
+    """``server=local``: tritonserver as a child process on free loopback ports."""
+
+    name = "local"
+
+    def __init__(self, ready_timeout_s: float = 60.0, grpc_port: int | None = None,
+                 http_port: int | None = None, cache_dir: str | None = None,
+                 log_verbose: int = 0, **_: object) -> None:
+        self.ready_timeout_s = ready_timeout_s
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "trt-sweep")
+        self.log_verbose = log_verbose
+
+    def site_packages(self) -> str:
+        paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        return ":".join(sorted(paths))
+
+    def command(self, repository: Path, grpc_port: int, http_port: int) -> list[str]:
+        binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+        return [
+            str(binary),
+            f"--model-repository={repository}",
+            f"--backend-directory={backend_directory(self.cache_dir)}",
+            f"--grpc-port={grpc_port}",
+            f"--http-port={http_port}",
+            "--allow-metrics=false",
+            "--allow-gpu-metrics=false",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            f"--log-verbose={self.log_verbose}",
+        ]
+
+    def _ports(self) -> tuple[int, int]:
+        for wanted in (self.grpc_port, self.http_port):
+            if wanted is not None and port_in_use(wanted):
+                raise ServerError(
+                    f"port {wanted} on 127.0.0.1 is already in use. Free it, or leave "
+                    "server.grpc_port/http_port unset to let the sweep pick free ports."
+                )
+        grpc = self.grpc_port or free_port()
+        http = self.http_port or free_port()
+        while http == grpc:
+            http = free_port()
+        return grpc, http
+
+    @contextmanager
+    def serving(self, repository: ModelRepository, log_path: Path) -> Iterator[Endpoint]:
+        grpc_port, http_port = self._ports()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        libs = _pytriton_root().parent / "nvidia_pytriton.libs"
+        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(libs), env.get("LD_LIBRARY_PATH")]))
+        env[LABEL.upper().replace("-", "_")] = "1"  # lets a clean-up find our processes
+        with open(log_path, "wb") as log:
+            # A new session: Ctrl-C in the terminal reaches the sweep, which then stops the
+            # server in order, instead of killing Triton under an evaluation in flight.
+            proc = subprocess.Popen(self.command(repository.path, grpc_port, http_port),
+                                    stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        try:
+            started = wait_ready(f"127.0.0.1:{grpc_port}", repository.entry_model,
+                                 timeout_s=self.ready_timeout_s, log_path=log_path,
+                                 alive=lambda: proc.poll() is None)
+            yield Endpoint(grpc_url=f"127.0.0.1:{grpc_port}",
+                           http_url=f"127.0.0.1:{http_port}",
+                           model_name=repository.entry_model, log_path=log_path,
+                           startup_seconds=started, server=self.name)
+            if proc.poll() is not None:
+                raise ServerError(f"tritonserver exited (code {proc.returncode}) during the "
+                                  f"evaluation; see {log_path}", log_path)
+        finally:
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

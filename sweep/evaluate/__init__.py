@@ -1,0 +1,1 @@
+"""Streaming evaluation: chunk, stream over gRPC, decode, score."""

@@ -1,0 +1,200 @@
+"""The flag set: one TensorRT build configuration, validated the way TensorRT validates it.
+
+A ``FlagSet`` is the identity of an engine: its ``digest`` (with the ONNX bytes and the
+builder) keys the engine cache and tags every MLflow run. Builders turn it into their own
+settings (``build/trtexec.py``: a trtexec argument list; ``build/emulate.py``: an ONNX
+Runtime emulation plan); nothing else interprets it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sweep.errors import FlagSetError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
+LAYER_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+CONSTRAINTS = ("none", "prefer", "obey")
+
+# A layer pattern ends up inside a trtexec argument ("--layerPrecisions=name:fp32,...").
+# ',' and ':' are trtexec's separators, and anything shell-like has no business there, so
+# patterns are limited to what ONNX exporters put in node names, plus one '*' wildcard
+# (trtexec allows at most one per name).
+_PATTERN = re.compile(r"^[A-Za-z0-9_./\-\[\]*]+$")
+
+
+def _check_pattern(pattern: str, where: str) -> None:
+    if not _PATTERN.match(pattern) or pattern.count("*") > 1:
+        raise FlagSetError(
+            f"{where}: layer pattern {pattern!r} is not allowed. Expected an ONNX node name or "
+            "op type made of letters, digits and '_ . / - [ ]', with at most one '*' "
+            "(e.g. 'LayerNormalization', '/encoder/layers.0/*')."
+        )
+
+
+def _layer_map(value: Mapping[str, str] | Iterable[tuple[str, str]] | None, where: str
+               ) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    out: list[tuple[str, str]] = []
+    for pattern, precision in items:
+        pattern, precision = str(pattern), str(precision).lower()
+        _check_pattern(pattern, where)
+        if precision not in LAYER_PRECISIONS:
+            raise FlagSetError(
+                f"{where}: precision {precision!r} for {pattern!r} is unknown; expected one "
+                f"of {', '.join(LAYER_PRECISIONS)}."
+            )
+        out.append((pattern, precision))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class FlagSet:
+    """One TensorRT builder configuration (trtexec's vocabulary, snake_case).
+
+    Defaults are TensorRT's own: weakly typed, FP32, TF32 enabled, optimisation level 3.
+    ``layer_precisions``/``layer_output_types`` map a pattern (an ONNX node name or an op
+    type such as ``LayerNormalization``, optionally with one ``*``) to a precision; order
+    matters as in trtexec (later entries override earlier ones).
+    """
+
+    strongly_typed: bool = False
+    precision: str = "fp32"
+    layer_precisions: tuple[tuple[str, str], ...] = ()
+    layer_output_types: tuple[tuple[str, str], ...] = ()
+    precision_constraints: str = "none"
+    tf32: bool = True
+    opt_level: int = 3
+    min_batch: int = 1
+    opt_batch: int = 16
+    max_batch: int = 16
+    timing_cache: bool = True
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> FlagSet:
+        """Build and validate from a plain mapping (Hydra's ``cfg.trt`` as a dict)."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(cfg) - known
+        if unknown:
+            raise FlagSetError(
+                f"trt: unknown flag(s) {sorted(unknown)}; expected some of {sorted(known)}."
+            )
+        values = dict(cfg)
+        values["layer_precisions"] = _layer_map(values.get("layer_precisions"),
+                                                "trt.layer_precisions")
+        values["layer_output_types"] = _layer_map(values.get("layer_output_types"),
+                                                  "trt.layer_output_types")
+        extra = values.get("extra") or ()
+        values["extra"] = tuple(sorted((str(k), str(v)) for k, v in
+                                       (extra.items() if isinstance(extra, Mapping) else extra)))
+        try:
+            flags = cls(**values)
+        except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
+            raise FlagSetError(f"trt: {exc}") from exc
+        flags.validate()
+        return flags
+
+    def validate(self) -> None:
+        """Reject what TensorRT/trtexec would reject, with the rule named."""
+        if self.precision not in PRECISIONS:
+            raise FlagSetError(
+                f"trt.precision={self.precision!r} is unknown; expected one of "
+                f"{', '.join(PRECISIONS)}."
+            )
+        if self.precision_constraints not in CONSTRAINTS:
+            raise FlagSetError(
+                f"trt.precision_constraints={self.precision_constraints!r} is unknown; "
+                f"expected one of {', '.join(CONSTRAINTS)}."
+            )
+        if not 0 <= int(self.opt_level) <= 5:
+            raise FlagSetError(
+                f"trt.opt_level={self.opt_level} is out of range; TensorRT's "
+                "builderOptimizationLevel takes 0..5."
+            )
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise FlagSetError(
+                f"trt batch shapes must satisfy 1 <= min_batch <= opt_batch <= max_batch; got "
+                f"min={self.min_batch}, opt={self.opt_batch}, max={self.max_batch}."
+            )
+        if self.strongly_typed:
+            # trtexec: precision flags are invalid in strongly typed mode, since the types come
+            # from the network itself (T-one's ONNX is already mixed precision).
+            if self.precision != "fp32":
+                raise FlagSetError(
+                    f"trt.strongly_typed=true with trt.precision={self.precision}: TensorRT "
+                    "rejects precision flags (--fp16/--bf16/--int8/--fp8) for a strongly typed "
+                    "network, whose types come from the ONNX. Use precision=fp32 with "
+                    "strongly_typed, or strongly_typed=false."
+                )
+            if self.layer_precisions or self.layer_output_types:
+                raise FlagSetError(
+                    "trt.strongly_typed=true with layer_precisions/layer_output_types: a "
+                    "strongly typed network takes no per-layer precision constraints "
+                    "(TensorRT ignores setPrecision/setOutputType there). Drop the overrides "
+                    "or set strongly_typed=false."
+                )
+            if self.precision_constraints != "none":
+                raise FlagSetError(
+                    "trt.strongly_typed=true with precision_constraints="
+                    f"{self.precision_constraints}: precision constraints apply only to weakly "
+                    "typed networks. Set precision_constraints=none."
+                )
+        if (self.layer_precisions or self.layer_output_types) and \
+                self.precision_constraints == "none":
+            raise FlagSetError(
+                "trt.layer_precisions/layer_output_types are set but precision_constraints="
+                "none: TensorRT applies them only under --precisionConstraints=prefer or obey. "
+                "Set trt.precision_constraints=obey (or prefer)."
+            )
+        for where, mapping in (("trt.layer_precisions", self.layer_precisions),
+                               ("trt.layer_output_types", self.layer_output_types)):
+            for pattern, precision in mapping:
+                _check_pattern(pattern, where)
+                if precision not in LAYER_PRECISIONS:
+                    raise FlagSetError(f"{where}: precision {precision!r} is unknown.")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["layer_precisions"] = dict(self.layer_precisions)
+        d["layer_output_types"] = dict(self.layer_output_types)
+        d["extra"] = dict(self.extra)
+        return d
+
+    @property
+    def digest(self) -> str:
+        """Stable identity of the flag set (12 hex digits); key order never matters."""
+        d = self.as_dict()
+        # Override order is meaningful (later wins), so keep lists, not sorted dicts.
+        d["layer_precisions"] = [list(p) for p in self.layer_precisions]
+        d["layer_output_types"] = [list(p) for p in self.layer_output_types]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """A short human name for tables and plots, e.g. ``bf16+3pin-o0-notf32``."""
+        parts = ["typed" if self.strongly_typed else self.precision]
+        if self.layer_precisions or self.layer_output_types:
+            parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}pin"
+        parts.append(f"o{self.opt_level}")
+        if not self.tf32:
+            parts.append("notf32")
+        return "-".join(parts)
+
+    def params(self) -> dict[str, str]:
+        """Flattened ``trt.*`` parameters for MLflow (values as strings)."""
+        out: dict[str, str] = {}
+        for key, value in self.as_dict().items():
+            if isinstance(value, dict):
+                out[f"trt.{key}"] = ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
+            else:
+                out[f"trt.{key}"] = str(value)
+        return out

@@ -1,0 +1,213 @@
+"""One multirun job, end to end. The only module that reads Hydra's config and knows the
+order of the stages: flags -> build -> deploy -> evaluate -> track."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sweep import track
+from sweep.build import make_builder
+from sweep.build.base import Engine
+from sweep.build.cache import EngineCache
+from sweep.config import as_dict
+from sweep.data.manifest import Utterance, load_manifest
+from sweep.deploy import make_server
+from sweep.deploy.repository import ServingOptions, render
+from sweep.errors import ConfigError, SweepError
+from sweep.evaluate.decode import make_decoder
+from sweep.evaluate.metrics import latency_summary, score
+from sweep.evaluate.stream import GrpcStreamer, StreamRun
+from sweep.flags import FlagSet
+from sweep.model import ModelInterface, StatePair
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+console = Console(stderr=True)
+
+
+def project_path(value: str | Path) -> Path:
+    """Config paths are relative to the working directory, else to the project root (so the
+    bundled demo is found from anywhere)."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    return (PROJECT_ROOT / path).resolve()
+
+
+@dataclass
+class JobResult:
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: str = "FINISHED"
+    error: str | None = None
+
+    @property
+    def objectives(self) -> tuple[float, float]:
+        """(wer, latency_p99_ms) for a sweeper; inf for a failed job so it never wins."""
+        return (self.metrics.get("wer", math.inf), self.metrics.get("latency_p99_ms", math.inf))
+
+
+def model_interface(cfg: DictConfig) -> ModelInterface:
+    m = as_dict(cfg.model)
+    states = tuple(StatePair(s["input"], s["output"]) for s in m.pop("states"))
+    return ModelInterface(states=states, **{**m, "onnx_path": project_path(m["onnx_path"])})
+
+
+def dataset(cfg: DictConfig) -> list[Utterance]:
+    folder = project_path(cfg.dataset.base_path) / cfg.dataset.name
+    utterances = load_manifest(folder)
+    return utterances[: cfg.dataset.limit] if cfg.dataset.limit else utterances
+
+
+def job_params(cfg: DictConfig, flags: FlagSet) -> dict[str, Any]:
+    params: dict[str, Any] = dict(flags.params())
+    for group in ("builder", "server", "model", "dataset", "eval", "decoder"):
+        for key, value in as_dict(cfg[group]).items():
+            if key != "states":
+                params[f"{group}.{key}"] = value
+    return params
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _transcripts(run: StreamRun, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "duration", "reference", "hypothesis", "chunks",
+                         "latency_mean_ms"])
+        for r in run.results:
+            writer.writerow([r.utterance.id, f"{r.utterance.duration:.3f}", r.utterance.text,
+                             r.hypothesis, len(r.latencies_ms),
+                             f"{sum(r.latencies_ms) / max(len(r.latencies_ms), 1):.3f}"])
+
+
+def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet) -> Engine:
+    options: dict[str, Any] = {}
+    if cfg.builder.name == "emulate":
+        options = {"intra_op_num_threads": cfg.builder.intra_op_threads}
+    elif cfg.builder.name == "trtexec":
+        options = {"image": cfg.builder.image, "gpus": cfg.builder.gpus,
+                   "timeout_s": cfg.builder.timeout_s}
+    builder = make_builder(cfg.builder.name, **options)
+    device = "cpu" if cfg.builder.name == "emulate" else f"gpu:{cfg.builder.gpus}"
+    return EngineCache(cfg.builder.cache_dir).build(builder, model.onnx_path, flags, device)
+
+
+def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],
+             workdir: Path, job: track.JobRun) -> dict[str, float]:
+    """Deploy the engine, stream the test set through Triton, score it."""
+    server_options = {k: v for k, v in as_dict(cfg.server).items() if k not in (
+        "name", "max_batch_size", "queue_delay_us", "instances")}
+    server = make_server(cfg.server.name, **server_options)
+    repository = render(model, engine, workdir / "model_repository",
+                        site_packages=server.site_packages(),
+                        options=ServingOptions(max_batch_size=cfg.server.max_batch_size,
+                                               queue_delay_us=cfg.server.queue_delay_us,
+                                               instances=cfg.server.instances,
+                                               intra_op_threads=cfg.builder.intra_op_threads,
+                                               fp16_features=cfg.eval.fp16_features))
+    for config in repository.configs:
+        job.artifact(config, f"model_repository/{config.parent.name}")
+    log_path = workdir / "tritonserver.log"
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        with server.serving(repository, log_path) as endpoint:
+            timings["startup_seconds"] = time.perf_counter() - t0
+            streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
+                                    streams=cfg.eval.streams,
+                                    timeout_s=cfg.eval.request_timeout_s)
+            with _progress() as progress:
+                task = progress.add_task(f"streaming {engine.flags.label}",
+                                         total=len(utterances))
+                run = streamer.run(utterances, lambda _: progress.advance(task))
+            t1 = time.perf_counter()
+        timings["stop_seconds"] = time.perf_counter() - t1
+    finally:
+        job.artifact(log_path, "logs")
+    t2 = time.perf_counter()
+    decoder = make_decoder(cfg.decoder.name, **({} if cfg.decoder.name == "greedy" else {
+        "kenlm_path": project_path(cfg.decoder.kenlm_path) if cfg.decoder.kenlm_path else None,
+        "beam_width": cfg.decoder.beam_width, "alpha": cfg.decoder.alpha,
+        "beta": cfg.decoder.beta}))
+    for result in run.results:
+        result.hypothesis = decoder.decode(result.logprobs)
+    timings["decode_seconds"] = time.perf_counter() - t2
+    scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
+    transcripts = workdir / "transcripts.csv"
+    _transcripts(run, transcripts)
+    job.artifact(transcripts)
+    return {"wer": scores.wer, "cer": scores.cer, **latency_summary(run.latencies_ms),
+            "throughput_chunks_s": run.chunks / run.wall_seconds,
+            "rtf": run.wall_seconds / max(run.audio_seconds, 1e-9),
+            "eval_seconds": run.wall_seconds, "chunks": float(run.chunks),
+            "utterances": float(len(run.results)), **timings}
+
+
+def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
+        job_num: int | None = None) -> JobResult:
+    """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
+    the sweep goes on with its other jobs. Ctrl-C/SIGTERM still propagate."""
+    started = time.perf_counter()
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = track.open_store(cfg.tracking.uri, cfg.tracking.experiment,
+                             cfg.tracking.artifact_root, Path.cwd())
+    flags: FlagSet | None = None
+    flag_error: SweepError | None = None
+    try:
+        flags = FlagSet.from_mapping(as_dict(cfg.trt))
+        label = flags.label
+    except SweepError as exc:  # recorded as a FAILED run below, with the params it had
+        flag_error, label = exc, "invalid-flags"
+    tags = {**track.environment_tags(), "builder": cfg.builder.name, "server": cfg.server.name,
+            "model": cfg.model.name, "dataset": cfg.dataset.name, "trt-sweep.kind": "job"}
+    if flags is not None:
+        tags["flags_digest"] = flags.digest
+    result = JobResult()
+    try:
+        with track.job_run(store, label, track.parent_run_id(sweep_dir), tags) as job:
+            job.params({"job.num": job_num if job_num is not None else 0,
+                        **(job_params(cfg, flags) if flags else
+                           {f"trt.{k}": v for k, v in as_dict(cfg.trt).items()})})
+            if flag_error is not None or flags is None:
+                raise flag_error or ConfigError("trt: no flag set")
+            model = model_interface(cfg)
+            model.tensors()  # the ONNX must match the interface before anything is built
+            utterances = dataset(cfg)
+            console.log(f"[bold]{label}[/] ({flags.digest}): building with {cfg.builder.name}")
+            engine = build_engine(cfg, model, flags)
+            job.tags({"engine_hash": engine.path.parent.name, "engine_cached":
+                      str(engine.cached).lower(), "builder_version": engine.builder_version})
+            job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
+            for artifact in (engine.log_path, *engine.artifacts):
+                job.artifact(artifact, "engine")
+            if cfg.tracking.log_engine:
+                job.artifact(engine.path, "engine")
+            metrics = evaluate(cfg, model, engine, utterances, workdir, job)
+            t_log = time.perf_counter()
+            job.metrics(metrics)
+            metrics["logging_seconds"] = time.perf_counter() - t_log
+            metrics["build_seconds"] = engine.build_seconds
+            metrics["job_seconds"] = time.perf_counter() - started
+            job.metrics({k: metrics[k] for k in ("logging_seconds", "job_seconds")})
+            result.metrics = metrics
+        console.log(f"[green]{label}[/]: WER {metrics['wer']:.4f}, CER {metrics['cer']:.4f}, "
+                    f"p99 {metrics['latency_p99_ms']:.1f} ms, "
+                    f"{metrics['throughput_chunks_s']:.0f} chunks/s")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        result.status = "FAILED"
+        result.error = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
+        console.log(f"[red]{label} FAILED[/]: {result.error}")
+    return result

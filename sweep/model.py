@@ -1,0 +1,179 @@
+"""The model interface: how the sweep talks to an exported streaming CTC model.
+
+Two contracts are first-class (conf/model/*.yaml):
+
+- ``monolithic`` (T-one's public export): int16-range INT32 samples in, the model computes
+  its own features; every recurrent state in one flat tensor.
+- ``skip_preprocessor`` (the seed's fork): log-mel FP32 in, computed by a separate
+  preprocessing step (Triton ensemble); NeMo-style caches.
+
+Shapes are read from the ONNX file itself and checked against the config, so a mismatch
+fails before any build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from sweep.errors import ModelError
+
+CONTRACTS = ("monolithic", "skip_preprocessor")
+
+_ONNX_TO_TRITON = {
+    onnx.TensorProto.FLOAT: "TYPE_FP32",
+    onnx.TensorProto.FLOAT16: "TYPE_FP16",
+    onnx.TensorProto.BFLOAT16: "TYPE_BF16",
+    onnx.TensorProto.INT32: "TYPE_INT32",
+    onnx.TensorProto.INT64: "TYPE_INT64",
+    onnx.TensorProto.DOUBLE: "TYPE_FP64",
+}
+_ONNX_TO_NUMPY = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.DOUBLE: "float64",
+}
+
+
+@dataclass(frozen=True)
+class StatePair:
+    """A state input and the output that carries its next value."""
+
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One ONNX input or output: name, element type, shape without the batch axis."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    triton_type: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInterface:
+    """Which tensors carry audio, state and logprobs, and how audio is chunked."""
+
+    name: str
+    onnx_path: Path
+    contract: str
+    audio_input: str
+    logprobs_output: str
+    states: tuple[StatePair, ...]
+    length_input: str | None = None
+    chunk_ms: int = 400
+    sample_rate: int = 8000
+    # Samples of the previous chunk prepended for a stateless preprocessing step
+    # (n_fft - hop = 80 at 8 kHz): the seed's preproc_left_context.
+    left_context_samples: int = 80
+    # int16 full scale: T-one's ONNX divides INT32 samples by it; the ensemble's client
+    # sends float audio already divided by it.
+    scale: float = 32767.0
+    blank_id: int = 34
+    # Silence padded on both sides of every utterance, as T-one's pipeline does.
+    pad_ms: int = 300
+
+    def __post_init__(self) -> None:
+        if self.contract not in CONTRACTS:
+            raise ModelError(
+                f"model.contract={self.contract!r} is unknown; expected one of "
+                f"{', '.join(CONTRACTS)}."
+            )
+        if (self.sample_rate * self.chunk_ms) % 1000:
+            raise ModelError(
+                f"model.chunk_ms={self.chunk_ms} is not a whole number of samples at "
+                f"{self.sample_rate} Hz."
+            )
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.sample_rate * self.chunk_ms // 1000
+
+    @property
+    def entry_model(self) -> str:
+        """The Triton model a client calls: the ensemble for the skip-preprocessor contract."""
+        return "ensemble" if self.contract == "skip_preprocessor" else "model"
+
+    def load_graph(self) -> onnx.ModelProto:
+        """Read the ONNX file (structure only), with one clear error when it cannot be read."""
+        return read_onnx(self.onnx_path, load_weights=False)
+
+    def tensors(self, graph: onnx.ModelProto | None = None
+                ) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+        """Inputs and outputs of the ONNX model, checked against this interface."""
+        graph = graph if graph is not None else self.load_graph()
+        inputs = {v.name: _spec(v, self.onnx_path) for v in graph.graph.input
+                  if v.name not in {i.name for i in graph.graph.initializer}}
+        outputs = {v.name: _spec(v, self.onnx_path) for v in graph.graph.output}
+        want_in = [self.audio_input, *(s.input for s in self.states)]
+        if self.length_input:
+            want_in.append(self.length_input)
+        want_out = [self.logprobs_output, *(s.output for s in self.states)]
+        missing_in = [n for n in want_in if n not in inputs]
+        missing_out = [n for n in want_out if n not in outputs]
+        if missing_in or missing_out or set(inputs) - set(want_in):
+            raise ModelError(
+                f"{self.onnx_path}: does not match model interface {self.name!r} "
+                f"({self.contract}). Expected inputs {want_in} and outputs {want_out}; the "
+                f"ONNX has inputs {list(inputs)} and outputs {list(outputs)}. Pick the "
+                "matching model=... config or fix conf/model/."
+            )
+        audio = inputs[self.audio_input]
+        if self.contract == "monolithic" and audio.dims[:1] != (self.chunk_samples,):
+            raise ModelError(
+                f"{self.onnx_path}: input {self.audio_input!r} takes {audio.dims} samples per "
+                f"chunk, but model.chunk_ms={self.chunk_ms} means {self.chunk_samples}. "
+                "Set model.chunk_ms to the chunk the model was exported with."
+            )
+        if self.contract == "skip_preprocessor":
+            frames = self.chunk_samples // 80
+            if len(audio.dims) != 2 or audio.dims[1] != frames:
+                raise ModelError(
+                    f"{self.onnx_path}: input {self.audio_input!r} has shape {audio.dims}; for "
+                    f"model.chunk_ms={self.chunk_ms} expected (64, {frames}) feature frames."
+                )
+        for pair in self.states:
+            if inputs[pair.input].dims != outputs[pair.output].dims:
+                raise ModelError(
+                    f"{self.onnx_path}: state {pair.input} {inputs[pair.input].dims} and its "
+                    f"next value {pair.output} {outputs[pair.output].dims} differ in shape."
+                )
+        return inputs, outputs
+
+
+def read_onnx(path: Path, *, load_weights: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file or raise ModelError naming it and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(
+            f"ONNX model {path} does not exist. Expected an exported model file; check "
+            "model.onnx_path (the demo's are under demo/assets/)."
+        )
+    try:
+        return onnx.load(str(path), load_external_data=load_weights)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError...
+        raise ModelError(
+            f"ONNX model {path} cannot be read ({type(exc).__name__}: {exc}). Expected a "
+            "valid ONNX protobuf; re-export it."
+        ) from exc
+
+
+def _spec(value: onnx.ValueInfoProto, path: Path) -> TensorSpec:
+    t = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+    if not dims or t.elem_type not in _ONNX_TO_TRITON:
+        raise ModelError(f"{path}: tensor {value.name!r} has an unsupported type or shape.")
+    if any(d < 1 for d in dims[1:]):
+        raise ModelError(
+            f"{path}: tensor {value.name!r} has dynamic non-batch dims {dims}; the sweep needs "
+            "fixed shapes except the batch axis (export with a fixed chunk)."
+        )
+    return TensorSpec(value.name, _ONNX_TO_NUMPY.get(t.elem_type, "float32"),
+                      _ONNX_TO_TRITON[t.elem_type], tuple(dims[1:]))

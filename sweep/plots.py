@@ -1,0 +1,76 @@
+"""Pictures for MLflow runs and reports (matplotlib, Agg backend: no display needed).
+
+Each function takes data or a path to it and writes one PNG; logging it is the caller's
+business (``sweep/track.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # servers and CI have no display; must precede pyplot's import
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+# Colours chosen to read as "wide -> narrow"; pinned nodes share the colour, hatched.
+PRECISION_COLOURS = {"fp32": "#4c72b0", "tf32": "#64b5cd", "fp16": "#dd8452", "bf16": "#55a868"}
+_ORDER = ("fp32", "tf32", "fp16", "bf16")
+
+
+def _records(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(source, (str, Path)):
+        return list(json.loads(Path(source).read_text(encoding="utf-8")))
+    return list(source)
+
+
+def plot_layer_precisions(source: str | Path | Iterable[Mapping[str, Any]],
+                          out_png: str | Path, title: str | None = None) -> Path:
+    """Per op type, a horizontal stacked bar of how many nodes store their outputs in each
+    precision; pinned nodes (layer_precisions/layer_output_types) hatched.
+
+    ``source``: ``layer_precisions.json`` written by the emulate builder, or its records
+    (dicts with ``op_type``, ``stored`` and ``pinned``). Nodes without float outputs
+    (``stored`` null) are left out: they have no precision to show.
+    """
+    counts: dict[str, dict[tuple[str, bool], int]] = {}
+    for r in _records(source):
+        stored = r.get("stored")
+        if not stored:
+            continue
+        key = (str(stored), bool(r.get("pinned")))
+        per_op = counts.setdefault(str(r["op_type"]), {})
+        per_op[key] = per_op.get(key, 0) + 1
+    ops = sorted(counts, key=lambda op: (sum(counts[op].values()), op))
+    precisions = [p for p in _ORDER if any(p == k[0] for c in counts.values() for k in c)]
+    precisions += sorted({k[0] for c in counts.values() for k in c} - set(precisions))
+
+    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.32 * len(ops) + 1.2)))
+    left = [0] * len(ops)
+    for precision in precisions:
+        for pinned in (False, True):
+            widths = [counts[op].get((precision, pinned), 0) for op in ops]
+            if not any(widths):
+                continue
+            ax.barh(ops, widths, left=left, color=PRECISION_COLOURS.get(precision, "#8c8c8c"),
+                    edgecolor="black" if pinned else "white", linewidth=0.6,
+                    hatch="///" if pinned else None)
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+    handles = [Patch(facecolor=PRECISION_COLOURS.get(p, "#8c8c8c"), label=p) for p in precisions]
+    if any(k[1] for c in counts.values() for k in c):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="pinned"))
+    ax.legend(handles=handles, loc="lower right", fontsize="small")
+    ax.set_xlabel("nodes (by stored precision of their float outputs)")
+    ax.set_title(title or "Stored precision per op type")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

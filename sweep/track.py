@@ -1,0 +1,170 @@
+"""MLflow: an experiment per sweep name, a parent run per multirun, a child run per job.
+
+The tracking URI can carry credentials, so it is never written to a log or an artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweep.errors import SweepError, TrackingError
+
+PARENT_ENV = "TRT_SWEEP_PARENT_RUN_ID"
+PARENT_FILE = "parent_run_id"
+
+
+@dataclass(frozen=True)
+class Store:
+    uri: str
+    experiment_id: str
+    experiment: str
+
+
+def _absolute_uri(uri: str, base: Path) -> str:
+    # A relative sqlite path would follow the process's cwd; pin it to where the user ran.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = (base / uri[len(prefix):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
+
+
+def open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> Store:
+    """Connect, create the experiment if needed, and fail early if the store is unusable."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = _absolute_uri(uri, base)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            root = Path(artifact_root)
+            root = root if root.is_absolute() else (base / root)
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                experiment_id = client.create_experiment(experiment,
+                                                         artifact_location=root.resolve().as_uri())
+            except Exception:  # another sweep created it between the two calls
+                found = client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        else:
+            experiment_id = found.experiment_id
+    except Exception as exc:
+        raise TrackingError(
+            f"the MLflow tracking store (tracking.uri) cannot be used: "
+            f"{type(exc).__name__}. Check that it is reachable and writable, or use the "
+            "default sqlite:///mlruns/mlflow.db."
+        ) from exc
+    return Store(uri=uri, experiment_id=experiment_id, experiment=experiment)
+
+
+def environment_tags() -> dict[str, str]:
+    """Device, package versions and git commit: what makes two runs comparable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {"device": f"cpu:{platform.processor() or platform.machine()}",
+            "host": platform.node(), "python": platform.python_version()}
+    for package in ("trt-sweep", "onnxruntime", "onnx", "tritonclient", "nvidia-pytriton",
+                    "mlflow", "numpy"):
+        try:
+            tags[f"version.{package}"] = version(package)
+        except PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[1], timeout=5)
+        if commit.returncode == 0:
+            tags["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+def parent_run_id(sweep_dir: Path | None) -> str | None:
+    """The multirun's parent run: from the environment (same process) or the sweep folder
+    (launchers that run jobs in other processes, e.g. Ray, share the folder)."""
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    if sweep_dir is not None and (sweep_dir / PARENT_FILE).exists():
+        return (sweep_dir / PARENT_FILE).read_text().strip() or None
+    return None
+
+
+class JobRun:
+    """One child run; what is logged before a failure stays logged."""
+
+    def __init__(self, run_id: str, client: Any) -> None:
+        self.run_id = run_id
+        self.client = client
+
+    def params(self, values: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in values.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def metrics(self, values: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in values.items()]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def tags(self, values: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
+
+    def artifact(self, path: Path, folder: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), folder)
+        elif path.exists():
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+    def text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+
+@contextmanager
+def job_run(store: Store, run_name: str, parent_id: str | None,
+            tags: dict[str, str]) -> Iterator[JobRun]:
+    """Start a child run; end it FINISHED, FAILED (reason tagged and logged) or KILLED."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store.uri)
+    all_tags = dict(tags)
+    if parent_id:
+        all_tags["mlflow.parentRunId"] = parent_id
+    run = client.create_run(store.experiment_id, run_name=run_name, tags=all_tags)
+    job = JobRun(run.info.run_id, client)
+    try:
+        yield job
+    except (KeyboardInterrupt, SystemExit):
+        client.set_tag(job.run_id, "error", "interrupted (SIGINT/SIGTERM)")
+        client.set_terminated(job.run_id, "KILLED")
+        raise
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
+        client.set_tag(job.run_id, "error", reason[:5000])
+        client.log_text(job.run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        client.set_terminated(job.run_id, "FAILED")
+        raise
+    else:
+        client.set_terminated(job.run_id, "FINISHED")
