@@ -19,7 +19,7 @@ Conventions (T-one's, see ../shared/TONE-FACTS.md):
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return hz
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filterbank() -> np.ndarray:
     """(81, 64) float64 weights: power spectrum bins -> Slaney-normalised mel bands.
 
@@ -93,7 +93,7 @@ def mel_filterbank() -> np.ndarray:
     return fb
 
 
-@lru_cache(maxsize=None)
+@cache
 def stft_basis() -> np.ndarray:
     """(160, 162) float64: frame samples -> [Re(X_0..X_80), Im(X_0..X_80)].
 

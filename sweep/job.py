@@ -30,7 +30,7 @@ from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def project_path(value: str | Path) -> Path:
@@ -62,7 +62,8 @@ def model_interface(cfg: DictConfig) -> ModelInterface:
 
 def dataset(cfg: DictConfig) -> list[Utterance]:
     folder = project_path(cfg.dataset.base_path) / cfg.dataset.name
-    utterances = load_manifest(folder)
+    utterances = load_manifest(folder, expected_rate=cfg.model.sample_rate,
+                               manifest_name=cfg.dataset.manifest)
     return utterances[: cfg.dataset.limit] if cfg.dataset.limit else utterances
 
 

@@ -15,8 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # servers and CI have no display; must precede pyplot's import
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 
 # Colours chosen to read as "wide -> narrow"; pinned nodes share the colour, hatched.
 PRECISION_COLOURS = {"fp32": "#4c72b0", "tf32": "#64b5cd", "fp16": "#dd8452", "bf16": "#55a868"}

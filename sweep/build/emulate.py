@@ -172,7 +172,10 @@ class NodePlan:
     ``layer_precisions``/``layer_output_types`` pattern that set them. ``round_inputs``:
     (input index, fp16|bf16|tf32) read through a rounding; ``round_outputs``: output
     indices rounded to ``store`` (empty when already exact). ``tf32``: some input gets
-    TF32 rounding. ``shape``: part of the shape subgraph, left alone.
+    TF32 rounding. ``shape``: part of the shape subgraph, left alone. ``weight``: a
+    ``Constant`` or a node computing only from weights (an exporter's Identity of a tied
+    weight, a Transpose of one): TensorRT folds these at build time in fp32, so they are
+    rounded per consumer like an initializer, and have no ``store``.
     """
 
     index: int
@@ -184,6 +187,7 @@ class NodePlan:
     output_pinned: str | None = None
     tf32: bool = False
     shape: bool = False
+    weight: bool = False
     round_inputs: tuple[tuple[int, str], ...] = ()
     round_outputs: tuple[int, ...] = ()
 
@@ -192,7 +196,7 @@ class NodePlan:
         return {"name": self.name, "op_type": self.op_type, "stored": self.store,
                 "compute": self.compute, "pinned": bool(self.pinned or self.output_pinned),
                 "pinned_by": self.pinned or self.output_pinned, "tf32": self.tf32,
-                "shape": self.shape}
+                "shape": self.shape, "weight": self.weight}
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,7 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
 
     types, warnings = _tensor_types(model)
     shape_nodes = _shape_subgraph(graph)
-    weights = _weight_names(graph)
+    weights, weight_nodes = _weights(graph, shape_nodes)
     level = ort_level(flags.opt_level)
     default = FP32 if flags.strongly_typed else flags.precision
 
@@ -276,6 +280,9 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
         if i in shape_nodes:
             nodes.append(NodePlan(i, name, node.op_type, FP32, FP32 if float_out else None,
                                   shape=True))
+            continue
+        if i in weight_nodes:
+            nodes.append(NodePlan(i, name, node.op_type, FP32, None, weight=True))
             continue
         if flags.strongly_typed:
             nodes.append(_typed_node(i, name, node, types, float_in, flags.tf32))
@@ -421,15 +428,27 @@ def _shape_subgraph(graph: onnx.GraphProto) -> set[int]:
     return shape
 
 
-def _weight_names(graph: onnx.GraphProto) -> set[str]:
-    """Initializers (not overridable as inputs) and outputs of Constant nodes with a
-    tensor value: what TensorRT imports as weights."""
+def _weights(graph: onnx.GraphProto, shape_nodes: set[int]) -> tuple[set[str], set[int]]:
+    """Weight tensors whose values numpy can round (initializers that are not overridable
+    inputs, Constant nodes with a tensor value), and the nodes that only compute weights
+    (Constants, and nodes all of whose inputs are weights): what TensorRT imports as
+    weights and folds at build time."""
     inputs = {i.name for i in graph.input}
-    names = {i.name for i in graph.initializer if i.name not in inputs}
-    for node in graph.node:
-        if node.op_type == "Constant" and any(a.name == "value" for a in node.attribute):
-            names.add(node.output[0])
-    return names
+    stored = {i.name for i in graph.initializer if i.name not in inputs}
+    folded = set(stored)
+    nodes: set[int] = set()
+    for i, node in enumerate(graph.node):
+        if i in shape_nodes or node.op_type.startswith("Random"):
+            continue
+        if node.op_type == "Constant":
+            if any(a.name == "value" for a in node.attribute):
+                stored.add(node.output[0])
+            folded.update(node.output)
+            nodes.add(i)
+        elif node.input and all(t in folded for t in node.input if t):
+            folded.update(t for t in node.output if t)
+            nodes.add(i)
+    return stored, nodes
 
 
 # -- numerics -------------------------------------------------------------------------------
@@ -494,6 +513,9 @@ def rewrite(model: onnx.ModelProto, emulation: EmulationPlan
     names = _Names(graph)
     rounded = _round_weights(graph, emulation, names, stats)
     new_nodes: list[onnx.NodeProto] = []
+    if [(s.index, s.op_type) for s in emulation.nodes] != \
+            [(i, n.op_type) for i, n in enumerate(graph.node)]:
+        raise ValueError("the emulation plan was made for another graph")
     for node, step in zip(list(graph.node), emulation.nodes, strict=True):
         for k, precision in step.round_inputs:
             src = node.input[k]

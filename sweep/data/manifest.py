@@ -84,14 +84,15 @@ def _field(row: dict[str, object], key: str, where: str) -> str:
     return value
 
 
-def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE) -> list[Utterance]:
+def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
+                  manifest_name: str = MANIFEST_NAME) -> list[Utterance]:
     """Read and check a dataset: every line, and every audio file's header."""
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise DatasetError(f"dataset folder {dataset_dir} does not exist")
-    manifest = dataset_dir / MANIFEST_NAME
+    manifest = dataset_dir / manifest_name
     if not manifest.is_file():
-        raise DatasetError(f"dataset folder {dataset_dir} has no {MANIFEST_NAME}")
+        raise DatasetError(f"dataset folder {dataset_dir} has no {manifest_name}")
     utterances: list[Utterance] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(manifest.read_bytes().splitlines(), start=1):
