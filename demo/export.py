@@ -31,6 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def chunk_samples_for(chunk_ms: int) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _wrappers():  # type: ignore[no-untyped-def]
+def _wrappers() -> tuple[type[Any], type[Any]]:
     """The torch wrappers, defined lazily so that running ONNX files needs no torch."""
     import torch
     from torch import Tensor, nn
@@ -109,7 +110,7 @@ def _wrappers():  # type: ignore[no-untyped-def]
             for _, shape in self.sizes:
                 n = int(np.prod(shape))
                 part = state[:, offset : offset + n]
-                parts.append(part.unflatten(1, shape) if len(shape) > 1 else part)
+                parts.append(part.reshape(-1, *shape) if len(shape) > 1 else part)
                 offset += n
             overlap, sub1, sub2, attn, conv, counter = parts
             feats = self.model.frontend(torch.cat([overlap, audio], dim=1))
@@ -157,8 +158,8 @@ def _wrappers():  # type: ignore[no-untyped-def]
             left = self.model.cfg.left_context
             n1 = int(np.prod(self.sub1_shape))
             state = StreamState(
-                sub1=cache_last_channel[:, :n1].unflatten(1, self.sub1_shape),
-                sub2=cache_last_channel[:, n1:].unflatten(1, self.sub2_shape),
+                sub1=cache_last_channel[:, :n1].reshape(-1, *self.sub1_shape),
+                sub2=cache_last_channel[:, n1:].reshape(-1, *self.sub2_shape),
                 attn=cache_last_time[:, :, :left],
                 conv=cache_last_time[:, :, left:],
                 counter=cache_last_chan_len.to(torch.float32),
@@ -167,7 +168,8 @@ def _wrappers():  # type: ignore[no-untyped-def]
             # ``length`` (valid feature frames, = T_frames when streaming) advances the
             # count of real frames in the attention cache, like NeMo's cache_last_channel_len.
             chan_len = torch.clamp(
-                cache_last_chan_len + torch.div(length, SUBSAMPLING, rounding_mode="floor"),
+                # Lengths are non-negative: truncation is floor, and exports as one Div.
+                cache_last_chan_len + torch.div(length, SUBSAMPLING, rounding_mode="trunc"),
                 max=left,
             )
             return (
@@ -194,6 +196,7 @@ def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path
     Monolithic, SkipPreprocessor = _wrappers()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    args: tuple[torch.Tensor, ...]
     batch = 2  # traced with B=2 so nothing specialises on a batch of one
     cfg = model.cfg
     meta: dict[str, str] = {
@@ -279,7 +282,7 @@ def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path
 # --------------------------------------------------------------------------------------
 
 
-def _metadata(session) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _metadata(session: Any) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
@@ -293,7 +296,7 @@ def pad_and_chunk(audio: np.ndarray, chunk_samples: int, pad_ms: int) -> np.ndar
     return x.reshape(n_chunks, chunk_samples)
 
 
-def stream_monolithic(session, chunks: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def stream_monolithic(session: Any, chunks: np.ndarray) -> np.ndarray:
     """Run (B, n_chunks, chunk_samples) int16-range audio through a monolithic export,
     chunk by chunk from the zero state -> (B, frames, 35) log-probs."""
     meta = _metadata(session)
@@ -319,8 +322,8 @@ def stream_features(chunks: np.ndarray, *, fp16_round_trip: bool = False) -> lis
     return feats
 
 
-def stream_skip_preprocessor(  # type: ignore[no-untyped-def]
-    session, chunks: np.ndarray, *, fp16_round_trip: bool = False
+def stream_skip_preprocessor(
+    session: Any, chunks: np.ndarray, *, fp16_round_trip: bool = False
 ) -> np.ndarray:
     """Like :func:`stream_monolithic` for a skip_preprocessor export, with the features
     computed outside the model as the seed's Triton ensemble does."""
@@ -403,8 +406,11 @@ def read_manifest(dataset: str | Path, limit: int | None = None) -> list[tuple[n
 
 
 def evaluate_onnx(path: str | Path, dataset: str | Path, *, pad_ms: int = 300,
-                  limit: int | None = None) -> Scores:
-    """Greedy WER/CER of one export over a dataset, streamed chunk by chunk (batch 1)."""
+                  limit: int | None = None, fp16_features: bool = False) -> Scores:
+    """Greedy WER/CER of one export over a dataset, streamed chunk by chunk (batch 1).
+
+    ``fp16_features`` rounds the external features through fp16 (skip_preprocessor only),
+    as the seed's DALI step does."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -417,7 +423,7 @@ def evaluate_onnx(path: str | Path, dataset: str | Path, *, pad_ms: int = 300,
         if meta["contract"] == MONOLITHIC:
             logprobs = stream_monolithic(session, chunks)
         else:
-            logprobs = stream_skip_preprocessor(session, chunks)
+            logprobs = stream_skip_preprocessor(session, chunks, fp16_round_trip=fp16_features)
         refs.append(text)
         hyps.append(greedy_decode(logprobs[0]))
     return score(refs, hyps)
@@ -435,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-limit", type=int, help="score only the first N utterances")
     parser.add_argument("--pad-ms", type=int, default=300,
                         help="silence padded on both sides when scoring (T-one: 300)")
+    parser.add_argument("--fp16-features", action="store_true",
+                        help="when scoring skip_preprocessor, round features through fp16 "
+                             "as the seed's DALI preprocessing does")
     args = parser.parse_args(argv)
     try:
         chunk_samples_for(args.chunk_ms)
@@ -453,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_dataset:
         for contract, path in targets:
             t0 = time.perf_counter()
-            s = evaluate_onnx(path, args.eval_dataset, pad_ms=args.pad_ms, limit=args.eval_limit)
+            s = evaluate_onnx(path, args.eval_dataset, pad_ms=args.pad_ms, limit=args.eval_limit,
+                              fp16_features=args.fp16_features)
             print(f"{contract}: greedy WER {100 * s.wer:.2f}% CER {100 * s.cer:.2f}% on "
                   f"{s.utterances} utterances ({time.perf_counter() - t0:.1f} s)")
     return 0

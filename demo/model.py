@@ -78,6 +78,9 @@ class StreamState(NamedTuple):
 class LogMel(nn.Module):
     """``sweep.features.log_mel`` as a strided convolution + matmul (float32)."""
 
+    basis: Tensor
+    fb: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         basis = torch.from_numpy(stft_basis().T.astype(np.float32)).unsqueeze(1)  # (162,1,160)
@@ -163,14 +166,18 @@ class ChunkAttention(nn.Module):
         broadcastable to (B, H, Tq, keys)."""
         xn = self.norm(x)
         kv_in = xn if cache is None else torch.cat([cache, xn], dim=1)
-        q = self.q(xn).unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)
-        k, v = self.kv(kv_in).unflatten(-1, (2, self.n_heads, self.head_dim)).unbind(2)
-        k = k.transpose(1, 2)
-        v = v.transpose(1, 2)
+        # Reshapes with Python-int sizes and -1 for the batch: the export then needs no
+        # Shape/Mod arithmetic, only constant-shaped Reshapes.
+        tq, tk = int(xn.shape[1]), int(kv_in.shape[1])
+        h, dh = self.n_heads, self.head_dim
+        q = self.q(xn).reshape(-1, tq, h, dh).transpose(1, 2)
+        kv = self.kv(kv_in).reshape(-1, tk, 2, h, dh)
+        k = kv[:, :, 0].transpose(1, 2)
+        v = kv[:, :, 1].transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
         scores = scores + self.position_bias(rel) + mask
         weights = self.drop(torch.softmax(scores, dim=-1))
-        ctx = torch.matmul(weights, v).transpose(1, 2).flatten(2)
+        ctx = torch.matmul(weights, v).transpose(1, 2).reshape(-1, tq, h * dh)
         new_cache = None if cache is None else kv_in[:, -self.left_context :]
         return self.drop(self.out(ctx)), new_cache
 
@@ -331,8 +338,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def save_checkpoint(path: str, model: DemoConformer, extra: dict[str, Any] | None = None) -> None:
-    torch.save({"config": model.cfg.to_dict(), "state_dict": model.state_dict(),
-                **(extra or {})}, path)
+    # CPU tensors, so the file loads anywhere without map_location.
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": model.cfg.to_dict(), "state_dict": state, **(extra or {})}, path)
 
 
 def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[DemoConformer, dict[str, Any]]:

@@ -42,7 +42,7 @@ from demo.model import (
     count_parameters,
     save_checkpoint,
 )
-from sweep.features import HOP, INT16_SCALE, SAMPLE_RATE
+from sweep.features import INT16_SCALE, SAMPLE_RATE
 from sweep.text import BLANK_ID, encode, normalize
 
 FIXED_CHUNK_FRAMES = 20  # 400 ms: the chunk the shipped exports use
@@ -131,7 +131,7 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, gen: torch.Generato
 # --------------------------------------------------------------------------------------
 
 
-class BatchDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class BatchDataset(torch.utils.data.Dataset):
     """Item i is a whole batch (list of utterance indices), augmented in a worker."""
 
     def __init__(self, utts: list[Utterance], batches: list[list[int]], seed: int,
@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     epoch = 0
     best_wer = float("inf")
+    t_rate = 0.0
     start = time.perf_counter()
     deadline = start + args.max_minutes * 60
     done = False
@@ -318,10 +319,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         losses = []
         for audio, lengths, targets, target_lengths in loader:
-            if total_steps is None and step == 30:
-                # Schedule length from the measured speed (after warm-up of the kernels).
-                rate = 30 / (time.perf_counter() - start)
-                total_steps = max(100, int(rate * (deadline - time.perf_counter())) + 30)
+            if total_steps is None and step == 10:
+                t_rate = time.perf_counter()
+            if total_steps is None and step == 60:
+                # Schedule length from the speed of steps 10..60 (the first ones include
+                # CUDA start-up); 5% is left for the per-epoch validations.
+                now = time.perf_counter()
+                rate = 50 / (now - t_rate)
+                total_steps = max(100, step + int(0.95 * rate * (deadline - now)))
                 emit({"event": "schedule", "steps": total_steps,
                       "steps_per_s": round(rate, 2)})
             lr = lr_at(step, total_steps or 10**9, args.lr, args.warmup)
@@ -368,11 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                  "train_seconds": round(time.perf_counter() - start, 1),
                  "device": torch.cuda.get_device_name(device) if device.type == "cuda"
                  else "cpu"}
-        model_cpu = model
-        save_checkpoint(str(args.out / "last.pt"), model_cpu, extra)
+        save_checkpoint(str(args.out / "last.pt"), model, extra)
         if wer <= best_wer:
             best_wer = wer
-            save_checkpoint(str(args.out / "best.pt"), model_cpu, extra)
+            save_checkpoint(str(args.out / "best.pt"), model, extra)
     emit({"event": "done", "steps": step, "epochs": epoch, "best_val_wer": best_wer,
           "train_seconds": round(time.perf_counter() - start, 1)})
     if args.test:

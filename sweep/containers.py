@@ -21,10 +21,10 @@ from typing import Any
 import docker.errors
 import docker.types
 import requests.exceptions
+from docker.client import DockerClient
 from docker.models.containers import Container
 from docker.models.images import Image
 
-import docker
 from sweep.deploy.base import LABEL
 from sweep.errors import DockerUnavailableError, SweepError
 
@@ -37,11 +37,11 @@ _START_DOCKER = (
 )
 
 
-def connect(base_url: str | None = None, timeout_s: int = 120) -> docker.DockerClient:
+def connect(base_url: str | None = None, timeout_s: int = 120) -> DockerClient:
     """A client to a daemon that answers, or DockerUnavailableError saying how to start one."""
     try:
-        client = (docker.DockerClient(base_url=base_url, timeout=timeout_s) if base_url
-                  else docker.from_env(timeout=timeout_s))
+        client = (DockerClient(base_url=base_url, timeout=timeout_s) if base_url
+                  else DockerClient.from_env(timeout=timeout_s))
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -51,7 +51,7 @@ def connect(base_url: str | None = None, timeout_s: int = 120) -> docker.DockerC
     return client
 
 
-def require_image(client: docker.DockerClient, image: str,
+def require_image(client: DockerClient, image: str,
                   error: type[SweepError]) -> Image:
     """The local image, never pulled: a pull inside a sweep would hide a multi-GB download
     (and there may be no registry at all), so a missing image is the user's decision."""
@@ -80,6 +80,16 @@ def gpu_requests(gpus: GpuSpec) -> list[docker.types.DeviceRequest]:
     else:
         ids = [str(g) for g in gpus]
     return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+
+
+def gpu_ulimits(gpus: GpuSpec) -> list[docker.types.Ulimit] | None:
+    """NVIDIA's recommended limits for TensorRT/Triton containers on GPUs (unlimited locked
+    memory for pinned buffers, 64 MiB stack). Only with GPUs: a daemon that may not raise
+    memlock (rootless, sandboxes) would refuse every container otherwise."""
+    if not gpu_requests(gpus):
+        return None
+    return [docker.types.Ulimit(name="memlock", soft=-1, hard=-1),
+            docker.types.Ulimit(name="stack", soft=67108864, hard=67108864)]
 
 
 def explain_api_error(exc: docker.errors.APIError) -> str:
@@ -134,11 +144,12 @@ class LogPump:
     last lines, so it must be written while the container runs, not fetched at the end.
     """
 
-    def __init__(self, container: Container, path: Path, mode: str = "wb") -> None:
+    def __init__(self, container: Container, path: Path, since: float | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, mode)  # noqa: SIM115 - closed by the pump thread
-        self._stream = container.logs(stream=True, follow=True, stdout=True, stderr=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by the pump thread
+        self._stream = container.logs(stream=True, follow=True, stdout=True, stderr=True,
+                                      since=since)
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"logs-{container.short_id}")
         self._thread.start()
@@ -156,6 +167,13 @@ class LogPump:
     def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)
 
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Stop following a container that keeps running (a kept server's per-job log)."""
+        time.sleep(0.2)  # let the daemon deliver what was written just before
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        self.join(timeout_s)
+
     @property
     def done(self) -> bool:
         return not self._thread.is_alive()
@@ -169,7 +187,7 @@ class RunResult:
 
 
 @contextlib.contextmanager
-def started(client: docker.DockerClient, image: str, command: Sequence[str], *,
+def started(client: DockerClient, image: str, command: Sequence[str], *,
             error: type[SweepError], **create: Any) -> Iterator[Container]:
     """Create and start a container; stop and remove it when the block exits, whatever
     happens (exception, Ctrl-C, timeout)."""
@@ -185,7 +203,7 @@ def started(client: docker.DockerClient, image: str, command: Sequence[str], *,
         remove_quietly(container)
 
 
-def run_to_completion(client: docker.DockerClient, image: str, command: Sequence[str], *,
+def run_to_completion(client: DockerClient, image: str, command: Sequence[str], *,
                       log_path: Path, timeout_s: float, error: type[SweepError],
                       volumes: Mapping[str, Mapping[str, str]] | None = None,
                       device_requests: list[docker.types.DeviceRequest] | None = None,

@@ -59,3 +59,7 @@ class TrackingError(SweepError):
 
 class PromoteError(SweepError):
     """Promotion refused: nothing qualifies, a path is unsafe, or an engine changed."""
+
+
+class DoctorError(SweepError):
+    """The parity doctor cannot compare: server down, interface mismatch, nothing to stream."""

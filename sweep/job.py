@@ -30,7 +30,15 @@ from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=True)
+
+
+def say(label: str, style: str, message: str) -> None:
+    """One unwrapped line per event (error messages stay greppable); the message itself is
+    printed verbatim, never parsed as rich markup."""
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{label}[/]", end=" ",
+                  soft_wrap=True)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def project_path(value: str | Path) -> Path:
@@ -185,7 +193,7 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
             model = model_interface(cfg)
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = dataset(cfg)
-            console.log(f"[bold]{label}[/] ({flags.digest}): building with {cfg.builder.name}")
+            say(label, "bold", f"({flags.digest}): building with {cfg.builder.name}")
             engine = build_engine(cfg, model, flags)
             job.tags({"engine_hash": engine.path.parent.name, "engine_cached":
                       str(engine.cached).lower(), "builder_version": engine.builder_version})
@@ -202,7 +210,7 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
             metrics["job_seconds"] = time.perf_counter() - started
             job.metrics({k: metrics[k] for k in ("logging_seconds", "job_seconds")})
             result.metrics = metrics
-        console.log(f"[green]{label}[/]: WER {metrics['wer']:.4f}, CER {metrics['cer']:.4f}, "
+        say(label, "green", f"WER {metrics['wer']:.4f}, CER {metrics['cer']:.4f}, "
                     f"p99 {metrics['latency_p99_ms']:.1f} ms, "
                     f"{metrics['throughput_chunks_s']:.0f} chunks/s")
     except (KeyboardInterrupt, SystemExit):
@@ -210,5 +218,5 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
     except Exception as exc:
         result.status = "FAILED"
         result.error = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
-        console.log(f"[red]{label} FAILED[/]: {result.error}")
+        say(f"{label} FAILED", "red", result.error)
     return result

@@ -33,11 +33,13 @@ What is emulated, and how
   ConvTranspose, Einsum, RNN/GRU/LSTM and ONNX Runtime's Fused* variants to TF32 (10
   explicit mantissa bits, round to nearest even). ONNX has no TF32 type, so activations go
   through Veltkamp splitting in float32, exact in IEEE arithmetic:
-  ``c = x * (2^13 + 1); hi = c - (c - x)`` is ``x`` rounded to 11 significant bits, for
-  every normal ``|x| < FLT_MAX / 8193 (~4.1e34)``. Beyond that ``c`` overflows; an
-  ``IsInf(c) ? x : hi`` guard keeps such values (and +-inf) unchanged instead of turning
-  them into NaN. Subnormal inputs keep 11 significant bits rather than TF32's fixed
-  subnormal grid (a difference below 2^-136). Weights get the same arithmetic in numpy.
+  ``c = x * (2^13 + 1); hi = c - (c - x)`` is ``x`` rounded to 11 significant bits, ties
+  to even, for every normal ``|x| < FLT_MAX / 8193 (~4.1e34)`` (Mul, Sub, Sub). Beyond that
+  ``c`` overflows and the result is NaN (inf inputs too); a guard (``IsInf(c) ? x : hi``)
+  was measured at 3.5x the cost of the split itself and is left out: a matmul input that
+  large already means an inf/NaN product, and no fp16/bf16 run of such a model survives.
+  Subnormal inputs keep 11 significant bits rather than TF32's fixed subnormal grid (a
+  difference below 2^-136). Weights get the same arithmetic in numpy.
 * Strongly typed: the ONNX's own types, no rounding; only tf32 applies, to float32
   multiplicands.
 * Untouched everywhere: integer/bool tensors, tensors of unknown type, and the shape
@@ -61,10 +63,11 @@ session creation, usually a faster graph):
 ====================  =========================  =====================================
 0                     ``ORT_DISABLE_ALL``        no graph work at all, like level 0
 1, 2                  ``ORT_ENABLE_BASIC``       constant folding, redundant-node
-                                                 removal: semantics-preserving clean-ups
-3 (TensorRT default)  ``ORT_ENABLE_EXTENDED``    adds fusions (GELU, LayerNorm,
-                                                 attention, MatMul+Add), the analogue of
-                                                 TensorRT's default layer fusion
+                                                 removal, simple fusions (Conv+BN,
+                                                 MatMul+Add -> Gemm)
+3 (TensorRT default)  ``ORT_ENABLE_EXTENDED``    adds complex fusions (GELU, LayerNorm,
+                                                 SkipLayerNorm, attention), the
+                                                 analogue of TensorRT's layer fusion
 4, 5                  ``ORT_ENABLE_ALL``         adds hardware-specific layout
                                                  transforms (NCHWc): the extra search
 ====================  =========================  =====================================
@@ -121,8 +124,8 @@ ORT_LEVELS: Mapping[int, str] = {
 
 FP32, FP16, BF16, TF32 = "fp32", "fp16", "bf16", "tf32"
 _EMULATED = (FP32, FP16, BF16)
-_CAST_TO = {FP16: TensorProto.FLOAT16, BF16: TensorProto.BFLOAT16}
-_ELEM_PRECISION = {TensorProto.FLOAT: FP32, TensorProto.FLOAT16: FP16,
+_CAST_TO: dict[str, int] = {FP16: TensorProto.FLOAT16, BF16: TensorProto.BFLOAT16}
+_ELEM_PRECISION: dict[int, str] = {TensorProto.FLOAT: FP32, TensorProto.FLOAT16: FP16,
                    TensorProto.BFLOAT16: BF16}
 # a is exactly representable in b. fp16 and bf16 are incomparable (range vs mantissa);
 # both fit TF32 (11 and 8 significant bits, exponent range within fp32's).
@@ -258,12 +261,17 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
                 "'/encoder/layers.0/norm/LayerNormalization' or op types such as "
                 "'Softmax', with at most one '*'."
             )
-    if flags.precision == BF16 or any(p == BF16 for _, p in flags.layer_precisions):
+    warnings = [f"{where}: pattern {p!r} matches only unnamed nodes, which TensorRT cannot "
+                "address; nothing pinned" for where, patterns in
+                (("trt.layer_precisions", flags.layer_precisions),
+                 ("trt.layer_output_types", flags.layer_output_types))
+                for p, _ in patterns if not layers.resolve(graph, [(p, FP32)])]
+    if BF16 in {flags.precision, *(p for _, p in flags.layer_precisions),
+                *(p for _, p in flags.layer_output_types)}:
         _require_opset(model, 13, "bf16 Cast")
-    if flags.tf32:
-        _require_opset(model, 10, "the TF32 guard (IsInf)")
 
-    types, warnings = _tensor_types(model)
+    types, type_warnings = _tensor_types(model)
+    warnings += type_warnings
     shape_nodes = _shape_subgraph(graph)
     weights, weight_nodes = _weights(graph, shape_nodes)
     level = ort_level(flags.opt_level)
@@ -285,7 +293,10 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
             nodes.append(NodePlan(i, name, node.op_type, FP32, None, weight=True))
             continue
         if flags.strongly_typed:
-            nodes.append(_typed_node(i, name, node, types, float_in, flags.tf32))
+            typed = _typed_node(i, name, node, types, float_in, flags.tf32)
+            init_rounding.update({(node.input[k], want): None for k, want in typed.round_inputs
+                                  if node.input[k] in weights})
+            nodes.append(typed)
             continue
         pinned = _first_match(node, flags.layer_precisions)
         out_pinned = _first_match(node, flags.layer_output_types)
@@ -464,8 +475,7 @@ def round_array(values: np.ndarray, precision: str) -> np.ndarray:
             return x.astype(ml_dtypes.bfloat16).astype(np.float32)
         if precision == TF32:
             c = x * _VELTKAMP_FACTOR
-            hi = c - (c - x)
-            return np.where(np.isinf(c), x, hi).astype(np.float32)
+            return c - (c - x)
     if precision == FP32:
         return x
     raise ValueError(f"unknown precision {precision!r}")
@@ -610,18 +620,14 @@ def _rounding_nodes(src: str, dst: str, precision: str, names: _Names
     if precision == TF32:
         # Veltkamp split (see module docstring); the constant is a node so the rewrite
         # needs no shared initializer bookkeeping.
-        k, c, d, hi, inf = (names.fresh(f"{src}{_SUFFIX}_tf32_{s}")
-                            for s in ("k", "c", "d", "hi", "inf"))
+        k, c, d = (names.fresh(f"{src}{_SUFFIX}_tf32_{s}") for s in ("k", "c", "d"))
         base = f"emulate/{src}/tf32"
         factor = numpy_helper.from_array(np.array(_VELTKAMP_FACTOR, np.float32), k)
         return [
             helper.make_node("Constant", [], [k], value=factor, name=names.fresh(f"{base}_k")),
             helper.make_node("Mul", [src, k], [c], name=names.fresh(f"{base}_mul")),
             helper.make_node("Sub", [c, src], [d], name=names.fresh(f"{base}_sub1")),
-            helper.make_node("Sub", [c, d], [hi], name=names.fresh(f"{base}_sub2")),
-            # c overflows for |x| > FLT_MAX / 8193 (and for inf): keep x there, not NaN.
-            helper.make_node("IsInf", [c], [inf], name=names.fresh(f"{base}_isinf")),
-            helper.make_node("Where", [inf, src, hi], [dst], name=names.fresh(f"{base}_where")),
+            helper.make_node("Sub", [c, d], [dst], name=names.fresh(f"{base}_sub2")),
         ]
     raise ValueError(f"no rounding for {precision!r}")
 

@@ -20,11 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
-import docker.types
+from docker.client import DockerClient
 from docker.models.images import Image
 
-import docker
 from sweep import containers
 from sweep.build import layers
 from sweep.build.base import Engine
@@ -338,7 +336,7 @@ class TrtexecBuilder:
                  inference: InferenceOptions | Mapping[str, object] | None = None,
                  timing_cache_dir: str | Path | None = None,
                  probe_timeout_s: float = 120.0, run_as_caller: bool = True,
-                 **_: object) -> None:
+                 job: str | None = None, **_: object) -> None:
         self.image = image
         self.gpus = gpus
         self.timeout_s = float(timeout_s)
@@ -351,13 +349,14 @@ class TrtexecBuilder:
         self.probe_timeout_s = probe_timeout_s
         # Files trtexec writes into the workdir belong to the caller, not to root.
         self.run_as_caller = run_as_caller
-        self._client: docker.DockerClient | None = None
+        self.job = job  # the containers' trt-sweep.job label
+        self._client: DockerClient | None = None
         self._tensorrt: Version | None = None
         self._trtexec: str | None = None
         self._image_id: str | None = None
 
     # -- docker ------------------------------------------------------------------------
-    def _docker(self) -> docker.DockerClient:
+    def _docker(self) -> DockerClient:
         if self._client is None:
             self._client = containers.connect(self.docker_base_url)
         return self._client
@@ -386,7 +385,7 @@ class TrtexecBuilder:
                 result = containers.run_to_completion(
                     client, self.image, [candidate, "--help"], log_path=log,
                     timeout_s=self.probe_timeout_s, error=BuildError, kind="probe",
-                    user=self._user())
+                    job=self.job, user=self._user())
             except BuildError as exc:  # no such executable: the runtime refuses to start it
                 problems.append(f"{candidate}: {exc}")
                 continue
@@ -413,15 +412,15 @@ class TrtexecBuilder:
         return f"TensorRT {major}.{minor}.{patch} ({self.image}@{digest})"
 
     # -- build -------------------------------------------------------------------------
-    def command(self, onnx_path: Path, flags: FlagSet, version: Version | None = None
-                ) -> list[str]:
+    def command(self, onnx_path: Path, flags: FlagSet, version: Version | None = None,
+                timing_cache: str = "/cache/timing.cache") -> list[str]:
         """The exact argument list a build runs (program first), as paths in the container."""
         shapes = onnx_input_dims(onnx_path)
         precisions, output_types = resolve_layers(onnx_path, flags)
         return [self._trtexec or self.trtexec_path, *trtexec_args(
             flags, f"/onnx/{onnx_path.name}", "/work/model.plan", shapes,
             layer_precisions=precisions, layer_output_types=output_types,
-            timing_cache_path="/cache/timing.cache" if flags.timing_cache else None,
+            timing_cache_path=timing_cache if flags.timing_cache else None,
             layer_info_path="/work/layers.json", inference=self.inference, version=version)]
 
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
@@ -431,24 +430,29 @@ class TrtexecBuilder:
         client = self._docker()  # DockerUnavailableError before any other work
         version = self.probe(workdir)
         notes = check_flags_for_version(flags, version)
-        command = self.command(onnx_path, flags, version)
+        volumes = {str(workdir): {"bind": "/work", "mode": "rw"},
+                   str(onnx_path.parent): {"bind": "/onnx", "mode": "ro"}}
+        timing_cache = "/work/timing.cache"
+        if self.timing_cache_dir is not None:
+            # Shared across builds (same GPU model and TensorRT version, or TensorRT
+            # rejects it). docker-py keys mounts by host path, so one folder, one mount.
+            cache_dir = self.timing_cache_dir.resolve()
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            if str(cache_dir) not in volumes:
+                volumes[str(cache_dir)] = {"bind": "/cache", "mode": "rw"}
+                timing_cache = "/cache/timing.cache"
+        command = self.command(onnx_path, flags, version, timing_cache)
         log_path = workdir / "build.log"
         (workdir / "trtexec.cmd").write_text(" ".join(command) + "\n")
-        cache_dir = (self.timing_cache_dir or workdir).resolve()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        volumes = {str(workdir): {"bind": "/work", "mode": "rw"},
-                   str(onnx_path.parent): {"bind": "/onnx", "mode": "ro"},
-                   str(cache_dir): {"bind": "/cache", "mode": "rw"}}
         engine_file = workdir / "model.plan"
         with contextlib.suppress(FileNotFoundError):
             engine_file.unlink()  # never report a stale engine as this build's
         result = containers.run_to_completion(
             client, self.image, command, log_path=log_path, timeout_s=self.timeout_s,
-            error=BuildError, kind="trtexec", volumes=volumes, working_dir="/work",
+            error=BuildError, kind="trtexec", job=self.job, volumes=volumes,
+            working_dir="/work",
             device_requests=containers.gpu_requests(self.gpus), user=self._user(),
-            # NVIDIA's recommended limits for TensorRT/Triton containers.
-            ulimits=[docker.types.Ulimit(name="memlock", soft=-1, hard=-1),
-                     docker.types.Ulimit(name="stack", soft=67108864, hard=67108864)])
+            ulimits=containers.gpu_ulimits(self.gpus))
         if result.timed_out:
             raise BuildError(
                 f"trtexec did not finish within {self.timeout_s:.0f} s (builder.timeout_s); "

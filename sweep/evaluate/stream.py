@@ -15,6 +15,7 @@ import numpy as np
 
 from sweep.data.manifest import Utterance, read_audio
 from sweep.errors import EvaluationError
+from sweep.evaluate.variant import ClientVariant
 from sweep.model import ModelInterface, TensorSpec
 
 _TRITON_DTYPES = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64",
@@ -60,24 +61,36 @@ def padded_audio(model: ModelInterface, samples: np.ndarray) -> np.ndarray:
     return np.pad(audio, (0, total - audio.size))
 
 
-def chunk_inputs(model: ModelInterface, samples: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+def chunk_inputs(model: ModelInterface, samples: np.ndarray,
+                 variant: ClientVariant | None = None) -> Iterator[dict[str, np.ndarray]]:
     """The audio input(s) of each chunk, batch axis of 1, as the model interface wants them.
 
     monolithic: int16-range INT32 samples (B, chunk, 1); the model scales them itself.
     skip_preprocessor: float audio scaled by 1/scale with ``left_context_samples`` of the
     previous chunk prepended (zeros before the first), for the stateless preprocessing step.
+    ``variant`` departs from that on purpose (the doctor's mis-configured clients); None
+    or ``ClientVariant()`` is the above.
     """
     audio = padded_audio(model, samples)
     n = model.chunk_samples
     if model.contract == "monolithic":
+        if variant is not None and variant.scale is not None:
+            audio = (audio.astype(np.float32) / np.float32(variant.scale)).astype(np.int32)
         for start in range(0, audio.size, n):
             yield {model.audio_input: audio[start:start + n].astype(np.int32)[None, :, None]}
         return
     context = model.left_context_samples
+    scale = model.scale if variant is None or variant.scale is None else variant.scale
     scaled = np.concatenate([np.zeros(context, np.float32),
-                             audio.astype(np.float32) / np.float32(model.scale)])
+                             audio.astype(np.float32) / np.float32(scale)])
+    missing = 0 if variant is None or variant.left_context_samples is None else \
+        max(context - variant.left_context_samples, 0)
     for start in range(0, audio.size, n):
-        yield {"AUDIO_CHUNK": scaled[start:start + n + context][None, :]}
+        chunk = scaled[start:start + n + context][None, :]
+        if missing:
+            chunk = chunk.copy()
+            chunk[:, :missing] = 0.0
+        yield {"AUDIO_CHUNK": chunk}
 
 
 def initial_state(model: ModelInterface, inputs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:

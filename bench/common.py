@@ -1,0 +1,358 @@
+"""What the benchmarks share: the demo model and engine, a local Triton, the statistics API,
+per-process CPU accounting, and the RESULTS.md writer.
+
+Every benchmark measures its baseline in the same run and reports ratios, because this
+machine (2 vCPUs, shared with other work) drifts by tens of percent between minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+RESULTS = BENCH / "RESULTS.md"
+DATASET = ROOT / "demo" / "assets" / "data" / "demo_test"
+# The trained demo model; until it exists an untrained one of the same architecture (the
+# speed is the same: the weights' values do not change the work).
+ONNX_CANDIDATES = (ROOT / "demo" / "assets" / "demo_monolithic.onnx",
+                   Path("/tmp/myexp/demo_monolithic.onnx"))
+
+
+def onnx_path() -> Path:
+    if os.environ.get("BENCH_ONNX"):
+        return Path(os.environ["BENCH_ONNX"]).resolve()
+    for path in ONNX_CANDIDATES:
+        if path.exists():
+            return path
+    raise SystemExit("no demo model: set BENCH_ONNX=/path/to/demo_monolithic.onnx")
+
+
+def demo_model(path: Path | None = None) -> Any:
+    from sweep.model import ModelInterface, StatePair
+
+    return ModelInterface(name="demo_monolithic", onnx_path=path or onnx_path(),
+                          contract="monolithic", audio_input="signal",
+                          logprobs_output="logprobs", states=(StatePair("state", "state_next"),))
+
+
+def utterances(limit: int | None = None) -> list[Any]:
+    from sweep.data.manifest import load_manifest
+
+    utts = load_manifest(DATASET)
+    return utts[:limit] if limit else utts
+
+
+# The sweep's fp32 flag set without TF32 rounding: plain fp32, what the parity test serves.
+FP32_FLAGS: dict[str, Any] = {"precision": "fp32", "tf32": False}
+
+
+def fp32_engine(model: Any, flags: dict[str, Any] | None = None) -> Any:
+    """The emulated fp32 engine, from a cache under bench/out (built once)."""
+    from sweep.build.cache import EngineCache
+    from sweep.build.emulate import EmulateBuilder
+    from sweep.flags import FlagSet
+
+    return EngineCache(OUT / "engines").build(
+        EmulateBuilder(), model.onnx_path, FlagSet.from_mapping(flags or FP32_FLAGS), "cpu")
+
+
+@dataclass(frozen=True)
+class ServerSetup:
+    """The Triton scheduling knobs a benchmark varies (sweep/config.py ServerConfig)."""
+
+    max_batch_size: int = 16
+    queue_delay_us: int = 1000
+    instances: int = 1
+    intra_op_threads: int = 1
+
+    @property
+    def label(self) -> str:
+        return (f"inst={self.instances} thr={self.intra_op_threads} "
+                f"delay={self.queue_delay_us}us mbs={self.max_batch_size}")
+
+
+@contextmanager
+def triton(model: Any, engine: Any, setup: ServerSetup, name: str) -> Iterator[Any]:
+    """A local tritonserver serving ``engine``; yields the Endpoint."""
+    from sweep.deploy.local import LocalServer
+    from sweep.deploy.repository import ServingOptions, render
+
+    server = LocalServer()
+    folder = OUT / name
+    repo = render(model, engine, folder / "model_repository",
+                  site_packages=server.site_packages(),
+                  options=ServingOptions(max_batch_size=setup.max_batch_size,
+                                         queue_delay_us=setup.queue_delay_us,
+                                         instances=setup.instances,
+                                         intra_op_threads=setup.intra_op_threads))
+    with server.serving(repo, folder / "tritonserver.log") as endpoint:
+        yield endpoint
+
+
+# -- per-process CPU -----------------------------------------------------------------------
+
+_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TCK
+
+
+def server_pids(repository_marker: str) -> dict[str, list[int]]:
+    """tritonserver and its python-backend stubs, found by the repository path they carry."""
+    found: dict[str, list[int]] = {"tritonserver": [], "stub": []}
+    marker = repository_marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker not in cmd:
+            continue
+        if b"triton_python_backend_stub" in cmd:
+            found["stub"].append(int(entry.name))
+        elif cmd.split(b"\0")[0].endswith(b"tritonserver"):
+            found["tritonserver"].append(int(entry.name))
+    return found
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all cores)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / _TCK
+
+
+class CpuMeter:
+    """CPU seconds used by the client (this process), tritonserver and the stubs, and by
+    everything else on the machine ("other": work that is not ours, e.g. other users)."""
+
+    def __init__(self, repository_marker: str | None = None) -> None:
+        self.pids = {"client": [os.getpid()],
+                     **(server_pids(repository_marker) if repository_marker else {})}
+
+    def sample(self) -> dict[str, float]:
+        ours = {k: sum(_cpu_seconds(p) for p in v) for k, v in self.pids.items()}
+        ours["other"] = machine_busy_seconds() - sum(ours.values())
+        ours["wall"] = time.perf_counter()
+        return ours
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {k: after[k] - before[k] for k in before}
+
+
+def other_cores(seconds: float = 1.0, meter: CpuMeter | None = None) -> float:
+    """How many cores processes other than ours keep busy, averaged over ``seconds``."""
+    meter = meter or CpuMeter()
+    a = meter.sample()
+    time.sleep(seconds)
+    d = CpuMeter.delta(a, meter.sample())
+    return d["other"] / d["wall"]
+
+
+def wait_quiet(meter: CpuMeter | None = None, max_cores: float = 0.3,
+               timeout_s: float = 0.0) -> float:
+    """Wait (at most ``timeout_s``) until other processes use less than ``max_cores``;
+    return what they used at the end. This machine is shared: a benchmark that runs while
+    someone else compiles measures the compiler."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy = other_cores(1.0, meter)
+        if busy < max_cores or time.monotonic() >= deadline:
+            return busy
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+# -- Triton's statistics API --------------------------------------------------------------
+
+@dataclass
+class ServerStats:
+    """A difference of two get_inference_statistics() snapshots of one model."""
+
+    requests: int = 0
+    executions: int = 0
+    success_ns: int = 0
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+    batches: dict[int, int] = field(default_factory=dict)  # batch size -> executions
+    batch_infer_ns: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def server_ms_per_request(self) -> float:
+        """queue + compute (input, infer, output) per request, in ms."""
+        total = self.queue_ns + self.compute_input_ns + self.compute_infer_ns + \
+            self.compute_output_ns
+        return total / max(self.requests, 1) / 1e6
+
+    @property
+    def queue_ms(self) -> float:
+        return self.queue_ns / max(self.requests, 1) / 1e6
+
+    @property
+    def compute_ms(self) -> float:
+        return (self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns) / \
+            max(self.requests, 1) / 1e6
+
+    @property
+    def mean_batch(self) -> float:
+        n = sum(self.batches.values())
+        return sum(b * c for b, c in self.batches.items()) / max(n, 1)
+
+
+def _raw_stats(grpc_url: str, model_name: str) -> dict[str, Any]:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        data = client.get_inference_statistics(model_name, as_json=True)
+    finally:
+        client.close()
+    return dict(data["model_stats"][0])
+
+
+def _flat(raw: dict[str, Any]) -> ServerStats:
+    inf = raw.get("inference_stats", {})
+
+    def ns(key: str) -> int:
+        return int(inf.get(key, {}).get("ns", 0))
+
+    s = ServerStats(requests=int(inf.get("success", {}).get("count", 0)),
+                    executions=int(raw.get("execution_count", 0)),
+                    success_ns=ns("success"), queue_ns=ns("queue"),
+                    compute_input_ns=ns("compute_input"), compute_infer_ns=ns("compute_infer"),
+                    compute_output_ns=ns("compute_output"))
+    for b in raw.get("batch_stats", []):
+        size = int(b["batch_size"])
+        s.batches[size] = int(b["compute_infer"]["count"])
+        s.batch_infer_ns[size] = int(b["compute_infer"]["ns"])
+    return s
+
+
+class StatsProbe:
+    """Snapshots of one model's statistics; ``since()`` gives what happened in between."""
+
+    def __init__(self, grpc_url: str, model_name: str = "model") -> None:
+        self.grpc_url, self.model_name = grpc_url, model_name
+        self.last = _flat(_raw_stats(grpc_url, model_name))
+
+    def since(self) -> ServerStats:
+        now = _flat(_raw_stats(self.grpc_url, self.model_name))
+        a, b = now, self.last
+        d = ServerStats(**{k: getattr(a, k) - getattr(b, k) for k in (
+            "requests", "executions", "success_ns", "queue_ns", "compute_input_ns",
+            "compute_infer_ns", "compute_output_ns")})
+        for size, count in a.batches.items():
+            if count - b.batches.get(size, 0) > 0:
+                d.batches[size] = count - b.batches.get(size, 0)
+                d.batch_infer_ns[size] = a.batch_infer_ns[size] - b.batch_infer_ns.get(size, 0)
+        self.last = now
+        return d
+
+
+# -- figures -------------------------------------------------------------------------------
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentiles(values: np.ndarray) -> tuple[float, float, float]:
+    p50, p99 = np.percentile(values, [50, 99])
+    return float(p50), float(p99), float(np.mean(values))
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    from importlib.metadata import version
+
+    return {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "cpu": f"{cpu}, {os.cpu_count()} vCPU", "memory": f"{mem / 2**20:.0f} GiB",
+            "os": platform.platform(), "python": platform.python_version(),
+            "versions": ", ".join(f"{p} {version(p)}" for p in (
+                "onnxruntime", "tritonclient", "grpcio", "nvidia-pytriton", "numpy")),
+            "model": str(onnx_path().relative_to(ROOT) if onnx_path().is_relative_to(ROOT)
+                         else onnx_path()),
+            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace (or append) one benchmark's section of bench/RESULTS.md."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = RESULTS.read_text() if RESULTS.exists() else (
+        "# Benchmark results\n\nWritten by the scripts in bench/ (see bench/README.md); each "
+        "section is replaced when its script runs again. Ratios compare figures measured in "
+        "the same run.\n\n")
+    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text,
+                      flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+
+
+def machine_line() -> str:
+    m = machine()
+    return (f"Machine: {m['cpu']}, {m['memory']}, {m['os']}, Python {m['python']}; "
+            f"{m['versions']}. Model: `{m['model']}`. Date: {m['date']}; load average at the "
+            f"start: {m['load']}.")
+
+
+def save_json(name: str, data: Any) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0

@@ -1,0 +1,84 @@
+"""Selection rules as data in, data out (sweep/selection.py). The same rules run against
+real MLflow stores in tests/integration/test_promote.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweep.errors import PromoteError
+from sweep.selection import Candidate, Constraints, Objective, fp32_reference, select
+
+TAGS = {"device": "cpu:x86_64", "builder_version": "emulate-1"}
+
+
+def job(num: int, precision: str = "fp16", wer: float = 0.10, p99: float | None = 10.0,
+        status: str = "FINISHED", **params: str) -> Candidate:
+    metrics = {"wer": wer, **({"latency_p99_ms": p99} if p99 is not None else {}),
+               "throughput_chunks_s": 1000.0 / (p99 or 1)}
+    return Candidate(f"run{num:02d}", f"{precision}-{num}", status, num, metrics,
+                     {"trt.precision": precision, "trt.strongly_typed": "False",
+                      "trt.layer_precisions": "-", "trt.layer_output_types": "-", **params},
+                     dict(TAGS), "engine/model.onnx")
+
+
+def test_objective_parsing():
+    assert Objective.parse("latency_p99_ms") == Objective("latency_p99_ms", False)
+    assert Objective.parse("throughput_chunks_s:max") == Objective("throughput_chunks_s", True)
+    with pytest.raises(PromoteError, match="METRIC:max"):
+        Objective.parse("wer:best")
+
+
+def test_the_strictest_plain_fp32_job_is_the_reference():
+    jobs = [job(0, "fp32", wer=0.12), job(1, "fp32", wer=0.10),
+            job(2, "fp32", wer=0.05, **{"trt.strongly_typed": "True"}),
+            job(3, "fp32", wer=0.04, **{"trt.layer_precisions": "Softmax:fp32"}),
+            job(4, "fp32", wer=0.03, status="FAILED"), job(5, "fp16", wer=0.01)]
+    ref = fp32_reference(jobs)
+    assert ref is not None and ref.run_id == "run01"
+
+
+def test_budget_is_reference_plus_points_inclusive():
+    jobs = [job(0, "fp32", wer=0.10, p99=30), job(1, wer=0.105, p99=20),
+            job(2, wer=0.1051, p99=10)]
+    selection = select(jobs, Objective(), Constraints())
+    assert selection.chosen is not None and selection.chosen.run_id == "run01"
+    rejected = {v.candidate.run_id: v.reasons for v in selection.verdicts if not v.ok}
+    assert rejected == {"run02": ("WER 10.51 % over the budget 10.50 %",)}
+
+
+def test_ties_go_to_lower_wer_then_earlier_job():
+    jobs = [job(0, "fp32", wer=0.10, p99=50), job(3, wer=0.102, p99=10),
+            job(2, wer=0.101, p99=10), job(1, wer=0.101, p99=10)]
+    order = [v.candidate.run_id for v in select(jobs, Objective(), Constraints()).verdicts]
+    assert order == ["run01", "run02", "run03", "run00"]
+
+
+def test_every_broken_rule_is_reported():
+    bad = Candidate("run09", "bf16-9", "FINISHED", 9, {"wer": 0.5, "latency_p99_ms": math.nan},
+                    {"trt.precision": "bf16"}, {"device": "gpu:0", "builder_version": "x"}, None)
+    selection = select([job(0, "fp32"), bad], Objective(), Constraints())
+    (verdict,) = [v for v in selection.verdicts if not v.ok]
+    assert verdict.reasons == (
+        "no latency_p99_ms metric", "device gpu:0 is not cpu:x86_64",
+        "builder x is not emulate-1", "WER 50.00 % over the budget 10.50 %",
+        "no engine artifact (tracking.log_engine=false?)")
+
+
+def test_maximised_objective_and_absolute_budget():
+    jobs = [job(0, "fp32", wer=0.10, p99=20), job(1, wer=0.2, p99=5), job(2, wer=0.3, p99=1)]
+    selection = select(jobs, Objective("throughput_chunks_s", True), Constraints(max_wer=25))
+    assert selection.chosen is not None and selection.chosen.run_id == "run01"
+    assert selection.target.budget_reason == "WER ≤ 25.00 % (--max-wer)"
+
+
+def test_without_a_reference_the_budget_and_target_must_be_given():
+    jobs = [job(1, wer=0.2), job(2, wer=0.1)]
+    with pytest.raises(PromoteError, match="no FINISHED fp32 reference"):
+        select(jobs, Objective(), Constraints())
+    with pytest.raises(PromoteError, match="--device and --builder-version"):
+        select(jobs, Objective(), Constraints(max_wer=30))
+    chosen = select(jobs, Objective(), Constraints(max_wer=30, device="cpu:x86_64",
+                                                   builder_version="emulate-1")).chosen
+    assert chosen is not None and chosen.run_id == "run02"  # same p99: the lower WER wins
