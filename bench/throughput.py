@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     CpuMeter,
     ServerSetup,
     StatsProbe,
@@ -37,7 +37,6 @@ from bench.common import (  # noqa: E402
     fp32_engine,
     loadavg,
     machine_line,
-    wait_quiet,
     median,
     percentiles,
     save_json,
@@ -45,6 +44,7 @@ from bench.common import (  # noqa: E402
     triton,
     utterances,
     verdict,
+    wait_quiet,
     write_section,
 )
 
@@ -239,7 +239,7 @@ def main() -> None:
                        f"{med(16, 'server_ms'):.1f} ms"))
         result["ort_ratio"], result["client_overhead"] = ratio, over
     save_json("throughput", result)
-    md = [f"## Evaluation throughput (bench/throughput.py)\n", header, "",
+    md = ["## Evaluation throughput (bench/throughput.py)\n", header, "",
           f"Server: {setup.label} (fp32 emulated engine, python backend); "
           f"{len(utts)} utterances ({sum(u.duration for u in utts):.0f} s of audio) per run; "
           f"medians of {args.repeat} interleaved rounds.\n",

@@ -98,8 +98,12 @@ class DaliLogMel:
 
 
 def serialize(path: Path, max_batch: int = 16, *, fp16_round_trip: bool = True,
-              device_id: int | None = 0) -> Path:
-    """Write ``model.dali`` for Triton's DALI backend (a GPU host's preprocessing step)."""
+              device_id: int | None = None) -> Path:
+    """Write ``model.dali`` for Triton's DALI backend.
+
+    Every operator here is a CPU operator, so ``device_id=None`` serialises on any host; a
+    GPU ``device_id`` needs libcuda at build time (DALI refuses to create a GPU pipeline
+    without it)."""
     pipe = build_pipeline(max_batch, fp16_round_trip=fp16_round_trip, device_id=device_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipe.serialize(filename=str(path))

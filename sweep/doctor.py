@@ -216,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--decode-workers", type=int, default=0)
     out = p.add_argument_group("output")
     out.add_argument("--out", help="folder for report.md, divergence.png, chunks.csv "
-                                   "(default doctor/<time>)")
+                                   "(default outputs/doctor/<time>)")
     out.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
     out.add_argument("--artifact-root", default="mlruns/artifacts")
     out.add_argument("--no-mlflow", action="store_true")
@@ -259,7 +259,8 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
                           if args.decoder == "beam" else None)
     alt = {int(k): project_path(v) for k, v in _pairs(args.alt_onnx, "--alt-onnx").items()}
     utterances = _utterances(args, model)
-    out_dir = Path(args.out) if args.out else Path("doctor") / time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out) if args.out else \
+        Path("outputs") / "doctor" / time.strftime("%Y%m%d-%H%M%S")
     with ExitStack() as stack:
         if args.target == "dali":
             from sweep.dali_features import DaliLogMel

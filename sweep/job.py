@@ -28,6 +28,7 @@ from sweep.evaluate.metrics import latency_summary, score
 from sweep.evaluate.stream import GrpcStreamer, StreamRun
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from sweep.plots import plot_latency, plot_layer_precisions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 console = Console(stderr=True)
@@ -153,6 +154,8 @@ def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances:
         result.hypothesis = decoder.decode(result.logprobs)
     timings["decode_seconds"] = time.perf_counter() - t2
     scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
+    job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
+                              f"{engine.flags.label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
@@ -200,6 +203,10 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
             job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
             for artifact in (engine.log_path, *engine.artifacts):
                 job.artifact(artifact, "engine")
+                if artifact.name == "layer_precisions.json":
+                    job.artifact(plot_layer_precisions(
+                        artifact, workdir / "layer_precisions.png",
+                        title=f"Stored precision per op type: {label}"), "plots")
             if cfg.tracking.log_engine:
                 job.artifact(engine.path, "engine")
             metrics = evaluate(cfg, model, engine, utterances, workdir, job)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,7 +22,7 @@ import onnx
 
 from sweep.flags import FlagSet
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Hashable)
 
 # What flags.py accepts in a pattern, minus the characters fnmatch reads as wildcards.
 _PINNABLE = re.compile(r"^[A-Za-z0-9_./\-]+$")
@@ -82,7 +82,8 @@ def shrink(items: Sequence[T], passes: Callable[[list[T]], bool]) -> list[T]:
     def visit(group: list[T]) -> None:
         if not group:
             return
-        trial = [x for x in kept if x not in set(group)]
+        leaving = set(group)
+        trial = [x for x in kept if x not in leaving]
         if passes(trial):
             kept[:] = trial
             return
@@ -90,7 +91,7 @@ def shrink(items: Sequence[T], passes: Callable[[list[T]], bool]) -> list[T]:
             return
         middle = len(group) // 2
         visit(group[:middle])
-        visit([x for x in group[middle:] if x in kept])
+        visit(group[middle:])
 
     visit(list(items))
     return kept

@@ -36,12 +36,13 @@ def plot_layer_precisions(source: str | Path | Iterable[Mapping[str, Any]],
 
     ``source``: ``layer_precisions.json`` written by the emulate builder, or its records
     (dicts with ``op_type``, ``stored`` and ``pinned``). Nodes without float outputs
-    (``stored`` null) are left out: they have no precision to show.
+    (``stored`` null: weights, integer ops) and the shape subgraph (``shape`` true) are
+    left out: they are not layers whose precision a flag set chooses.
     """
     counts: dict[str, dict[tuple[str, bool], int]] = {}
     for r in _records(source):
         stored = r.get("stored")
-        if not stored:
+        if not stored or r.get("shape"):
             continue
         key = (str(stored), bool(r.get("pinned")))
         per_op = counts.setdefault(str(r["op_type"]), {})
@@ -72,5 +73,28 @@ def plot_layer_precisions(source: str | Path | Iterable[Mapping[str, Any]],
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_latency(latencies_ms: Iterable[float], out_png: str | Path, title: str) -> Path:
+    """Histogram of per-chunk client latency with p50/p99 marked: the tail is what a
+    streaming user feels, and a mean hides it."""
+    import numpy as np
+
+    values = np.asarray(list(latencies_ms), dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(values, bins=60, color=PRECISION_COLOURS["fp32"], alpha=0.85)
+    for q, style in ((50, "--"), (99, ":")):
+        x = float(np.percentile(values, q)) if values.size else 0.0
+        ax.axvline(x, color="black", linestyle=style, label=f"p{q} {x:.1f} ms")
+    ax.set_xlabel("per-chunk latency, ms (client side)")
+    ax.set_ylabel("chunks")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -35,6 +35,7 @@ from sweep.selection import Candidate, Constraints, Objective, Selection, select
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "trt-sweep"
+_ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 TEMPLATES = Path(__file__).resolve().parents[1] / "triton_templates"
 # Metrics copied onto the model version as tags, so the registry alone tells what it is.
 TAGGED_METRICS = ("wer", "cer", "latency_p50_ms", "latency_p99_ms", "throughput_chunks_s",
@@ -351,8 +352,8 @@ def rollback(console: Console, tracking_uri: str, root: Path, model_name: str,
     removed, current = install.rollback(root, model_name)
     console.print(f"removed {removed.path} (registered "
                   f"{(removed.manifest or {}).get('registered_model')} version "
-                  f"{(removed.manifest or {}).get('registered_version')}); Triton now serves "
-                  f"version {current.number} of {model_name}")
+                  f"{(removed.manifest or {}).get('registered_version')}); the newest version of "
+                  f"{model_name} is now {current.number}")
     if client is None or removed.manifest is None:
         return
     name, old = removed.manifest["registered_model"], str(removed.manifest["registered_version"])
@@ -421,6 +422,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--rollback needs --repository-root and --model-name")
     if args.max_wer_delta < 0:
         p.error("--max-wer-delta must be >= 0")
+    # MLflow's own alias rules, checked before anything is registered or installed.
+    if not _ALIAS.match(args.alias) or args.alias.lower() == "latest" or \
+            re.fullmatch(r"[vV]\d+", args.alias):
+        p.error(f"--alias {args.alias!r}: use letters, digits, '_' and '-'; 'latest' and "
+                "v<number> are reserved by MLflow")
     return args
 
 

@@ -104,8 +104,8 @@ def find_finished(store: Store, identity: str) -> str | None:
     # A FINISHED job always has its objectives; anything else is not a result to reuse.
     usable = [r for r in runs if "wer" in r.data.metrics and "latency_p99_ms" in r.data.metrics]
     originals = [r for r in usable if RESUMED_TAG not in r.data.tags]
-    chosen = (originals or usable or [None])[0]
-    return None if chosen is None else chosen.info.run_id
+    chosen = originals or usable
+    return chosen[0].info.run_id if chosen else None
 
 
 def adopt(store: Store, source_run_id: str, job: JobRun) -> dict[str, float]:

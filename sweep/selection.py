@@ -198,7 +198,9 @@ def reasons(candidate: Candidate, objective: Objective, target: Target) -> tuple
     out: list[str] = []
     if candidate.status != "FINISHED":
         error = candidate.tags.get("error", "")
-        out.append(f"status {candidate.status}" + (f" ({error[:80]})" if error else ""))
+        if len(error) > 100:
+            error = error[:99].rstrip() + "…"
+        out.append(f"status {candidate.status}" + (f" ({error})" if error else ""))
         return tuple(out)  # a failed job's other figures mean nothing
     wer = candidate.metric("wer")
     for name in dict.fromkeys(("wer", objective.metric)):

@@ -136,7 +136,7 @@ def print_table(rows: list[JobRow], console: Console | None = None) -> None:
     front = _front_of(rows)
     table = Table(title="trt-sweep results",
                   caption="* on the WER / p99 latency Pareto front" if front else None)
-    table.add_column("flag set")
+    table.add_column("flag set", no_wrap=True)
     for name in HEADERS:
         table.add_column(name, justify="right")
     table.add_column("status")
@@ -145,7 +145,11 @@ def print_table(rows: list[JobRow], console: Console | None = None) -> None:
             row.status, row.status)
         marker = " *" if row.run_id in front else ""
         table.add_row(escape(label) + marker, *(_cell(row, c) for c in COLUMNS), status)
-    console = console or Console()
+    if console is None:
+        # Logs (CI, a sweep piped to a file) are not terminals; rich would assume 80
+        # columns and wrap every flag set over two lines.
+        console = Console()
+        console = console if console.is_terminal else Console(width=120)
     console.print(table)
     for row, label in zip(rows, display_labels(rows), strict=True):
         if row.status != "FINISHED" and row.tags.get("error"):

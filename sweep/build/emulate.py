@@ -42,9 +42,12 @@ What is emulated, and how
   difference below 2^-136). Weights get the same arithmetic in numpy.
 * Strongly typed: the ONNX's own types, no rounding; only tf32 applies, to float32
   multiplicands.
-* Untouched everywhere: integer/bool tensors, tensors of unknown type, and the shape
+* Untouched everywhere: integer/bool tensors, tensors of unknown type, tensors an ONNX
+  already types as float16/bfloat16 (only float32 tensors are re-rounded), and the shape
   subgraph (nodes whose outputs only feed shape operands such as Reshape's shape or
   Slice's starts; TensorRT computes those as shape tensors, not in the network precision).
+  Nodes that compute only from weights (an exporter's Identity of a tied weight) are
+  folded by TensorRT at build time in fp32; they are weights here too.
 * Value-preserving ops (Reshape, Transpose, Concat, Slice, Relu, Max, Where, ...) whose
   inputs are already in their output precision get no output rounding: their outputs are
   exactly representable already, so skipping the Cast pair changes no bit and saves a pass.
@@ -251,21 +254,7 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
     flags.validate()
     _refuse_quantised(flags)
     graph = model.graph
-    for where, patterns in (("trt.layer_precisions", flags.layer_precisions),
-                            ("trt.layer_output_types", flags.layer_output_types)):
-        missing = layers.unmatched(graph, patterns)
-        if missing:
-            raise FlagSetError(
-                f"{where}: pattern(s) {missing} match no node name or op type of the ONNX "
-                "graph (almost always a typo). Patterns match node names such as "
-                "'/encoder/layers.0/norm/LayerNormalization' or op types such as "
-                "'Softmax', with at most one '*'."
-            )
-    warnings = [f"{where}: pattern {p!r} matches only unnamed nodes, which TensorRT cannot "
-                "address; nothing pinned" for where, patterns in
-                (("trt.layer_precisions", flags.layer_precisions),
-                 ("trt.layer_output_types", flags.layer_output_types))
-                for p, _ in patterns if not layers.resolve(graph, [(p, FP32)])]
+    warnings = _check_patterns(graph, flags)
     if BF16 in {flags.precision, *(p for _, p in flags.layer_precisions),
                 *(p for _, p in flags.layer_output_types)}:
         _require_opset(model, 13, "bf16 Cast")
@@ -275,7 +264,6 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
     shape_nodes = _shape_subgraph(graph)
     weights, weight_nodes = _weights(graph, shape_nodes)
     level = ort_level(flags.opt_level)
-    default = FP32 if flags.strongly_typed else flags.precision
 
     stored: dict[str, str] = {}  # tensor -> precision it holds, when not fp32
     nodes: list[NodePlan] = []
@@ -293,43 +281,70 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
             nodes.append(NodePlan(i, name, node.op_type, FP32, None, weight=True))
             continue
         if flags.strongly_typed:
-            typed = _typed_node(i, name, node, types, float_in, flags.tf32)
-            init_rounding.update({(node.input[k], want): None for k, want in typed.round_inputs
-                                  if node.input[k] in weights})
-            nodes.append(typed)
-            continue
-        pinned = _first_match(node, flags.layer_precisions)
-        out_pinned = _first_match(node, flags.layer_output_types)
-        compute = pinned[1] if pinned else default
-        store = out_pinned[1] if out_pinned else compute
-        rounds: list[tuple[int, str]] = []
-        for k in float_in:
-            held = stored.get(node.input[k], FP32)
-            want = compute
-            if compute == FP32 and flags.tf32 and _is_tf32_operand(node.op_type, k):
-                want = TF32
-            if (held, want) not in _SUBSET:
-                rounds.append((k, want))
-                if node.input[k] in weights:
-                    init_rounding[(node.input[k], want)] = None
-        effective = [dict(rounds).get(k, stored.get(node.input[k], FP32)) for k in float_in]
-        exact = (node.op_type in _VALUE_PRESERVING and bool(float_in)
-                 and all((p, store) in _SUBSET for p in effective))
-        round_out = tuple(float_out) if store != FP32 and not exact else ()
-        for k in float_out:
-            if store != FP32:
-                stored[node.output[k]] = store
-        nodes.append(NodePlan(
-            i, name, node.op_type, compute, store if float_out else None,
-            pinned=pinned[0] if pinned else None,
-            output_pinned=out_pinned[0] if out_pinned else None,
-            tf32=any(p == TF32 for _, p in rounds),
-            round_inputs=tuple(rounds), round_outputs=round_out,
-        ))
+            step = _typed_node(i, name, node, types, float_in, flags.tf32)
+        else:
+            step = _weak_node(i, name, node, flags, float_in, float_out, stored)
+        init_rounding.update({(node.input[k], want): None for k, want in step.round_inputs
+                              if node.input[k] in weights})
+        nodes.append(step)
     return EmulationPlan(
         label=flags.label, strongly_typed=flags.strongly_typed, precision=flags.precision,
         nodes=tuple(nodes), initializers=tuple(init_rounding), graph_optimization_level=level,
         warnings=tuple(warnings),
+    )
+
+
+def _check_patterns(graph: onnx.GraphProto, flags: FlagSet) -> list[str]:
+    """Fail on a pattern that names nothing; warn on one that names only unnamed nodes."""
+    warnings = []
+    for where, patterns in (("trt.layer_precisions", flags.layer_precisions),
+                            ("trt.layer_output_types", flags.layer_output_types)):
+        missing = layers.unmatched(graph, patterns)
+        if missing:
+            raise FlagSetError(
+                f"{where}: pattern(s) {missing} match no node name or op type of the ONNX "
+                "graph (almost always a typo). Patterns match node names such as "
+                "'/encoder/layers.0/norm/LayerNormalization' or op types such as "
+                "'Softmax', with at most one '*'."
+            )
+        warnings += [f"{where}: pattern {p!r} matches only unnamed nodes, which TensorRT "
+                     "cannot address; nothing pinned"
+                     for p, _ in patterns if not layers.resolve(graph, [(p, FP32)])]
+    return warnings
+
+
+def _weak_node(i: int, name: str, node: onnx.NodeProto, flags: FlagSet, float_in: list[int],
+               float_out: list[int], stored: dict[str, str]) -> NodePlan:
+    """Weakly typed: compute in the pinned or global precision, store in the output type
+    or the compute precision. ``stored`` (tensor -> precision it holds, absent: fp32) is
+    read for the inputs and updated with the outputs."""
+    pinned = _first_match(node, flags.layer_precisions)
+    out_pinned = _first_match(node, flags.layer_output_types)
+    compute = pinned[1] if pinned else flags.precision
+    store = out_pinned[1] if out_pinned else compute
+    rounds: list[tuple[int, str]] = []
+    read: list[str] = []  # the precision each float input is read in
+    for k in float_in:
+        held = stored.get(node.input[k], FP32)
+        want = compute
+        if compute == FP32 and flags.tf32 and _is_tf32_operand(node.op_type, k):
+            want = TF32
+        if (held, want) in _SUBSET:
+            read.append(held)
+        else:
+            rounds.append((k, want))
+            read.append(want)
+    exact = (node.op_type in _VALUE_PRESERVING and bool(read)
+             and all((p, store) in _SUBSET for p in read))
+    if store != FP32:
+        stored.update({node.output[k]: store for k in float_out})
+    return NodePlan(
+        i, name, node.op_type, compute, store if float_out else None,
+        pinned=pinned[0] if pinned else None,
+        output_pinned=out_pinned[0] if out_pinned else None,
+        tf32=any(p == TF32 for _, p in rounds),
+        round_inputs=tuple(rounds),
+        round_outputs=tuple(float_out) if store != FP32 and not exact else (),
     )
 
 

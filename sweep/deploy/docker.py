@@ -211,8 +211,9 @@ class DockerServer:
         begin = time.perf_counter()
         container, grpc, http, _network = self._start(repository.path.resolve(),
                                                       explicit=False, kind="tritonserver")
-        pump = containers.LogPump(container, log_path)
+        pump: containers.LogPump | None = None
         try:
+            pump = containers.LogPump(container, log_path)
             with _quoting_errors(log_path):
                 wait_ready(f"{self.host}:{grpc}", repository.entry_model,
                            timeout_s=self.ready_timeout_s, log_path=log_path,
@@ -229,7 +230,8 @@ class DockerServer:
                                   log_path)
         finally:
             containers.remove_quietly(container, self.stop_timeout_s)
-            pump.join()
+            if pump is not None:
+                pump.join()
 
     # -- one kept container, models swapped --------------------------------------------
     def _kept_key(self) -> tuple[str, ...]:
@@ -244,11 +246,16 @@ class DockerServer:
         container, grpc, http, _network = self._start(kept.swap_root, explicit=True,
                                                       kind="tritonserver-kept")
         kept.container = container
-        log = log_dir / f"tritonserver-{container.name}.log"
-        kept.pump = containers.LogPump(container, log)
-        kept.grpc_url, kept.http_url = f"{self.host}:{grpc}", f"{self.host}:{http}"
-        _wait_live(kept.grpc_url, self.ready_timeout_s, log,
-                   lambda: _alive(container, kept.pump))
+        try:
+            log = log_dir / f"tritonserver-{container.name}.log"
+            kept.pump = containers.LogPump(container, log)
+            kept.grpc_url, kept.http_url = f"{self.host}:{grpc}", f"{self.host}:{http}"
+            with _quoting_errors(log):
+                _wait_live(kept.grpc_url, self.ready_timeout_s, log,
+                           lambda: _alive(container, kept.pump))
+        except BaseException:
+            kept.close(self.stop_timeout_s)  # a server that never came up is not kept
+            raise
 
     @contextmanager
     def _serving_kept(self, repository: ModelRepository, log_path: Path

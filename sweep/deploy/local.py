@@ -131,6 +131,11 @@ class LocalServer:
         libs = _pytriton_root().parent / "nvidia_pytriton.libs"
         env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(libs), env.get("LD_LIBRARY_PATH")]))
         env[LABEL.upper().replace("-", "_")] = "1"  # lets a clean-up find our processes
+        # The python backend stub embeds libpython, which ignores PYTHONPATH and finds its
+        # prefix by looking up "python3" on PATH; the stub imports numpy before any
+        # model.py runs. Our interpreter's folder first on PATH makes the stub start in
+        # this environment (venv or not) instead of the system Python, which has no numpy.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         with open(log_path, "wb") as log:
             # A new session: Ctrl-C in the terminal reaches the sweep, which then stops the
             # server in order, instead of killing Triton under an evaluation in flight.

@@ -118,19 +118,79 @@ def stream_utterance(model: ModelInterface, inputs: dict[str, TensorSpec],
     return np.concatenate(frames), latencies
 
 
+class _ShmSlots:
+    """One stream's tensors in a system shared-memory region that Triton maps too.
+
+    The state is the bulk of every request (the demo's is 271 kB each way); through gRPC
+    it is serialised, framed and copied by both processes on every chunk. Here it never
+    leaves the region: each state has two slots, the request reads slot ``cur`` and
+    Triton writes the next state into the other one, so the client only writes the
+    audio chunk and reads the log-probabilities. Layout: audio inputs | states[0] |
+    states[1] | log-probabilities.
+    """
+
+    def __init__(self, name: str, audio: dict[str, tuple[tuple[int, ...], np.dtype]],
+                 states: dict[str, tuple[tuple[int, ...], np.dtype]],
+                 logprobs: tuple[tuple[int, ...], np.dtype]) -> None:
+        from multiprocessing import shared_memory
+
+        layout: list[tuple[str, tuple[int, ...], np.dtype]] = []
+        layout += [(f"a:{k}", shape, dt) for k, (shape, dt) in audio.items()]
+        layout += [(f"s0:{k}", shape, dt) for k, (shape, dt) in states.items()]
+        layout += [(f"s1:{k}", shape, dt) for k, (shape, dt) in states.items()]
+        layout.append(("logprobs", *logprobs))
+        self.offsets: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for key, shape, dt in layout:
+            size = int(np.prod(shape)) * np.dtype(dt).itemsize
+            self.offsets[key] = (offset, size)
+            offset += -(-size // 64) * 64  # 64-byte aligned tensors
+        self.size = offset
+        self.name = name
+        self.segment = shared_memory.SharedMemory(name=name, create=True, size=self.size)
+        self.key = "/" + self.segment.name
+        self.views: dict[str, np.ndarray] = {}
+        for key, shape, dt in layout:
+            off, _ = self.offsets[key]
+            self.views[key] = np.ndarray(shape, dtype=dt, buffer=self.segment.buf, offset=off)
+        self.cur = 0
+
+    def close(self) -> None:
+        self.views.clear()  # the segment cannot close while numpy views export its buffer
+        try:
+            self.segment.close()
+        finally:
+            self.segment.unlink()
+
+
 class GrpcStreamer:
-    """N concurrent streams against a Triton endpoint over gRPC (asyncio, one channel)."""
+    """N concurrent streams against a Triton endpoint over gRPC (asyncio, one channel).
+
+    ``transport``: how tensors travel. ``"shm"``: through system shared memory regions
+    registered with Triton (gRPC carries only the request metadata); needs a server that
+    sees this machine's /dev/shm (the local server; a container only with the host's IPC
+    namespace). ``"grpc"``: in the gRPC messages, works with any server. ``"auto"``
+    (default): shared memory when the server accepts a region, else gRPC. The numbers
+    are the same either way (the same bytes reach the model).
+    """
+
+    TRANSPORTS = ("auto", "shm", "grpc")
 
     def __init__(self, model: ModelInterface, grpc_url: str, model_name: str, *,
-                 streams: int = 16, timeout_s: float = 30.0) -> None:
+                 streams: int = 16, timeout_s: float = 30.0, transport: str = "auto") -> None:
         if streams < 1:
             raise EvaluationError(f"eval.streams={streams}; expected at least 1.")
+        if transport not in self.TRANSPORTS:
+            raise EvaluationError(f"transport={transport!r}; expected one of "
+                                  f"{', '.join(self.TRANSPORTS)}.")
         self.model = model
         self.grpc_url = grpc_url
         self.model_name = model_name
         self.streams = streams
         self.timeout_s = timeout_s
-        self.inputs, _ = model.tensors()
+        self.transport = transport
+        self.inputs, self.outputs = model.tensors()
+        self.used_transport: str | None = None  # what the last run() used
 
     def run(self, utterances: list[Utterance],
             on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
@@ -143,29 +203,189 @@ class GrpcStreamer:
         import tritonclient.grpc.aio as aioclient
 
         client = aioclient.InferenceServerClient(self.grpc_url)
+        # Longest first: the last utterances to start are the short ones, so the streams
+        # run out of work together instead of one long utterance finishing alone.
+        order = sorted(range(len(utterances)), key=lambda i: -utterances[i].duration)
         queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(len(utterances)):
+        for i in order:
             queue.put_nowait(i)
         results: list[UtteranceResult | None] = [None] * len(utterances)
+        workers = min(self.streams, len(utterances))
 
-        async def worker() -> None:
-            while True:
-                try:
-                    index = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                result = await self._utterance(client, utterances[index])
-                results[index] = result
-                if on_done is not None:
-                    on_done(result)
+        async def worker(number: int, shm: bool) -> None:
+            slots = await self._open_slots(client, number) if shm else None
+            try:
+                while True:
+                    try:
+                        index = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    if slots is not None:
+                        result = await self._utterance_shm(client, utterances[index], slots)
+                    else:
+                        result = await self._utterance(client, utterances[index])
+                    results[index] = result
+                    if on_done is not None:
+                        on_done(result)
+            finally:
+                if slots is not None:
+                    await self._close_slots(client, slots)
 
         start = time.perf_counter()
         try:
-            await asyncio.gather(*(worker() for _ in range(min(self.streams, len(utterances)))))
+            shm = await self._shm_usable(client)
+            self.used_transport = "shm" if shm else "grpc"
+            await asyncio.gather(*(worker(i, shm) for i in range(workers)))
         finally:
             await client.close()
         wall = time.perf_counter() - start
         return StreamRun([r for r in results if r is not None], wall, self.streams)
+
+    # -- shared-memory transport ------------------------------------------------------
+
+    def _shm_layout(self) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]],
+                                   dict[str, tuple[tuple[int, ...], np.dtype]],
+                                   tuple[tuple[int, ...], np.dtype]] | None:
+        """Shapes of what goes through the region, or None when the tensors do not allow
+        it (a dynamic dimension; a state whose next value differs in type or size)."""
+        first = next(chunk_inputs(self.model, np.zeros(1, np.int16)))
+        audio = {k: (v.shape, v.dtype) for k, v in first.items()}
+        states = {k: (v.shape, v.dtype) for k, v in initial_state(self.model,
+                                                                  self.inputs).items()}
+        for pair in self.model.states:
+            out = self.outputs.get(pair.output)
+            shape, dtype = states[pair.input]
+            if out is None or np.dtype(out.dtype) != dtype or any(d <= 0 for d in out.dims) \
+                    or int(np.prod(out.dims or (1,))) != int(np.prod(shape)):
+                return None
+        spec = self.outputs.get(self.model.logprobs_output)
+        if spec is None or not spec.dims or any(d <= 0 for d in spec.dims):
+            return None
+        return audio, states, ((1, *spec.dims), np.dtype(spec.dtype))
+
+    async def _shm_usable(self, client: object) -> bool:
+        if self.transport == "grpc":
+            return False
+        if self._shm_layout() is None:
+            if self.transport == "shm":
+                raise EvaluationError(
+                    f"transport='shm' needs fixed tensor shapes and states whose next value "
+                    f"has the state's type and size; {self.model.name!r} has not. Use "
+                    "transport='grpc'.")
+            return False
+        if self.transport == "shm":
+            return True
+        # auto: a region the server cannot open (another host, a container with its own
+        # /dev/shm) is refused at registration; then everything goes through gRPC.
+        try:
+            slots = await self._open_slots(client, -1)
+        except EvaluationError:
+            return False
+        await self._close_slots(client, slots)
+        return True
+
+    async def _open_slots(self, client: object, number: int) -> _ShmSlots:
+        import os
+        import uuid
+
+        layout = self._shm_layout()
+        assert layout is not None
+        name = f"trt_sweep_{os.getpid()}_{number}_{uuid.uuid4().hex[:8]}"
+        slots = _ShmSlots(name, *layout)
+        try:
+            await client.register_system_shared_memory(  # type: ignore[attr-defined]
+                name, slots.key, slots.size, client_timeout=self.timeout_s)
+        except Exception as exc:
+            slots.close()
+            raise EvaluationError(
+                f"the server at {self.grpc_url} cannot map a shared memory region of this "
+                f"machine ({exc}); use transport='grpc' for a remote or containerised "
+                "server.") from exc
+        return slots
+
+    async def _close_slots(self, client: object, slots: _ShmSlots) -> None:
+        # Triton lets go of a region a moment after the last response is out: retry.
+        try:
+            for _ in range(200):
+                try:
+                    await client.unregister_system_shared_memory(  # type: ignore[attr-defined]
+                        slots.name, client_timeout=self.timeout_s)
+                    break
+                except Exception as exc:
+                    if "in use" not in str(exc):
+                        break  # the server is gone or never had it: nothing to release
+                    await asyncio.sleep(0.01)
+        finally:
+            slots.close()
+
+    async def _utterance_shm(self, client: object, utterance: Utterance,
+                             slots: _ShmSlots) -> UtteranceResult:
+        import tritonclient.grpc.aio as aioclient
+
+        model = self.model
+        samples = read_audio(utterance.audio_path, expected_rate=model.sample_rate)
+        slots.cur = 0
+        for name, value in initial_state(model, self.inputs).items():
+            slots.views[f"s0:{name}"][...] = value
+        frames: list[np.ndarray] = []
+        latencies: list[float] = []
+        region = slots.name
+
+        def infer_input(name: str, key: str, array: np.ndarray) -> object:
+            tensor = aioclient.InferInput(name, list(array.shape),
+                                          _TRITON_DTYPES[array.dtype.name])
+            off, size = slots.offsets[key]
+            tensor.set_shared_memory(region, size, off)
+            return tensor
+
+        def requested(name: str, key: str) -> object:
+            out = aioclient.InferRequestedOutput(name)
+            off, size = slots.offsets[key]
+            out.set_shared_memory(region, size, off)
+            return out
+
+        for chunk in chunk_inputs(model, samples):
+            cur, nxt = slots.cur, 1 - slots.cur
+            tensors = []
+            for name, array in chunk.items():
+                view = slots.views[f"a:{name}"]
+                if array.shape == view.shape and array.dtype == view.dtype:
+                    view[...] = array
+                    tensors.append(infer_input(name, f"a:{name}", view))
+                else:  # an odd-sized chunk goes the ordinary way
+                    tensor = aioclient.InferInput(name, list(array.shape),
+                                                  _TRITON_DTYPES[array.dtype.name])
+                    tensor.set_data_from_numpy(array)
+                    tensors.append(tensor)
+            for pair in model.states:
+                tensors.append(infer_input(pair.input, f"s{cur}:{pair.input}",
+                                           slots.views[f"s{cur}:{pair.input}"]))
+            outputs = [requested(model.logprobs_output, "logprobs"),
+                       *(requested(p.output, f"s{nxt}:{p.input}") for p in model.states)]
+            t0 = time.perf_counter()
+            try:
+                response = await client.infer(  # type: ignore[attr-defined]
+                    self.model_name, tensors, outputs=outputs, client_timeout=self.timeout_s)
+            except Exception as exc:
+                raise EvaluationError(
+                    f"inference on {self.model_name!r} at {self.grpc_url} failed for "
+                    f"utterance {utterance.id!r}: {exc}") from exc
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            out = response.get_output(model.logprobs_output)
+            shape = tuple(int(d) for d in out.shape) if out is not None else (0,)
+            logprobs = slots.views["logprobs"]
+            if shape != logprobs.shape:
+                logprobs = logprobs.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+            frames.append(logprobs[0].copy())
+            slots.cur = nxt
+            if frames[-1].size == 0:
+                raise EvaluationError(
+                    f"{self.model_name!r} returned an empty {model.logprobs_output!r} "
+                    "tensor. With the python backend this is the symptom of numpy 2 in the "
+                    "server's environment: the model side needs numpy<2.")
+        return UtteranceResult(utterance, np.concatenate(frames), latencies)
+
+    # -- gRPC transport ---------------------------------------------------------------
 
     async def _utterance(self, client: object, utterance: Utterance) -> UtteranceResult:
         import tritonclient.grpc.aio as aioclient

@@ -258,6 +258,20 @@ def test_explicit_load_swaps_engines_in_one_container(cpu_image: str, docker_cli
     # after close(): no_leftover_containers checks the container went
 
 
+def test_kept_container_survives_a_broken_model(cpu_image: str, tmp_path: Path) -> None:
+    from sweep.deploy.docker import DockerServer
+
+    site = "/opt/venv/lib/python3.11/site-packages"
+    broken = double_repository(tmp_path / "broken", site_packages=site, broken=True)
+    good = double_repository(tmp_path / "good", factor=4.0, site_packages=site)
+    with DockerServer(image=cpu_image, job=JOB, keep_running=True) as kept:
+        with pytest.raises(ServerError, match="broken on purpose"), \
+                kept.serving(broken, tmp_path / "broken.log"):
+            pass
+        with kept.serving(good, tmp_path / "good.log") as endpoint:
+            np.testing.assert_array_equal(infer(endpoint.grpc_url, X), X * 4)
+
+
 def test_cleanup_removes_every_labelled_container(cpu_image: str,
                                                   docker_client: DockerClient) -> None:
     from sweep.deploy.docker import cleanup

@@ -27,7 +27,6 @@ from sweep.parity.diagnosis import Diagnosis, diagnose
 from sweep.parity.report import markdown
 from sweep.parity.served import TritonTarget
 from tests.conftest import DEMO, ROOT
-from tests.integration.conftest import our_processes
 
 pytestmark = pytest.mark.integration
 
@@ -125,11 +124,11 @@ def test_300ms_deployment_against_400ms_reference_is_diagnosed(
     reference = dataclasses.replace(ensemble_model, onnx_path=exports[400])
     served = interface_for(reference, exports[300])
     assert served.chunk_ms == 300
-    with deployed(served, Deployment(FP32), tmp_path) as endpoint:
-        with TritonTarget(endpoint.grpc_url, "ensemble", reference) as target:
-            assert target.chunk_ms == 300  # read from the served input shape
-            unquantified = diagnose(target, reference, utterances)
-            d = diagnose(target, reference, utterances, alt_exports={300: exports[300]})
+    with deployed(served, Deployment(FP32), tmp_path) as endpoint, \
+            TritonTarget(endpoint.grpc_url, "ensemble", reference) as target:
+        assert target.chunk_ms == 300  # read from the served input shape
+        unquantified = diagnose(target, reference, utterances)
+        d = diagnose(target, reference, utterances, alt_exports={300: exports[300]})
     assert unquantified.verdict == "chunk duration (not quantified)"
     assert "--alt-onnx 300=" in markdown(unquantified)
     assert _named(d) == ["chunk_duration"], markdown(d)
@@ -167,7 +166,7 @@ def test_interface_mismatch_is_refused(ensemble_url):
     monolithic = load_model("demo_monolithic")
     with pytest.raises(DoctorError, match="does not match the reference export"):
         TritonTarget(ensemble_url, "ensemble", monolithic, timeout_s=5.0)
-    with pytest.raises(DoctorError, match="not ready.*ensemble"):
+    with pytest.raises(DoctorError, match=r"not ready.*ensemble"):
         TritonTarget(ensemble_url, "nope", monolithic, timeout_s=5.0)
 
 
@@ -212,7 +211,3 @@ def test_cli_writes_report_and_mlflow_run(ensemble_url, tmp_path):
     assert run.data.metrics["explained"] > 0.99
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
         "report.md", "divergence.png", "chunks.csv"}
-
-
-def test_no_server_left_behind():
-    assert our_processes() == []

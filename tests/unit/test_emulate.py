@@ -269,6 +269,38 @@ def test_weights_shared_by_pinned_and_unpinned_nodes_are_copied() -> None:
     np.testing.assert_array_equal(y, r16(r16(x) + r16(b)) * b)
 
 
+def test_value_preserving_ops_skip_rounding_without_changing_a_bit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transpose/Reshape/Concat/Relu of fp16 values are fp16 values: no Cast pair after
+    them, and the same bits as rounding them anyway."""
+    import sweep.build.emulate as emulate_module
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["mm"], name="mm"),
+        helper.make_node("Transpose", ["mm"], ["t"], perm=[1, 0], name="t"),
+        helper.make_node("Reshape", ["t", "shape"], ["r"], name="r"),
+        helper.make_node("Concat", ["r", "x"], ["c"], axis=0, name="c"),  # x: a graph input
+        helper.make_node("Relu", ["c"], ["y"], name="relu"),
+    ]
+    rng = np.random.default_rng(5)
+    graph = helper.make_graph(
+        nodes, "moves", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 4])],
+        initializer=[numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W"),
+                     numpy_helper.from_array(np.array([4, 4], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    flags = FlagSet(precision="fp16")
+    p = plan(flags, model)
+    assert [n.round_outputs for n in p.nodes] == [(0,), (), (), (), ()]
+    assert p.node("c").round_inputs == ((1, "fp16"),)  # the fp32 input, read once rounded
+    x = rng.standard_normal((4, 4)).astype(np.float32)
+    skipped = run(emulate(model, flags), {"x": x})["y"]
+    monkeypatch.setattr(emulate_module, "_VALUE_PRESERVING", frozenset())
+    everywhere = emulate(model, flags)
+    assert sum(n.op_type == "Cast" for n in everywhere.graph.node) == 2 * 6
+    np.testing.assert_array_equal(skipped, run(everywhere, {"x": x})["y"])
+
+
 # -- numerics ---------------------------------------------------------------------------------
 
 def test_fp32_without_tf32_is_the_original_graph() -> None:

@@ -1,0 +1,173 @@
+"""Where the CPU goes while the sweep's client streams: py-spy on the client and on the
+python-backend stub(s), per-thread CPU of tritonserver (C++, which py-spy cannot read).
+
+While GrpcStreamer streams the test set with ``--streams`` streams, ``py-spy record``
+samples this process (the client) and every stub for ``--seconds``; halfway through,
+``py-spy dump`` takes one snapshot of each. Raw collapsed stacks and dumps land in
+bench/out/profile/; the top frames (self and inclusive) are printed and, unless --no-write,
+written to RESULTS.md.
+
+Run: python bench/profile.py [--streams 16] [--seconds 10] [--transport auto|grpc|shm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    OUT,
+    CpuMeter,
+    ServerSetup,
+    demo_model,
+    fp32_engine,
+    machine_line,
+    server_pids,
+    table,
+    triton,
+    utterances,
+    write_section,
+)
+
+PROFILE = OUT / "profile"
+
+
+def summarise(raw: Path, top: int = 12) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
+    """Self and inclusive shares of the frames in a py-spy raw (collapsed) file."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(n)
+        total += count
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        own[frames[-1]] += count
+        for f in set(frames):
+            incl[f] += count
+    share = 100.0 / max(total, 1)
+    return (total, [(c * share, f) for f, c in own.most_common(top)],
+            [(c * share, f) for f, c in incl.most_common(top)])
+
+
+def threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (C++ threads: gRPC, backend instances)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = collections.defaultdict(float)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[comm] += (int(fields[11]) + int(fields[12])) / tck
+    return dict(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--transport", default="auto")
+    ap.add_argument("--instances", type=int, default=1)
+    ap.add_argument("--queue-delay-us", type=int, default=1000)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("py-spy"):
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+
+    from sweep.evaluate.stream import GrpcStreamer
+
+    header = machine_line()
+    print(header, flush=True)
+    shutil.rmtree(PROFILE, ignore_errors=True)
+    PROFILE.mkdir(parents=True)
+    model = demo_model()
+    engine = fp32_engine(model)
+    utts = utterances()
+    setup = ServerSetup(instances=args.instances, queue_delay_us=args.queue_delay_us)
+    sections: list[str] = []
+    with triton(model, engine, setup, "profile") as ep:
+        marker = str(ep.log_path.parent / "model_repository")
+        GrpcStreamer(model, ep.grpc_url, ep.model_name, streams=16).run(utts[:32])
+        pids = server_pids(marker)
+        targets = {"client": os.getpid(),
+                   **{f"stub{i}": p for i, p in enumerate(sorted(pids["stub"]))}}
+        server = pids["tritonserver"][0]
+        streamer = GrpcStreamer(model, ep.grpc_url, ep.model_name, streams=args.streams,
+                                transport=args.transport)
+        done = threading.Event()
+        chunks: list[int] = []
+
+        def stream() -> None:  # keep the client busy for the whole recording
+            while not done.is_set():
+                chunks.append(streamer.run(utts).chunks)
+
+        worker = threading.Thread(target=stream, daemon=True)
+        worker.start()
+        time.sleep(1.0)
+        meter = CpuMeter(marker)
+        c0, t0 = meter.sample(), threads_cpu(server)
+        procs = {name: subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
+             "--rate", str(args.rate), "--format", "raw", "--nonblocking",
+             "--output", str(PROFILE / f"{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in targets.items()}
+        time.sleep(args.seconds / 2)
+        for name, pid in targets.items():
+            dump = subprocess.run(["py-spy", "dump", "--pid", str(pid), "--nonblocking"],
+                                  capture_output=True, text=True)
+            (PROFILE / f"{name}.dump.txt").write_text(dump.stdout + dump.stderr)
+        for p in procs.values():
+            p.wait()
+        cpu = CpuMeter.delta(c0, meter.sample())
+        t1 = threads_cpu(server)
+        done.set()
+        worker.join()
+    print(f"transport: {streamer.used_transport}", flush=True)
+    wall = cpu["wall"]
+    cores = {k: v / wall for k, v in cpu.items() if k != "wall"}
+    per_thread = sorted(((t1[k] - t0.get(k, 0.0)) / wall, k) for k in t1)[::-1][:6]
+    sections.append(
+        f"Cores busy during the recording ({wall:.1f} s): " +
+        ", ".join(f"{k} {v:.2f}" for k, v in cores.items()) +
+        ". tritonserver threads (cores): " +
+        ", ".join(f"{name} {v:.2f}" for v, name in per_thread if v > 0.005) + ".")
+    for name in targets:
+        raw = PROFILE / f"{name}.txt"
+        if not raw.exists():
+            sections.append(f"{name}: py-spy wrote nothing (see `py-spy record` by hand).")
+            continue
+        total, own, incl = summarise(raw)
+        sections.append(f"**{name}** ({total} samples of active threads; raw stacks in "
+                        f"bench/out/profile/{name}.txt, a dump in {name}.dump.txt)\n\n" +
+                        table(["self %", "frame"], [[f"{p:.1f}", f"`{f}`"] for p, f in own[:8]]) +
+                        "\n\n" +
+                        table(["inclusive %", "frame"],
+                              [[f"{p:.1f}", f"`{f}`"] for p, f in incl[:10]]))
+    text = "\n".join([
+        f"## Profile, {args.streams} streams (bench/profile.py)\n", header, "",
+        f"Server: {setup.label}; transport {streamer.used_transport}; py-spy {args.rate} Hz, "
+        f"non-blocking, {args.seconds:.0f} s.\n", "\n\n".join(sections)])
+    print(text)
+    if not args.no_write:
+        write_section(f"profile-{streamer.used_transport}", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The MLflow UI shows a real sweep: `mlflow server` on the sweep's store, the experiment's
+runs page in headless Chromium (Debian's chromium + chromium-driver, driven by selenium).
+
+The screenshot goes to $TRT_SWEEP_SCREENSHOT_DIR (else the test's tmp folder); its path is
+written to the terminal report so CI logs show where it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweep.deploy.health import free_port
+from tests.integration.conftest import run_sweep
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="headless Chromium is not installed: apt-get install chromium "
+                              "chromium-driver (Debian), as .ci/run does"),
+]
+webdriver = pytest.importorskip("selenium.webdriver",
+                                reason="selenium is not installed: pip install -e '.[dev]'")
+
+# Chromium as a quiet, throw-away browser: no sandbox (root in CI), no GPU, no network
+# traffic of its own, a fresh profile per run.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1800,900")
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(tmp_path_factory: pytest.TempPathFactory, demo_onnx: Path
+              ) -> Iterator[tuple[Path, str]]:
+    """A real sweep's store, and `mlflow server` on it: (store folder, URL)."""
+    tmp = tmp_path_factory.mktemp("ui-sweep")
+    uri = f"sqlite:///{tmp}/mlruns/mlflow.db"
+    (tmp / "mlruns").mkdir()
+    # The schema exists before either process opens the store, so the server can start
+    # (about 10 s) while the sweep runs without both creating tables at once.
+    MlflowClient(uri).search_experiments()
+    port = free_port()
+    log_path = tmp / "mlflow-server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(port), "--workers", "1", "--backend-store-uri", uri],
+            cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc = run_sweep(["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny",
+                          "dataset.limit=2"], tmp)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer {url}/health:\n"
+                            + log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        yield tmp, url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _report(request: pytest.FixtureRequest, line: str) -> None:
+    """A line in pytest's terminal output even under -q and output capture (CI's log)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
+def _show_columns(driver: webdriver.Chrome, names: tuple[str, ...]) -> None:
+    """Tick columns in the runs table's "Columns" menu (metrics are hidden by default)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    (button,) = [b for b in driver.find_elements(By.TAG_NAME, "button")
+                 if b.text.strip() == "Columns"]
+    button.click()
+    for name in names:
+        driver.find_element(By.XPATH, f"//span[normalize-space(text())='{name}']").click()
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+
+def test_the_experiment_page_shows_the_sweep_runs_and_their_wer(
+        mlflow_ui: tuple[Path, str], browser: webdriver.Chrome, tmp_path: Path,
+        request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, mlflow_url = mlflow_ui
+    client = MlflowClient(f"sqlite:///{store}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("trt-sweep")
+    jobs = {r.info.run_name: r.data.metrics["wer"] for r in client.search_runs(
+        [experiment.experiment_id], "tags.`trt-sweep.kind` = 'job'")}
+    assert set(jobs) == {"fp32-o3", "bf16-o3"}
+
+    # MLflow 3 opens an experiment on its GenAI overview, and nests jobs under the parent
+    # run: the runs page with a metric filter lists the jobs flat.
+    browser.get(f"{mlflow_url}/#/experiments/{experiment.experiment_id}/runs"
+                "?searchFilter=metrics.wer%20%3E%3D%200&orderByKey=metrics.%60wer%60"
+                "&orderByAsc=true")
+    screenshot = Path(os.environ.get("TRT_SWEEP_SCREENSHOT_DIR") or tmp_path) / "mlflow_ui.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        WebDriverWait(browser, 45).until(
+            lambda d: all(name in d.find_element(By.TAG_NAME, "body").text for name in jobs))
+        for close in browser.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+            close.click()  # the assistant side panel would hide the table's columns
+        _show_columns(browser, ("wer", "latency_p99_ms", "trt.precision"))
+        WebDriverWait(browser, 15).until(lambda d: "wer" in d.execute_script(
+            "return document.querySelector('.ag-header').innerText").split())
+        # ag-grid renders the pinned run-name column and the others as separate row
+        # elements; row-index joins them back into one line per run.
+        cells = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.ag-row'))"
+            ".map(r => [r.getAttribute('row-index'), r.innerText])")
+    finally:
+        browser.save_screenshot(str(screenshot))
+        record_property("screenshot", str(screenshot))
+        _report(request, f"MLflow UI screenshot: {screenshot}")
+
+    rows: dict[str, str] = {}
+    for index, text in cells:
+        rows[index] = rows.get(index, "") + "\n" + text
+    for name, wer in jobs.items():
+        (row,) = [r for r in rows.values() if name in r.split()] or [""]
+        assert row, f"run {name} is not on the page (screenshot: {screenshot})"
+        numbers = [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", row)]
+        assert any(math.isclose(n, wer, abs_tol=1e-3) for n in numbers), \
+            f"the wer of {name} ({wer}) is not in its row {row!r} (screenshot: {screenshot})"
+        assert name.split("-")[0] in row.split(), f"trt.precision of {name} not shown"
