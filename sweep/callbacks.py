@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,51 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweep import track
+
+
+class _Redact(logging.Filter):
+    """Hides URI credentials in every log line: Hydra's launcher logs each job's overrides,
+    ``tracking.uri=http://user:password@host`` included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = track.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _redact_logging() -> None:
+    # On the handlers, not a logger: records of child loggers reach handlers without
+    # passing the root logger's own filters. Hydra replaces the handlers per job.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redact) for f in handler.filters):
+            handler.addFilter(_Redact())
+
+
+def _redact_files(*paths: Path) -> None:
+    """Hydra saves the overrides as typed (.hydra/*.yaml, multirun.yaml) before any job
+    code runs; rewrite them without credentials."""
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        clean = track.redact(text)
+        if clean != text:
+            path.write_text(clean)
+
+
+def _saved_configs() -> list[Path]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    saved = Path(hc.runtime.output_dir) / ".hydra"
+    files = sorted(saved.glob("*.yaml")) if saved.is_dir() else []
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    return files
 
 
 class ParentRunCallback(Callback):
@@ -22,17 +69,32 @@ class ParentRunCallback(Callback):
 
     _open: tuple[track.Store, str] | None = None
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _redact_logging()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _redact_logging()
+        _redact_files(*_saved_configs())
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
 
-        store = track.open_store(config.tracking.uri, config.tracking.experiment,
-                                 config.tracking.artifact_root, Path.cwd())
+        _redact_logging()
         sweep_dir = Path(config.hydra.sweep.dir)
-        client = MlflowClient(store.uri)
-        run = client.create_run(store.experiment_id, run_name=f"sweep {sweep_dir.name}",
-                                tags={"trt-sweep.kind": "sweep",
-                                      "sweep_dir": str(sweep_dir.resolve()),
-                                      **track.environment_tags()})
+        try:
+            store = track.open_store(config.tracking.uri, config.tracking.experiment,
+                                     config.tracking.artifact_root, Path.cwd())
+            client = MlflowClient(store.uri)
+            run = client.create_run(store.experiment_id, run_name=f"sweep {sweep_dir.name}",
+                                    tags={"trt-sweep.kind": "sweep",
+                                          "sweep_dir": str(sweep_dir.resolve()),
+                                          **track.environment_tags()})
+        except Exception as exc:
+            # Hydra turns a callback's exception into a warning and launches every job
+            # anyway; an unusable store must stop the sweep before any work. SystemExit is
+            # not an Exception, so it passes Hydra's handler.
+            print(f"trt-sweep: {track.redact(str(exc))}", file=sys.stderr)
+            raise SystemExit(2) from None
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / track.PARENT_FILE).write_text(run.info.run_id)
         os.environ[track.PARENT_ENV] = run.info.run_id

@@ -252,6 +252,13 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
         if log is not None:
             log(message)
 
+    deploy_options = [flag for flag, value in (("--trt", args.trt),
+                                               ("--fp16-features", args.fp16_features),
+                                               ("--deploy-onnx", args.deploy_onnx)) if value]
+    if args.url and (deploy_options or args.target == "dali"):
+        raise ConfigError(f"--url attaches to a running server; "
+                          f"{', '.join(deploy_options) or '--target dali'} only apply when the "
+                          "doctor deploys (or runs) the pipeline itself. Drop one or the other.")
     model = load_model(args.model, args.onnx)
     variant = ClientVariant(args.client_left_context, args.client_scale)
     decoder = DecoderSpec(name=args.decoder, beam_width=args.beam_width,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweep import track
 from sweep.build import make_builder
-from sweep.build.base import Engine
+from sweep.build.base import Builder, Engine
 from sweep.build.cache import EngineCache
 from sweep.config import as_dict
 from sweep.data.manifest import Utterance, load_manifest
-from sweep.deploy import make_server
+from sweep.deploy import Server, make_server
 from sweep.deploy.repository import ServingOptions, render
-from sweep.errors import ConfigError, SweepError
+from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.decode import make_decoder
 from sweep.evaluate.metrics import latency_summary, score
 from sweep.evaluate.stream import GrpcStreamer, StreamRun
@@ -101,6 +103,41 @@ def _transcripts(run: StreamRun, path: Path) -> None:
                              f"{sum(r.latencies_ms) / max(len(r.latencies_ms), 1):.3f}"])
 
 
+class _Deadline:
+    """``builder.timeout_s`` for a builder that runs in this process (emulate, tensorrt);
+    trtexec enforces it on its container itself.
+
+    SIGALRM raises inside the build, which the builder records in its log like any other
+    failure. A single long C call (an ONNX Runtime session being created) is interrupted
+    when it returns, not in its middle. Only the main thread receives signals: elsewhere
+    (a launcher running jobs in threads) the build runs without a deadline.
+    """
+
+    def __init__(self, builder: Builder, timeout_s: float) -> None:
+        self.inner = builder
+        self.name = builder.name
+        self.timeout_s = float(timeout_s)
+
+    def version(self) -> str:
+        return self.inner.version()
+
+    def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
+        if self.timeout_s <= 0 or threading.current_thread() is not threading.main_thread():
+            return self.inner.build(onnx_path, flags, workdir)
+
+        def expired(signum: int, frame: object) -> None:
+            raise BuildError(f"the build did not finish within builder.timeout_s="
+                             f"{self.timeout_s:g} s (raise it for large models)")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            return self.inner.build(onnx_path, flags, workdir)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet) -> Engine:
     options: dict[str, Any] = {}
     if cfg.builder.name == "emulate":
@@ -109,16 +146,28 @@ def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet) -> Engi
         options = {"image": cfg.builder.image, "gpus": cfg.builder.gpus,
                    "timeout_s": cfg.builder.timeout_s}
     builder = make_builder(cfg.builder.name, **options)
+    if cfg.builder.name in ("emulate", "tensorrt") and cfg.builder.timeout_s:
+        builder = _Deadline(builder, cfg.builder.timeout_s)
     device = "cpu" if cfg.builder.name == "emulate" else f"gpu:{cfg.builder.gpus}"
     return EngineCache(cfg.builder.cache_dir).build(builder, model.onnx_path, flags, device)
 
 
-def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],
-             workdir: Path, job: track.JobRun) -> dict[str, float]:
-    """Deploy the engine, stream the test set through Triton, score it."""
+def job_server(cfg: DictConfig) -> Server:
+    """The job's server, checked before any build: ``site_packages`` is the first thing
+    that needs the server's side (for Docker: a daemon that answers and the image), so a
+    stopped daemon fails the job before an engine is built for nothing."""
     server_options = {k: v for k, v in as_dict(cfg.server).items() if k not in (
         "name", "max_batch_size", "queue_delay_us", "instances")}
     server = make_server(cfg.server.name, **server_options)
+    server.site_packages()
+    return server
+
+
+def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],
+             workdir: Path, job: track.JobRun, server: Server | None = None
+             ) -> dict[str, float]:
+    """Deploy the engine, stream the test set through Triton, score it."""
+    server = server if server is not None else job_server(cfg)
     repository = render(model, engine, workdir / "model_repository",
                         site_packages=server.site_packages(),
                         options=ServingOptions(max_batch_size=cfg.server.max_batch_size,
@@ -196,8 +245,14 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
             model = model_interface(cfg)
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = dataset(cfg)
+            server = job_server(cfg)
             say(label, "bold", f"({flags.digest}): building with {cfg.builder.name}")
-            engine = build_engine(cfg, model, flags)
+            try:
+                engine = build_engine(cfg, model, flags)
+            except BuildError as exc:
+                if exc.log_path is not None:  # the FAILED run keeps the builder's log
+                    job.artifact(exc.log_path, "engine")
+                raise
             job.tags({"engine_hash": engine.path.parent.name, "engine_cached":
                       str(engine.cached).lower(), "builder_version": engine.builder_version})
             job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
@@ -209,7 +264,7 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
                         title=f"Stored precision per op type: {label}"), "plots")
             if cfg.tracking.log_engine:
                 job.artifact(engine.path, "engine")
-            metrics = evaluate(cfg, model, engine, utterances, workdir, job)
+            metrics = evaluate(cfg, model, engine, utterances, workdir, job, server)
             t_log = time.perf_counter()
             job.metrics(metrics)
             metrics["logging_seconds"] = time.perf_counter() - t_log

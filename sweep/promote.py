@@ -367,15 +367,34 @@ def rollback(console: Console, tracking_uri: str, root: Path, model_name: str,
         console.print(f"alias {alias!r} of {name} points at version {aliased}, not the removed "
                       f"{old}: left as it is.")
         return
-    previous = current.manifest or {}
-    if previous.get("registered_model") == name:
-        client.set_registered_model_alias(name, alias, str(previous["registered_version"]))
-        console.print(f"alias {alias!r} of {name} moved back to version "
-                      f"{previous['registered_version']}")
+    back = _registered_match(client, name, current)
+    if back is not None and back != old:
+        client.set_registered_model_alias(name, alias, back)
+        console.print(f"alias {alias!r} of {name} moved back to version {back}")
     else:
         client.delete_registered_model_alias(name, alias)
-        console.print(f"alias {alias!r} of {name} removed: version {current.number} was not "
-                      "installed by trt-sweep, so no registered version matches it")
+        console.print(f"alias {alias!r} of {name} removed: no version of {name} in this "
+                      f"registry matches what {current.path} holds")
+
+
+def _registered_match(client: Any, name: str, installed: install.InstalledVersion
+                      ) -> str | None:
+    """The registered version whose files ``installed`` holds. The manifest's version number
+    alone is not enough: the folder may have been promoted from another store, where the
+    same name and number mean another engine; the run id and the hash must agree too."""
+    from mlflow.exceptions import MlflowException
+
+    m = installed.manifest or {}
+    if m.get("registered_model") != name or m.get("registered_version") is None:
+        return None
+    try:
+        version = client.get_model_version(name, str(m["registered_version"]))
+    except MlflowException:
+        return None
+    if version.run_id != m.get("source_run_id") or \
+            version.tags.get("engine_sha256") != m.get("engine_sha256"):
+        return None
+    return str(version.version)
 
 
 # --- command line ------------------------------------------------------------------------

@@ -424,10 +424,10 @@ class TrtexecBuilder:
             layer_info_path="/work/layers.json", inference=self.inference, version=version)]
 
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
+        client = self._docker()  # DockerUnavailableError before any other work
         onnx_path = Path(onnx_path).resolve()
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        client = self._docker()  # DockerUnavailableError before any other work
         version = self.probe(workdir)
         notes = check_flags_for_version(flags, version)
         volumes = {str(workdir): {"bind": "/work", "mode": "rw"},

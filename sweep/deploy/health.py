@@ -13,21 +13,52 @@ from sweep.deploy.base import tail
 from sweep.errors import ServerError
 
 
+def triton_error_lines(log_path: Path, limit: int = 6, width: int = 400) -> list[str]:
+    """Triton's own error lines (glog ``E`` lines, the final ``error:``), first line of each
+    message only. A failed model load prints a long status table and shutdown chatter after
+    the cause, so the log's last lines alone often miss it."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    found: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if not ((text[:1] == "E" and text[1:5].isdigit()) or text.startswith("error:")):
+            continue
+        if "CudaDriverHelper" in text:  # every CPU-only start says this; harmless
+            continue
+        # Triton escapes a message's newlines: what follows the first (a python backend
+        # traceback) would only bury the cause.
+        text = text.split("\\n", 1)[0]
+        text = text if len(text) <= width else text[:width] + " ..."
+        if text not in found:
+            found.append(text)
+    return found[-limit:]
+
+
 def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Path,
-               alive: Callable[[], bool], what: str = "tritonserver") -> float:
+               alive: Callable[[], bool], what: str = "tritonserver",
+               quote_errors: bool = False) -> float:
     """Poll until ``model_name`` is ready; return the seconds it took.
 
     ``alive`` tells whether the process/container still runs, so a crash during start-up
     fails at once with the log's last lines instead of after the whole timeout.
+    ``quote_errors`` puts Triton's own error lines first in the message.
     """
     start = time.perf_counter()
     client = grpcclient.InferenceServerClient(grpc_url)
+
+    def errors() -> str:
+        found = triton_error_lines(log_path) if quote_errors else []
+        return "Triton says:\n" + "\n".join(found) + "\n" if found else ""
+
     try:
         while True:
             if not alive():
                 raise ServerError(
-                    f"{what} exited before becoming ready. Last lines of {log_path}:\n"
-                    f"{tail(log_path)}", log_path)
+                    f"{what} exited before becoming ready. {errors()}Last lines of "
+                    f"{log_path}:\n{tail(log_path)}", log_path)
             try:
                 if client.is_server_live(client_timeout=1.0) and \
                         client.is_model_ready(model_name, client_timeout=1.0):
@@ -38,7 +69,7 @@ def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Pa
                 raise ServerError(
                     f"{what} did not become ready with model {model_name!r} within "
                     f"{timeout_s:.0f} s (raise server.ready_timeout_s if start-up is slow). "
-                    f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
+                    f"{errors()}Last lines of {log_path}:\n{tail(log_path)}", log_path)
             time.sleep(0.1)
     finally:
         client.close()

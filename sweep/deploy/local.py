@@ -8,6 +8,7 @@ backend folder is assembled once in a cache directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -145,32 +146,63 @@ class LocalServer:
         try:
             started = wait_ready(f"127.0.0.1:{grpc_port}", repository.entry_model,
                                  timeout_s=self.ready_timeout_s, log_path=log_path,
-                                 alive=lambda: proc.poll() is None)
-            yield Endpoint(grpc_url=f"127.0.0.1:{grpc_port}",
-                           http_url=f"127.0.0.1:{http_port}",
-                           model_name=repository.entry_model, log_path=log_path,
-                           startup_seconds=started, server=self.name)
+                                 alive=lambda: proc.poll() is None, quote_errors=True)
+            try:
+                yield Endpoint(grpc_url=f"127.0.0.1:{grpc_port}",
+                               http_url=f"127.0.0.1:{http_port}",
+                               model_name=repository.entry_model, log_path=log_path,
+                               startup_seconds=started, server=self.name)
+            except Exception as exc:
+                # A client error because the server died says "connection refused"; the
+                # run's reason should say that Triton died, and how.
+                if _exited(proc):
+                    raise ServerError(
+                        f"tritonserver {_exit_reason(proc.returncode)} during the evaluation "
+                        f"({exc}); see {log_path}", log_path) from exc
+                raise
             if proc.poll() is not None:
-                raise ServerError(f"tritonserver exited (code {proc.returncode}) during the "
+                raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
                                   f"evaluation; see {log_path}", log_path)
         finally:
             stop_process(proc)
 
 
+def _exited(proc: subprocess.Popen[bytes], wait_s: float = 1.0) -> bool:
+    # A killed server's sockets close a moment before the process can be reaped.
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job."""
     if proc.poll() is not None:
+        # The server died on its own (or was killed): its python backend stubs live on in
+        # its process group until they notice, so the group still gets a SIGKILL.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
+        # A stopped (SIGSTOP'd, frozen) server only acts on SIGTERM once it runs again.
+        os.killpg(proc.pid, signal.SIGCONT)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    # Also when the server exited in time: whatever of its group is left goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -197,7 +197,9 @@ class DecodePool:
     which takes well under a millisecond per utterance).
 
     Workers are started with ``spawn``: the parent may already hold gRPC channels and
-    their threads, which must not be forked.
+    their threads, which must not be forked. Like every ``spawn`` user, the program's
+    main module must be safe to import (``if __name__ == "__main__":``), as
+    ``python -m sweep`` and ``python -m sweep.doctor`` are.
     """
 
     def __init__(self, spec: DecoderSpec, workers: int = 2, *, nice: int = 5,

@@ -7,8 +7,9 @@ and the others are tried on top of it, for deployments with more than one mistak
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -86,10 +87,13 @@ class Diagnosis:
         return float(np.clip(1.0 - run.comparison.kl / base, 0.0, 1.0))
 
     def wer_gap_explained(self, run: RunSummary) -> float | None:
-        gap = self.served_wer_truth - self.baseline.wer_truth
-        if abs(gap) < 1e-12:
+        """How much of the served-vs-reference WER gap ``run`` closes: 1 when its WER is the
+        served WER, 0 when it is no closer than the reference's (or farther). None when the
+        gap is under 0.1 points, where one word flips it."""
+        gap = abs(self.served_wer_truth - self.baseline.wer_truth)
+        if gap < 1e-3:
             return None
-        return (run.wer_truth - self.baseline.wer_truth) / gap
+        return float(np.clip(1.0 - abs(self.served_wer_truth - run.wer_truth) / gap, 0.0, 1.0))
 
     @property
     def matches(self) -> bool:
@@ -140,12 +144,15 @@ def _summary(cause: Cause, served: list[UtteranceTrace], served_texts: list[str]
 
 def diagnose(target: Target, reference: ModelInterface, utterances: list[Utterance], *,
              decoder: DecoderSpec | None = None, decode_workers: int = 0,
-             alt_exports: dict[int, object] | None = None, reference_fp16: bool = False,
+             alt_exports: Mapping[int, Path | str] | None = None,
+             reference_fp16: bool = False,
              runner: ReferenceRunner | None = None,
              log: Callable[[str], None] = lambda _: None) -> Diagnosis:
-    """Stream ``utterances`` through ``target`` and the reference; find the cause."""
-    from pathlib import Path
+    """Stream ``utterances`` through ``target`` and the reference; find the cause.
 
+    ``alt_exports`` maps a chunk duration (ms) to an export of the reference checkpoint at
+    that duration; each one is tried as the chunk-duration cause.
+    """
     if not utterances:
         raise DoctorError("no utterances to compare; check --dataset and --limit.")
     decoder = decoder or DecoderSpec()
@@ -175,7 +182,7 @@ def diagnose(target: Target, reference: ModelInterface, utterances: list[Utteran
             f"{reference.chunk_ms} ms (read from the served model's input shape): chunk "
             "duration differs whatever else does. Runs are compared on the time axis.")
     runner = runner or ReferenceRunner(reference, reference_fp16=reference_fp16)
-    exports = {int(k): Path(str(v)) for k, v in (alt_exports or {}).items()}
+    exports = {int(k): Path(v) for k, v in (alt_exports or {}).items()}
     causes, not_applicable = known_causes(reference, reference_fp16=reference_fp16,
                                           alt_exports=exports)
     if target.model.chunk_ms != reference.chunk_ms and target.model.chunk_ms not in exports:

@@ -18,7 +18,7 @@ version = os.environ.get("FAKE_TRT_VERSION", "100900")
 argv = sys.argv[1:]
 print(f"&&&& RUNNING TensorRT.trtexec [TensorRT v{version}] # trtexec {' '.join(argv)}",
       flush=True)
-args = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "") for a in argv)
+args = {a[2:].partition("=")[0]: a[2:].partition("=")[2] for a in argv}
 if "help" in args:
     print("=== Model Options ===")
     sys.exit(0)

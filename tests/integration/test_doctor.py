@@ -211,3 +211,18 @@ def test_cli_writes_report_and_mlflow_run(ensemble_url, tmp_path):
     assert run.data.metrics["explained"] > 0.99
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
         "report.md", "divergence.png", "chunks.csv"}
+
+
+def test_decode_pool_fed_by_the_streamer(ensemble_url, ensemble_model, utterances):
+    """Beam search off the streaming path: each utterance is submitted from GrpcStreamer's
+    on_done as it finishes, and the texts equal in-process decoding of the same log-probs."""
+    from sweep.evaluate.decode import DecodePool, DecoderSpec
+    from sweep.evaluate.stream import GrpcStreamer
+
+    spec = DecoderSpec("beam", str(DEMO / "lm_3gram.arpa"), beam_width=64)
+    with DecodePool(spec, workers=2) as pool:
+        run = GrpcStreamer(ensemble_model, ensemble_url, "ensemble", streams=2).run(
+            utterances, lambda r: pool.submit(r.utterance.id, r.logprobs))
+        texts = pool.results()
+    decoder = spec.build()
+    assert texts == {r.utterance.id: decoder.decode(r.logprobs) for r in run.results}

@@ -290,6 +290,31 @@ def test_promote_registers_installs_and_rolls_back(store, capsys, tmp_path):
     assert code == 2 and "only version" in err and (folder / "1").exists()
 
 
+def test_rollback_never_points_the_alias_at_another_stores_version(store, capsys, tmp_path):
+    """Two stores promote into one repository: both number their first version 1, so the
+    folder left after a rollback must be matched by run id and hash, not by number."""
+    other_root = tmp_path / "other-store"
+    other_uri = f"sqlite:///{other_root}/mlflow.db"
+    other_root.mkdir()
+    other = Store(other_uri, MlflowClient(tracking_uri=other_uri, registry_uri=other_uri),
+                  other_root)
+    repo = tmp_path / "production"
+    repo.mkdir()
+    target = ["--name", "asr-two", "--repository-root", str(repo), "--model-name", "asr"]
+    first = store.sweep("two-stores", [Job("fp32-a", "fp32")])
+    assert promote(store, capsys, "--parent-run-id", first, *target)[0] == 0
+    second = other.sweep("two-stores", [Job("fp32-b", "fp32")])
+    assert promote(other, capsys, "--parent-run-id", second, *target)[0] == 0
+    assert (repo / "asr" / "2").exists()
+
+    code, out, err = promote(other, capsys, "--rollback", "--repository-root", str(repo),
+                             "--model-name", "asr")
+    assert code == 0, err
+    assert "alias 'champion' of asr-two removed" in out
+    assert "champion" not in other.client.get_registered_model("asr-two").aliases
+    assert str(store.client.get_model_version_by_alias("asr-two", "champion").version) == "1"
+
+
 def test_a_target_outside_the_repository_root_is_refused(store, capsys, tmp_path):
     parent = store.sweep("escape", [Job("fp32-o3", "fp32")])
     repo, outside = tmp_path / "production", tmp_path / "outside"

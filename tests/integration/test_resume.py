@@ -1,0 +1,64 @@
+"""Resume: rerunning an interrupted sweep runs only the jobs that did not finish; the others
+get a run that points at the FINISHED one and carries its metrics. +force=true runs
+everything again, and the engine cache makes that rerun build nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweep import resume
+from tests.conftest import ROOT
+from tests.integration.conftest import our_processes, run_sweep
+
+pytestmark = pytest.mark.integration
+
+if "resume.find_finished" not in (ROOT / "sweep" / "job.py").read_text():
+    pytest.skip("sweep/job.py does not call sweep.resume yet (the patch is in "
+                "docs/.report_scaling.md)", allow_module_level=True)
+
+ARGS = ["-m", "trt.precision=fp32,fp16", "dataset=demo_tiny", "dataset.limit=1",
+        "eval.streams=1"]
+
+
+def jobs_of(client: MlflowClient, parent: str) -> dict[str, object]:
+    experiment = client.get_experiment_by_name("trt-sweep")
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    return {r.data.params["trt.precision"]: r for r in runs}
+
+
+def parent_of(tmp: Path, name: str) -> str:
+    return (tmp / name / "parent_run_id").read_text().strip()
+
+
+def test_rerun_resumes_finished_jobs_and_force_reruns(tmp_path, demo_onnx):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    first = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s1"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    done = jobs_of(client, parent_of(tmp_path, "s1"))
+    # The sweep was interrupted during its fp16 job.
+    client.set_terminated(done["fp16"].info.run_id, "KILLED")
+
+    second = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s2"], tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "skipped" in second.stderr and "FINISHED in run" in second.stderr
+    rerun = jobs_of(client, parent_of(tmp_path, "s2"))
+    fp32, fp16 = rerun["fp32"], rerun["fp16"]
+    assert fp32.data.tags[resume.RESUMED_TAG] == done["fp32"].info.run_id
+    assert fp32.info.status == "FINISHED"
+    assert fp32.data.metrics["wer"] == done["fp32"].data.metrics["wer"]
+    assert fp32.data.metrics["latency_p99_ms"] == done["fp32"].data.metrics["latency_p99_ms"]
+    assert "engine_cached" not in fp32.data.tags  # nothing was built or served
+    assert resume.RESUMED_TAG not in fp16.data.tags  # the KILLED job ran again
+    assert fp16.data.tags["engine_cached"] == "true"  # ... from the cached engine
+    assert fp16.info.status == "FINISHED"
+
+    forced = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s3", "+force=true"], tmp_path)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    again = jobs_of(client, parent_of(tmp_path, "s3"))
+    assert all(resume.RESUMED_TAG not in r.data.tags for r in again.values())
+    assert {r.data.tags["engine_cached"] for r in again.values()} == {"true"}
+    assert our_processes() == []
