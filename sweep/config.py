@@ -35,10 +35,16 @@ class BuilderConfig:
     name: str = "emulate"
     # Emulation: ONNX Runtime threads per server-side session.
     intra_op_threads: int = 1
-    # trtexec / tensorrt on a GPU host:
+    # trtexec / tensorrt on a GPU host (trtexec runs inside this image, via docker-py):
     image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
     gpus: str = "all"
     timeout_s: float = 3600.0
+    trtexec_path: str = "trtexec"
+    timing_cache_dir: str | None = None
+    docker_base_url: str | None = None
+    # Run the emulate builder inside ``image`` instead of on the host (what the GPU path
+    # does with trtexec; with the CPU test image it proves the containerised step).
+    in_container: bool = False
     # Content-addressed engine cache shared by jobs and sweeps.
     cache_dir: str = "~/.cache/trt-sweep/engines"
 
@@ -56,6 +62,14 @@ class ServerConfig:
     image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
     gpus: str | None = None
     shm_size: str = "256m"
+    # One container kept across jobs, engines swapped by explicit load/unload.
+    keep_running: bool = False
+    network: str = "auto"
+    stop_timeout_s: int = 10
+    docker_base_url: str | None = None
+    # Where numpy<2/onnxruntime live inside the image (python-backend models); None: the
+    # image's default.
+    site_packages: str | None = None
 
 
 @dataclass

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweep import track
-from sweep.build import make_builder
+from sweep.build import Builder, make_builder
 from sweep.build.base import Builder, Engine
 from sweep.build.cache import EngineCache
 from sweep.config import as_dict
@@ -138,29 +138,25 @@ class _Deadline:
             signal.signal(signal.SIGALRM, previous)
 
 
-def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet) -> Engine:
-    options: dict[str, Any] = {}
-    if cfg.builder.name == "emulate":
-        options = {"intra_op_num_threads": cfg.builder.intra_op_threads}
-    elif cfg.builder.name == "trtexec":
-        options = {"image": cfg.builder.image, "gpus": cfg.builder.gpus,
-                   "timeout_s": cfg.builder.timeout_s}
-    builder = make_builder(cfg.builder.name, **options)
-    if cfg.builder.name in ("emulate", "tensorrt") and cfg.builder.timeout_s:
-        builder = _Deadline(builder, cfg.builder.timeout_s)
-    device = "cpu" if cfg.builder.name == "emulate" else f"gpu:{cfg.builder.gpus}"
-    return EngineCache(cfg.builder.cache_dir).build(builder, model.onnx_path, flags, device)
+def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet,
+                 job_label: str | None = None) -> Engine:
+    b = cfg.builder
+    docker = {"docker_base_url": b.docker_base_url, "job": job_label}
+    builder: Builder
+    if b.name == "emulate" and b.in_container:
+        from sweep.build.container import ContainerBuilder
 
-
-def job_server(cfg: DictConfig) -> Server:
-    """The job's server, checked before any build: ``site_packages`` is the first thing
-    that needs the server's side (for Docker: a daemon that answers and the image), so a
-    stopped daemon fails the job before an engine is built for nothing."""
-    server_options = {k: v for k, v in as_dict(cfg.server).items() if k not in (
-        "name", "max_batch_size", "queue_delay_us", "instances")}
-    server = make_server(cfg.server.name, **server_options)
-    server.site_packages()
-    return server
+        builder = ContainerBuilder(builder="emulate", image=b.image, timeout_s=b.timeout_s,
+                                   options={"intra_op_num_threads": b.intra_op_threads},
+                                   **docker)
+    elif b.name == "emulate":
+        builder = make_builder("emulate", intra_op_num_threads=b.intra_op_threads)
+    else:
+        builder = make_builder(b.name, image=b.image, gpus=b.gpus, timeout_s=b.timeout_s,
+                               trtexec_path=b.trtexec_path,
+                               timing_cache_dir=b.timing_cache_dir, **docker)
+    device = "cpu" if b.name == "emulate" else f"gpu:{b.gpus}"
+    return EngineCache(b.cache_dir).build(builder, model.onnx_path, flags, device)
 
 
 def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],

@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import DEMO, ROOT
 
-
 # Every process a test starts inherits this token, so the leak check sees this test
 # session's servers only (not those of another sweep running on the same machine).
 TOKEN = uuid.uuid4().hex

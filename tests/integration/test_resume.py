@@ -4,8 +4,6 @@ everything again, and the engine cache makes that rerun build nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -30,22 +28,26 @@ def jobs_of(client: MlflowClient, parent: str) -> dict[str, object]:
     return {r.data.params["trt.precision"]: r for r in runs}
 
 
-def parent_of(tmp: Path, name: str) -> str:
-    return (tmp / name / "parent_run_id").read_text().strip()
+def last_parent(client: MlflowClient) -> str:
+    experiment = client.get_experiment_by_name("trt-sweep")
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string="tags.`trt-sweep.kind` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id
 
 
 def test_rerun_resumes_finished_jobs_and_force_reruns(tmp_path, demo_onnx):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    first = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s1"], tmp_path)
+    first = run_sweep(ARGS, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    done = jobs_of(client, parent_of(tmp_path, "s1"))
+    done = jobs_of(client, last_parent(client))
     # The sweep was interrupted during its fp16 job.
     client.set_terminated(done["fp16"].info.run_id, "KILLED")
 
-    second = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s2"], tmp_path)
+    second = run_sweep(ARGS, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "skipped" in second.stderr and "FINISHED in run" in second.stderr
-    rerun = jobs_of(client, parent_of(tmp_path, "s2"))
+    rerun = jobs_of(client, last_parent(client))
     fp32, fp16 = rerun["fp32"], rerun["fp16"]
     assert fp32.data.tags[resume.RESUMED_TAG] == done["fp32"].info.run_id
     assert fp32.info.status == "FINISHED"
@@ -56,9 +58,9 @@ def test_rerun_resumes_finished_jobs_and_force_reruns(tmp_path, demo_onnx):
     assert fp16.data.tags["engine_cached"] == "true"  # ... from the cached engine
     assert fp16.info.status == "FINISHED"
 
-    forced = run_sweep([*ARGS, f"hydra.sweep.dir={tmp_path}/s3", "+force=true"], tmp_path)
+    forced = run_sweep([*ARGS, "+force=true"], tmp_path)
     assert forced.returncode == 0, forced.stderr[-3000:]
-    again = jobs_of(client, parent_of(tmp_path, "s3"))
+    again = jobs_of(client, last_parent(client))
     assert all(resume.RESUMED_TAG not in r.data.tags for r in again.values())
     assert {r.data.tags["engine_cached"] for r in again.values()} == {"true"}
     assert our_processes() == []

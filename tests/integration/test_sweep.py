@@ -50,7 +50,7 @@ def test_metrics_are_in_range(two_job_sweep):
 
 
 def test_artifacts_are_logged(two_job_sweep):
-    tmp, client, runs, _ = two_job_sweep
+    _, _, runs, _ = two_job_sweep
     for run in runs:
         root = Path(run.info.artifact_uri.removeprefix("file://"))
         files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
