@@ -17,6 +17,8 @@ ldconfig -p 2>/dev/null | grep -q "libpython${pyver}.so.1.0" || need+=("libpytho
 if [ "$dev" = 1 ]; then
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
   command -v sox >/dev/null || need+=(sox)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

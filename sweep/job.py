@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweep import track
 from sweep.build import Builder, make_builder
-from sweep.build.base import Builder, Engine
-from sweep.build.cache import EngineCache
+from sweep.build.base import Engine
+from sweep.build.cache import EngineCache, file_digest
 from sweep.config import as_dict
 from sweep.data.manifest import Utterance, load_manifest
 from sweep.deploy import Server, make_server
@@ -104,8 +104,8 @@ def _transcripts(run: StreamRun, path: Path) -> None:
 
 
 class _Deadline:
-    """``builder.timeout_s`` for a builder that runs in this process (emulate, tensorrt);
-    trtexec enforces it on its container itself.
+    """``builder.timeout_s`` for the emulate builder running in this process; the
+    containerised builders (trtexec, ``in_container``) enforce it on their container.
 
     SIGALRM raises inside the build, which the builder records in its log like any other
     failure. A single long C call (an ONNX Runtime session being created) is interrupted
@@ -150,13 +150,25 @@ def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet,
                                    options={"intra_op_num_threads": b.intra_op_threads},
                                    **docker)
     elif b.name == "emulate":
-        builder = make_builder("emulate", intra_op_num_threads=b.intra_op_threads)
+        builder = _Deadline(make_builder("emulate", intra_op_num_threads=b.intra_op_threads),
+                            b.timeout_s)
     else:
         builder = make_builder(b.name, image=b.image, gpus=b.gpus, timeout_s=b.timeout_s,
                                trtexec_path=b.trtexec_path,
                                timing_cache_dir=b.timing_cache_dir, **docker)
     device = "cpu" if b.name == "emulate" else f"gpu:{b.gpus}"
     return EngineCache(b.cache_dir).build(builder, model.onnx_path, flags, device)
+
+
+def job_server(cfg: DictConfig) -> Server:
+    """The job's server, checked before any build: ``site_packages`` is the first thing
+    that needs the server's side (for Docker: a daemon that answers and the image), so a
+    stopped daemon fails the job before an engine is built for nothing."""
+    server_options = {k: v for k, v in as_dict(cfg.server).items() if k not in (
+        "name", "max_batch_size", "queue_delay_us", "instances")}
+    server = make_server(cfg.server.name, **server_options)
+    server.site_packages()
+    return server
 
 
 def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],
@@ -250,7 +262,9 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
                     job.artifact(exc.log_path, "engine")
                 raise
             job.tags({"engine_hash": engine.path.parent.name, "engine_cached":
-                      str(engine.cached).lower(), "builder_version": engine.builder_version})
+                      str(engine.cached).lower(), "builder_version": engine.builder_version,
+                      # promote checks the engine it installs against this
+                      "engine_sha256": file_digest(engine.path)})
             job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
             for artifact in (engine.log_path, *engine.artifacts):
                 job.artifact(artifact, "engine")

@@ -175,7 +175,7 @@ def diagnose(target: Target, reference: ModelInterface, utterances: list[Utteran
     if short:
         log(f"skipping {len(short)} utterance(s) shorter than one chunk: {', '.join(short)}")
 
-    notes: list[str] = []
+    notes: list[str] = list(getattr(target, "notes", []))
     if target.model.chunk_ms != reference.chunk_ms:
         notes.append(
             f"The served model takes {target.model.chunk_ms} ms chunks, the reference export "

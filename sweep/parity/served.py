@@ -65,6 +65,8 @@ class TritonTarget:
         self.variant = variant or ClientVariant()
         self._grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(url)
+        self.notes: list[str] = []
+        self.served_left_context = reference.left_context_samples
         try:
             self.interface = self._connect()
             self.model = self._served_model()
@@ -151,6 +153,16 @@ class TritonTarget:
                 "skip_preprocessor).")
         served = inputs[audio].dims
         chunk = served[0] - ref.left_context_samples if audio == "AUDIO_CHUNK" else served[0]
+        if audio == "AUDIO_CHUNK" and ref.left_context_samples and \
+                served[0] == ref.chunk_samples:
+            # Exactly one reference chunk wide: a preprocessing step deployed without room
+            # for left context (it pads by itself, or fails). Stream it that way.
+            chunk, self.served_left_context = served[0], 0
+            self.notes.append(
+                f"{audio!r} of {self.model_name!r} is {served[0]} samples wide: one "
+                f"{ref.chunk_ms} ms chunk with no room for the {ref.left_context_samples} "
+                "samples of left context the reference gets. Left-context padding is a cause "
+                "by construction; the doctor streams it without context.")
         if chunk <= 0:
             raise DoctorError(f"{audio!r} of {self.model_name!r} has dims {served}: shorter "
                               f"than the {ref.left_context_samples} samples of left context.")
@@ -175,7 +187,8 @@ class TritonTarget:
         if (samples * 1000) % rate:
             raise DoctorError(f"the served model takes {samples} samples per chunk, not a "
                               f"whole number of milliseconds at {rate} Hz.")
-        return dataclasses.replace(self.reference, chunk_ms=samples * 1000 // rate)
+        return dataclasses.replace(self.reference, chunk_ms=samples * 1000 // rate,
+                                   left_context_samples=self.served_left_context)
 
     @property
     def chunk_ms(self) -> int:

@@ -1,0 +1,121 @@
+"""``python -m tests.faults.matrix [PYTEST ARGS]``: run the fault suite and print the matrix.
+
+One row per test of tests/faults (``@pytest.mark.fault(name, expected)``): the fault, what
+must happen, what the test saw (``row.outcome``), the clean-up it checked (``row.cleanup``)
+and the result. Rows that other suites already prove (REFERENCED) run from there and are
+listed too, so the matrix is the whole reliability story in one table. Exit status:
+pytest's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+# Proven by other suites; run from there and listed with their own name.
+REFERENCED: dict[str, tuple[str, str]] = {
+    "tests/integration/test_promote.py::test_a_target_outside_the_repository_root_is_refused":
+        ("promote: a target outside its root", "refused, nothing written outside"),
+    "tests/integration/test_docker.py::test_serves_over_grpc_and_leaves_nothing":
+        ("container isolation (DockerServer)",
+         "not privileged, /models read-only, ports on 127.0.0.1"),
+}
+
+
+@dataclass
+class Row:
+    fault: str
+    expected: str
+    outcome: str = ""
+    cleanup: str = ""
+    result: str = "not run"
+    seconds: float = 0.0
+
+
+class Collector:
+    """A pytest plugin: one Row per test, filled from its marker and user_properties."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+
+    def _row(self, item: pytest.Item) -> Row | None:
+        if item.nodeid in self.rows:
+            return self.rows[item.nodeid]
+        marker = item.get_closest_marker("fault")
+        if marker is not None:
+            fault, expected = marker.args[0], marker.args[1]
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None:
+                fault = f"{fault} [{callspec.id}]"
+        elif item.nodeid in REFERENCED:
+            fault, expected = REFERENCED[item.nodeid]
+            fault = f"{fault} (ref: {item.nodeid.split('::')[-1]})"
+        else:
+            return None
+        self.rows[item.nodeid] = Row(fault, expected)
+        return self.rows[item.nodeid]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]
+                                  ) -> Generator[None, Any, None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        row = self._row(item)
+        if row is None:
+            return
+        for key, value in report.user_properties:
+            if key in ("outcome", "cleanup"):
+                setattr(row, key, str(value))
+        row.seconds += report.duration
+        if report.when == "call" or report.outcome != "passed":
+            if report.skipped:
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+                row.result = f"SKIP {reason.removeprefix('Skipped: ')}"
+            elif report.failed:
+                message = getattr(report.longrepr, "reprcrash", None)
+                text = message.message if message is not None else str(report.longrepr)
+                row.result = f"FAIL ({report.when}): {text.splitlines()[0][:200]}"
+            elif report.when == "call":
+                row.result = "pass"
+
+
+def render(rows: list[Row], console: Console) -> None:
+    table = Table(title="trt-sweep fault matrix", show_lines=True, expand=True)
+    for name, ratio in (("#", 1), ("fault", 5), ("expected", 6), ("outcome (observed)", 9),
+                        ("clean-up (checked)", 6), ("result", 3)):
+        table.add_column(name, ratio=ratio, overflow="fold")
+    for i, row in enumerate(rows, 1):
+        style = "green" if row.result == "pass" else "yellow" if row.result.startswith(
+            "SKIP") else "red"
+        table.add_row(str(i), row.fault, row.expected, row.outcome, row.cleanup,
+                      f"[{style}]{row.result}[/] ({row.seconds:.0f} s)")
+    console.print(table)
+
+
+def main(argv: list[str]) -> int:
+    collector = Collector()
+    started = time.perf_counter()
+    targets = [str(HERE), *(str(ROOT / node) for node in REFERENCED)]
+    code = pytest.main(["-p", "no:cacheprovider", "-q", "-p", "no:warnings", *targets,
+                        *argv], plugins=[collector])
+    console = Console(width=max(Console().width, 200))
+    render(list(collector.rows.values()), console)
+    passed = sum(r.result == "pass" for r in collector.rows.values())
+    console.print(f"{passed}/{len(collector.rows)} rows pass; "
+                  f"{time.perf_counter() - started:.0f} s in all")
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
