@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +41,10 @@ from bench.common import (
 PROFILE = OUT / "profile"
 
 
-def summarise(raw: Path, top: int = 12) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
+Shares = list[tuple[float, str]]
+
+
+def summarise(raw: Path, top: int = 12) -> tuple[int, Shares, Shares]:
     """Self and inclusive shares of the frames in a py-spy raw (collapsed) file."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()

@@ -25,9 +25,9 @@ from sweep.data.manifest import Utterance, load_manifest
 from sweep.deploy import Server, make_server
 from sweep.deploy.repository import ServingOptions, render
 from sweep.errors import BuildError, ConfigError, SweepError
-from sweep.evaluate.decode import make_decoder
+from sweep.evaluate.decode import DecodePool, DecoderSpec
 from sweep.evaluate.metrics import latency_summary, score
-from sweep.evaluate.stream import GrpcStreamer, StreamRun
+from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
 from sweep.plots import plot_latency, plot_layer_precisions
@@ -187,29 +187,42 @@ def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances:
         job.artifact(config, f"model_repository/{config.parent.name}")
     log_path = workdir / "tritonserver.log"
     timings: dict[str, float] = {}
+    spec = DecoderSpec.from_config(as_dict(cfg.decoder), resolve=project_path)
+    # Greedy takes microseconds an utterance: decode inline. Beam search with KenLM runs
+    # in worker processes that load the LM before the server starts and decode each
+    # utterance as soon as its last chunk is back, off the streaming event loop.
+    workers = cfg.decoder.workers if spec.name == "beam" else 0
     try:
-        t0 = time.perf_counter()
-        with server.serving(repository, log_path) as endpoint:
-            timings["startup_seconds"] = time.perf_counter() - t0
-            streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
-                                    streams=cfg.eval.streams,
-                                    timeout_s=cfg.eval.request_timeout_s)
-            with _progress() as progress:
-                task = progress.add_task(f"streaming {engine.flags.label}",
-                                         total=len(utterances))
-                run = streamer.run(utterances, lambda _: progress.advance(task))
-            t1 = time.perf_counter()
-        timings["stop_seconds"] = time.perf_counter() - t1
+        with DecodePool(spec, workers) as pool:
+            timings["decoder_load_seconds"] = pool.build_seconds
+            t0 = time.perf_counter()
+            with server.serving(repository, log_path) as endpoint:
+                timings["startup_seconds"] = time.perf_counter() - t0
+                streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
+                                        streams=cfg.eval.streams,
+                                        timeout_s=cfg.eval.request_timeout_s)
+                with _progress() as progress:
+                    task = progress.add_task(f"streaming {engine.flags.label}",
+                                             total=len(utterances))
+
+                    def done(result: UtteranceResult) -> None:
+                        pool.submit(result.utterance.id, result.logprobs)
+                        progress.advance(task)
+
+                    run = streamer.run(utterances, done)
+                t1 = time.perf_counter()
+            timings["stop_seconds"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            texts = pool.results()
+            # What decoding adds to the job after the last stream ended.
+            timings["decode_wait_seconds"] = time.perf_counter() - t2
+            decode_times = pool.seconds
     finally:
         job.artifact(log_path, "logs")
-    t2 = time.perf_counter()
-    decoder = make_decoder(cfg.decoder.name, **({} if cfg.decoder.name == "greedy" else {
-        "kenlm_path": project_path(cfg.decoder.kenlm_path) if cfg.decoder.kenlm_path else None,
-        "beam_width": cfg.decoder.beam_width, "alpha": cfg.decoder.alpha,
-        "beta": cfg.decoder.beta}))
     for result in run.results:
-        result.hypothesis = decoder.decode(result.logprobs)
-    timings["decode_seconds"] = time.perf_counter() - t2
+        result.hypothesis = texts[result.utterance.id]
+    timings["decode_seconds"] = sum(decode_times.values())
+    timings["decode_ms_per_utterance"] = 1000 * timings["decode_seconds"] / max(len(texts), 1)
     scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
     job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams"), "plots")

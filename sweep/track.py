@@ -48,7 +48,7 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*\\?://)[^/@\s]+@")
 # The store check's bounds: MLflow's defaults (7 retries with backoff, 120 s per request)
 # let a sweep against a tracking server that is down sit silent for about four minutes
 # before it fails. Mid-sweep calls keep MLflow's defaults, which ride out a short outage.
-_CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+_CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 _CONNECT_TIMEOUT_S = 5.0
 
 
