@@ -35,7 +35,6 @@ from bench.common import (
     StatsProbe,
     demo_model,
     fp32_engine,
-    loadavg,
     machine_line,
     median,
     percentiles,
@@ -133,21 +132,54 @@ def ceiling(model: Any, engine: Any, utts: list[Any], batch: int, seconds: float
     return out
 
 
+def measure(streamer: Any, utts: list[Any], meter: CpuMeter, probe: StatsProbe,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """One evaluation pass and what it cost."""
+    wait_quiet(meter, args.quiet_cores, args.quiet_timeout)
+    probe.since()
+    cpu0 = meter.sample()
+    run = streamer.run(utts)
+    cpu = CpuMeter.delta(cpu0, meter.sample())
+    stats = probe.since()
+    p50, p99, mean = percentiles(run.latencies_ms)
+    per_chunk = {k: 1000 * v / run.chunks for k, v in cpu.items() if k not in ("other", "wall")}
+    per_chunk["total"] = sum(per_chunk.values())
+    return {"streams": streamer.streams, "transport": streamer.used_transport,
+            "audio_s_per_s": run.audio_seconds / run.wall_seconds, "wall_s": run.wall_seconds,
+            "chunks": run.chunks, "p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
+            "server_ms": stats.server_ms_per_request, "queue_ms": stats.queue_ms,
+            "compute_ms": stats.compute_ms, "mean_batch": stats.mean_batch,
+            "batches": stats.batches, "requests": stats.requests,
+            "cpu_ms_per_chunk": per_chunk, "other_cores": cpu["other"] / cpu["wall"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default="1,4,16,64")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--utterances", type=int, default=None, help="default: all 200")
-    ap.add_argument("--instances", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--queue-delay-us", type=int, default=1000)
-    ap.add_argument("--max-batch", type=int, default=16)
+    from sweep.config import BuilderConfig, ServerConfig
+
+    # Defaults: the sweep's own (sweep/config.py), so that the bench measures what runs.
+    ap.add_argument("--instances", type=int, default=ServerConfig.instances)
+    ap.add_argument("--threads", type=int, default=BuilderConfig.intra_op_threads)
+    ap.add_argument("--queue-delay-us", type=int, default=ServerConfig.queue_delay_us)
+    ap.add_argument("--max-batch", type=int, default=ServerConfig.max_batch_size)
+    ap.add_argument("--section", default="throughput",
+                    help="RESULTS.md section to write (to keep runs of several settings)")
+    ap.add_argument("--transport", default="auto", choices=("auto", "shm", "grpc"),
+                    help="the client's transport for the measured runs")
+    ap.add_argument("--baseline-transport", default="grpc",
+                    help="also run 1 and 16 streams with this transport each round "
+                         "(the before/after of the shared-memory transport); 'none': skip")
     ap.add_argument("--quiet-cores", type=float, default=0.3,
                     help="before each run, wait until other processes use fewer cores")
     ap.add_argument("--quiet-timeout", type=float, default=60.0,
                     help="seconds to wait for that at most (0: do not wait)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     args = ap.parse_args()
+
+    import os
 
     from sweep.evaluate.stream import GrpcStreamer
 
@@ -163,92 +195,106 @@ def main() -> None:
     replay = OrtReplay(model, engine, setup.instances, setup.intra_op_threads, utts)
     replay.warm(list(range(1, setup.max_batch_size + 1)))
 
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in streams}
+    plan = [(args.transport, n) for n in streams]
+    if args.baseline_transport != "none":
+        plan += [(args.baseline_transport, n) for n in (1, 16)]
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in plan}
     with triton(model, engine, setup, "throughput") as endpoint:
         meter = CpuMeter(str(endpoint.log_path.parent / "model_repository"))
         probe = StatsProbe(endpoint.grpc_url)
         # Warm-up: every batch size gets its first (slow) ONNX Runtime run here.
-        GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
-                     streams=16).run(utts[:32])
-        probe.since()
+        for transport in {t for t, _ in plan}:
+            GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name, streams=16,
+                         transport=transport).run(utts[:32])
         for rnd in range(args.repeat):
-            for n in streams:
-                wait_quiet(meter, args.quiet_cores, args.quiet_timeout)
-                cpu0 = meter.sample()
-                load0 = loadavg()
-                run = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
-                                   streams=n).run(utts)
-                cpu = CpuMeter.delta(cpu0, meter.sample())
-                stats = probe.since()
-                p50, p99, mean = percentiles(run.latencies_ms)
-                row: dict[str, Any] = {
-                    "round": rnd, "streams": n, "audio_s_per_s": run.audio_seconds /
-                    run.wall_seconds, "wall_s": run.wall_seconds, "chunks": run.chunks,
-                    "p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
-                    "server_ms": stats.server_ms_per_request, "queue_ms": stats.queue_ms,
-                    "compute_ms": stats.compute_ms, "mean_batch": stats.mean_batch,
-                    "batches": stats.batches, "requests": stats.requests,
-                    "cpu_ms_per_chunk": {k: 1000 * v / run.chunks for k, v in cpu.items()
-                                         if k not in ("other", "wall")},
-                    "other_cores": cpu["other"] / cpu["wall"], "load": load0,
-                }
+            for transport, n in plan:
+                streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
+                                        streams=n, transport=transport)
+                row = measure(streamer, utts, meter, probe, args)
+                row["round"] = rnd
                 if n == 16:
-                    row["ort_limit"] = replay.throughput(stats.batches)
-                runs[n].append(row)
+                    row["ort_limit"] = replay.throughput(row["batches"])
+                runs[(transport, n)].append(row)
                 cpu_txt = " ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms_per_chunk"].items())
-                print(f"round {rnd} streams {n:3d}: {row['audio_s_per_s']:6.1f} audio-s/s "
-                      f"p50 {p50:6.1f} p99 {p99:6.1f} ms | server {row['server_ms']:6.1f} ms "
-                      f"(queue {row['queue_ms']:.1f}) mean batch {row['mean_batch']:.1f} | "
-                      f"cpu ms/chunk {cpu_txt} | others {row['other_cores']:.2f} cores"
+                print(f"round {rnd} {transport}->{row['transport']} streams {n:3d}: "
+                      f"{row['audio_s_per_s']:6.1f} audio-s/s p50 {row['p50_ms']:6.1f} p99 "
+                      f"{row['p99_ms']:6.1f} ms | server {row['server_ms']:6.1f} ms (queue "
+                      f"{row['queue_ms']:.1f}) mean batch {row['mean_batch']:.1f} | cpu "
+                      f"ms/chunk {cpu_txt} | others {row['other_cores']:.2f} cores"
                       + (f" | ORT limit {row['ort_limit']:.1f} audio-s/s" if n == 16 else ""),
                       flush=True)
     limits = ceiling(model, engine, utts, setup.max_batch_size)
     print("in-process ceilings (audio-s/s):", {k: round(v, 1) for k, v in limits.items()})
 
-    def med(n: int, key: str) -> float:
-        return median([r[key] for r in runs[n]])
+    def med(key: tuple[str, int], field: str) -> float:
+        return median([r[field] for r in runs[key]])
 
+    def cpu(key: tuple[str, int], part: str) -> float:
+        return median([r["cpu_ms_per_chunk"][part] for r in runs[key]])
+
+    main_t = args.transport
+    used = runs[plan[0]][0]["transport"]
+    base1 = med((main_t, 1), "audio_s_per_s") if (main_t, 1) in runs else float("nan")
     rows = []
-    for n in streams:
-        cpu = {k: median([r["cpu_ms_per_chunk"][k] for r in runs[n]])
-               for k in runs[n][0]["cpu_ms_per_chunk"]}
-        rows.append([n, med(n, "audio_s_per_s"), med(n, "audio_s_per_s") / med(1, "audio_s_per_s")
-                     if 1 in runs else float("nan"), med(n, "p50_ms"), med(n, "p99_ms"),
-                     med(n, "mean_ms"), med(n, "server_ms"), med(n, "queue_ms"),
-                     med(n, "mean_batch"), cpu["client"], cpu["tritonserver"], cpu["stub"],
-                     med(n, "other_cores")])
-    result: dict[str, Any] = {"setup": setup.__dict__, "runs": runs, "ceilings": limits}
+    for key in plan:
+        transport, n = key
+        rows.append([f"{runs[key][0]['transport']}", n, med(key, "audio_s_per_s"),
+                     med(key, "audio_s_per_s") / base1, med(key, "p50_ms"), med(key, "p99_ms"),
+                     med(key, "mean_ms"), med(key, "server_ms"), med(key, "queue_ms"),
+                     med(key, "mean_batch"), cpu(key, "client"), cpu(key, "tritonserver"),
+                     cpu(key, "stub"), cpu(key, "total"), med(key, "other_cores")])
+    result: dict[str, Any] = {"setup": setup.__dict__, "ceilings": limits,
+                              "runs": {f"{t} {n}": v for (t, n), v in runs.items()}}
+    cores = os.cpu_count() or 1
     checks = []
-    if 1 in runs and 16 in runs:
-        scale = med(16, "audio_s_per_s") / med(1, "audio_s_per_s")
-        bound = max(limits[k] for k in limits if not k.startswith("b1_")) / med(1, "audio_s_per_s")
-        checks.append(("1. 16 streams vs 1 stream, throughput", f"{scale:.2f}x", ">= 5x",
-                       verdict(scale >= 5),
-                       f"upper bound on this machine {bound:.2f}x (in-process ORT on every "
-                       "core / Triton 1 stream)"))
+    if (main_t, 1) in runs and (main_t, 16) in runs:
+        key16 = (main_t, 16)
+        scale = med(key16, "audio_s_per_s") / base1
+        serving_free = max(v for k, v in limits.items() if not k.startswith("b1_")) / base1
+        cpu_bound = cores / cpu(key16, "total") * 0.4 * 1000 / base1
+        stub_bound = setup.instances / cpu(key16, "stub") * 0.4 * 1000 / base1
+        checks.append((
+            "1. 16 streams vs 1 stream, throughput", f"{scale:.2f}x", ">= 5x",
+            verdict(scale >= 5),
+            f"bounds here: {min(cpu_bound, stub_bound):.2f}x with this serving cost "
+            f"({cores} cores / {cpu(key16, 'total'):.2f} CPU ms per chunk, and "
+            f"{setup.instances} stub(s) at {cpu(key16, 'stub'):.2f} ms per chunk), "
+            f"{serving_free:.2f}x if serving cost nothing (ONNX Runtime alone on every core)"))
         result["scaling_16_vs_1"] = scale
-    if 16 in runs:
-        ratio = median([r["audio_s_per_s"] / r["ort_limit"] for r in runs[16]])
+        ratio = median([r["audio_s_per_s"] / r["ort_limit"] for r in runs[key16]])
         checks.append(("2. Triton 16 streams vs in-process ORT at the same batches",
                        f"{100 * ratio:.0f}%", ">= 70%", verdict(ratio >= 0.70),
-                       f"ORT replay {med(16, 'ort_limit'):.1f} audio-s/s"))
-        over = median([r["mean_ms"] / r["server_ms"] - 1 for r in runs[16]])
+                       f"ORT replay {med(key16, 'ort_limit'):.1f} audio-s/s with "
+                       f"{setup.instances} session(s) x {setup.intra_op_threads} thread(s)"))
+        over = median([r["mean_ms"] / r["server_ms"] - 1 for r in runs[key16]])
         checks.append(("3. client-observed latency over Triton's queue+compute, 16 streams",
                        f"+{100 * over:.0f}%", "<= +15%", verdict(over <= 0.15),
-                       f"client mean {med(16, 'mean_ms'):.1f} ms, server "
-                       f"{med(16, 'server_ms'):.1f} ms"))
+                       f"client mean {med(key16, 'mean_ms'):.1f} ms, server "
+                       f"{med(key16, 'server_ms'):.1f} ms"))
         result["ort_ratio"], result["client_overhead"] = ratio, over
-    save_json("throughput", result)
+        base_t = args.baseline_transport
+        if base_t != "none" and (base_t, 16) in runs and base_t != main_t:
+            gain = med(key16, "audio_s_per_s") / med((base_t, 16), "audio_s_per_s")
+            cpu_gain = cpu((base_t, 16), "total") / cpu(key16, "total")
+            result["transport_gain"] = gain
+            checks.append((f"(transport) 16 streams, {used} vs {base_t}", f"{gain:.2f}x",
+                           "", "", f"CPU per chunk {cpu((base_t, 16), 'total'):.2f} -> "
+                           f"{cpu(key16, 'total'):.2f} ms ({cpu_gain:.2f}x less)"))
+    save_json(args.section, result)
     md = ["## Evaluation throughput (bench/throughput.py)\n", header, "",
           f"Server: {setup.label} (fp32 emulated engine, python backend); "
           f"{len(utts)} utterances ({sum(u.duration for u in utts):.0f} s of audio) per run; "
-          f"medians of {args.repeat} interleaved rounds.\n",
-          table(["streams", "audio s / s", "x 1 stream", "p50 ms", "p99 ms", "mean ms",
-                 "server ms", "queue ms", "mean batch", "client cpu ms/chunk",
-                 "tritonserver cpu ms/chunk", "stub cpu ms/chunk", "others' cores"], rows),
-          "",
-          "\"others' cores\": CPU that processes other than this benchmark's used during the "
-          "run (the machine is shared; 2.0 would mean all of it).", "",
+          f"medians of {args.repeat} interleaved rounds. Client transport {used} "
+          f"(`--transport {main_t}`)"
+          + (f"; the last rows: the {args.baseline_transport} transport as a baseline."
+             if args.baseline_transport != "none" else "."), "",
+          table(["transport", "streams", "audio s / s", "x 1 stream", "p50 ms", "p99 ms",
+                 "mean ms", "server ms", "queue ms", "mean batch", "client cpu ms/chunk",
+                 "tritonserver cpu ms/chunk", "stub cpu ms/chunk", "total cpu ms/chunk",
+                 "others' cores"], rows), "",
+          "\"server ms\": Triton's queue + compute per request (statistics API); \"others' "
+          "cores\": CPU that processes other than this benchmark's used during the run (the "
+          "machine is shared; 2.0 would be all of it).", "",
           "In-process ONNX Runtime ceilings (audio s / s, no Triton): " +
           ", ".join(f"{k} {v:.1f}" for k, v in limits.items()) +
           " (bN_IxT: batch N on I sessions of T threads).", "",
@@ -256,7 +302,7 @@ def main() -> None:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        write_section("throughput", text)
+        write_section(args.section, text)
 
 
 if __name__ == "__main__":

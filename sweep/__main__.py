@@ -35,8 +35,15 @@ def main(cfg: DictConfig) -> tuple[float, float]:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM takes the same path as Ctrl-C: the running job ends KILLED, its server is
-    # stopped by the context managers, and the parent run is closed below.
-    raise KeyboardInterrupt(f"signal {signum}")
+    # stopped by the context managers, and the parent run is closed below. Re-raised as
+    # SIGINT so that whoever handles Ctrl-C now handles it: asyncio.run cancels the
+    # evaluation's task, elsewhere Python raises KeyboardInterrupt. Raising it here directly
+    # can land inside a grpc aio callback, which swallows it ("Exception ignored in
+    # CallbackWrapper.functor_run") and leaves the event loop waiting forever.
+    if callable(signal.getsignal(signal.SIGINT)):
+        signal.raise_signal(signal.SIGINT)
+    else:  # SIGINT ignored (a background job of a script): nobody would act on it
+        raise KeyboardInterrupt(f"signal {signum}")
 
 
 def entry() -> None:

@@ -14,24 +14,28 @@ from omegaconf import DictConfig
 from sweep import track
 
 
-class _Redact(logging.Filter):
-    """Hides URI credentials in every log line: Hydra's launcher logs each job's overrides,
-    ``tracking.uri=http://user:password@host`` included."""
+def _redact_logging() -> None:
+    """Hide URI credentials in every log record: Hydra's launcher logs each job's
+    overrides, ``tracking.uri=http://user:password@host`` included. A record factory, not a
+    handler filter: Hydra replaces the handlers (launcher, every job) after the callbacks
+    that could install one have run."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "trt_sweep_redacts", False):
+        return
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # bad arguments: logging reports those itself, at emit time
+            return record
         clean = track.redact(message)
         if clean != message:
             record.msg, record.args = clean, None
-        return True
+        return record
 
-
-def _redact_logging() -> None:
-    # On the handlers, not a logger: records of child loggers reach handlers without
-    # passing the root logger's own filters. Hydra replaces the handlers per job.
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _Redact) for f in handler.filters):
-            handler.addFilter(_Redact())
+    factory.trt_sweep_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def _redact_files(*paths: Path) -> None:

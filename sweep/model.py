@@ -22,7 +22,7 @@ from sweep.errors import ModelError
 
 CONTRACTS = ("monolithic", "skip_preprocessor")
 
-_ONNX_TO_TRITON = {
+_ONNX_TO_TRITON: dict[int, str] = {
     onnx.TensorProto.FLOAT: "TYPE_FP32",
     onnx.TensorProto.FLOAT16: "TYPE_FP16",
     onnx.TensorProto.BFLOAT16: "TYPE_BF16",
@@ -30,7 +30,7 @@ _ONNX_TO_TRITON = {
     onnx.TensorProto.INT64: "TYPE_INT64",
     onnx.TensorProto.DOUBLE: "TYPE_FP64",
 }
-_ONNX_TO_NUMPY = {
+_ONNX_TO_NUMPY: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.FLOAT16: "float16",
     onnx.TensorProto.INT32: "int32",

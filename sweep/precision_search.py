@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -492,7 +494,13 @@ def main(argv: list[str] | None = None) -> int:
             runs.finish(status)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes Ctrl-C's path: the probe's run and the parent end KILLED.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def entry() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         raise SystemExit(main())
     except SweepError as exc:

@@ -45,10 +45,13 @@ SETTING_GROUPS = ("builder", "server", "model", "dataset", "eval", "decoder")
 # Settings that cannot change what a job measures.
 IGNORED: Mapping[str, frozenset[str]] = {
     # gpus: which GPU index, assigned per job by a launcher (Ray); the device type is in
-    # `device`. cache_dir: where, not what. timeout_s: how long to wait, not the result.
-    "builder": frozenset({"cache_dir", "timeout_s", "gpus"}),
-    "server": frozenset({"ready_timeout_s", "grpc_port", "http_port", "gpus", "cache_dir",
-                         "log_verbose"}),
+    # `device`. Caches and the Docker daemon's address: where, not what. Time-outs: how
+    # long to wait, not the result.
+    "builder": frozenset({"cache_dir", "cache_max_gb", "timing_cache_dir", "timeout_s",
+                          "gpus", "docker_base_url"}),
+    "server": frozenset({"ready_timeout_s", "stop_timeout_s", "grpc_port", "http_port", "gpus",
+                         "cache_dir", "log_verbose", "keep_running", "docker_base_url",
+                         "site_packages"}),
     # The ONNX bytes are hashed; the name is a label.
     "model": frozenset({"onnx_path", "name"}),
     # The utterances are hashed; the folder they lie in is not a result.

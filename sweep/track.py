@@ -112,6 +112,10 @@ def open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> Sto
     """Connect, create the experiment if needed, and fail early if the store is unusable."""
     uri = _absolute_uri(uri, base)
     _check_reachable(uri)
+    if redact(uri) != uri:
+        # MLflow prints "View run ... at: <tracking URI>/#/..." to stdout when a run ends,
+        # credentials and all.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     with _bounded_http_retries(), _init_lock(uri):
         return _open_store(uri, experiment, artifact_root, base)
 

@@ -344,24 +344,31 @@ class GrpcStreamer:
             out.set_shared_memory(region, size, off)
             return out
 
+        # The request objects only say where the tensors lie: two sets, one per state slot.
+        requests = []
+        for cur in (0, 1):
+            nxt = 1 - cur
+            states_in = [infer_input(p.input, f"s{cur}:{p.input}",
+                                     slots.views[f"s{cur}:{p.input}"]) for p in model.states]
+            outputs = [requested(model.logprobs_output, "logprobs"),
+                       *(requested(p.output, f"s{nxt}:{p.input}") for p in model.states)]
+            requests.append((states_in, outputs))
+        audio_in = {name: infer_input(name, f"a:{name}", slots.views[f"a:{name}"])
+                    for name in (k[2:] for k in slots.views if k.startswith("a:"))}
         for chunk in chunk_inputs(model, samples):
-            cur, nxt = slots.cur, 1 - slots.cur
+            states_in, outputs = requests[slots.cur]
             tensors = []
             for name, array in chunk.items():
                 view = slots.views[f"a:{name}"]
                 if array.shape == view.shape and array.dtype == view.dtype:
                     view[...] = array
-                    tensors.append(infer_input(name, f"a:{name}", view))
+                    tensors.append(audio_in[name])
                 else:  # an odd-sized chunk goes the ordinary way
                     tensor = aioclient.InferInput(name, list(array.shape),
                                                   _TRITON_DTYPES[array.dtype.name])
                     tensor.set_data_from_numpy(array)
                     tensors.append(tensor)
-            for pair in model.states:
-                tensors.append(infer_input(pair.input, f"s{cur}:{pair.input}",
-                                           slots.views[f"s{cur}:{pair.input}"]))
-            outputs = [requested(model.logprobs_output, "logprobs"),
-                       *(requested(p.output, f"s{nxt}:{p.input}") for p in model.states)]
+            tensors += states_in
             t0 = time.perf_counter()
             try:
                 response = await client.infer(  # type: ignore[attr-defined]
@@ -377,7 +384,7 @@ class GrpcStreamer:
             if shape != logprobs.shape:
                 logprobs = logprobs.reshape(-1)[:int(np.prod(shape))].reshape(shape)
             frames.append(logprobs[0].copy())
-            slots.cur = nxt
+            slots.cur = 1 - slots.cur
             if frames[-1].size == 0:
                 raise EvaluationError(
                     f"{self.model_name!r} returned an empty {model.logprobs_output!r} "

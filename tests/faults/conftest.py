@@ -117,9 +117,11 @@ class SweepProcess:
 
 def start_sweep(args: list[str], tmp: Path, *, cache: Path | None = None,
                 db: Path | None = None, tracking: bool = True,
-                env: dict[str, str] | None = None, name: str = "sweep") -> SweepProcess:
+                env: dict[str, str] | None = None, name: str = "sweep",
+                ignore_sigint: bool = False) -> SweepProcess:
     """Start ``python -m sweep ARGS`` in its own session (so a test can signal it as a
-    terminal does), with the store and the sweep folder under ``tmp``."""
+    terminal does), with the store and the sweep folder under ``tmp``. ``ignore_sigint``:
+    started as a script's background job is (SIGINT ignored, inherited)."""
     tmp.mkdir(parents=True, exist_ok=True)
     db = db or tmp / "mlruns" / "mlflow.db"
     cache = cache or tmp / "cache"
@@ -129,13 +131,18 @@ def start_sweep(args: list[str], tmp: Path, *, cache: Path | None = None,
            f"hydra.sweep.dir={tmp / name}", f"hydra.run.dir={tmp / name}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})},
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=_ignore_sigint if ignore_sigint else None)
     sweep = SweepProcess(tmp, db, cache, proc, time.perf_counter())
     _STARTED.append(sweep)
     return sweep
 
 
 _STARTED: list[SweepProcess] = []
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_sweep(args: list[str], tmp: Path, timeout: float = 300, **kwargs: Any
@@ -253,11 +260,10 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _containers_of(pids: list[int]) -> list[str] | None:
     """Names of containers started by these sweep processes (label trt-sweep.host-pid);
     None when no Docker daemon answers (nothing can be left there then)."""
-    try:
-        import docker
+    from sweep import containers
 
-        client = docker.from_env(timeout=10)
-        client.ping()
+    try:
+        client = containers.connect(timeout_s=10)
     except Exception:
         return None
     names = []

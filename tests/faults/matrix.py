@@ -18,18 +18,23 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 # Proven by other suites; run from there and listed with their own name.
-REFERENCED: dict[str, tuple[str, str]] = {
+REFERENCED: dict[str, tuple[str, str, str]] = {
     "tests/integration/test_promote.py::test_a_target_outside_the_repository_root_is_refused":
-        ("promote: a target outside its root", "refused, nothing written outside"),
+        ("promote: a target outside its root", "refused, nothing written outside",
+         "'../outside' and a symlink out: exit 2, 'outside the repository root', the outside "
+         "folder stays empty"),
     "tests/integration/test_docker.py::test_serves_over_grpc_and_leaves_nothing":
         ("container isolation (DockerServer)",
-         "not privileged, /models read-only, ports on 127.0.0.1"),
+         "not privileged, /models read-only, ports on 127.0.0.1",
+         "HostConfig: Privileged false, /models RW false, PortBindings on 127.0.0.1, Cmd an "
+         "argument list"),
 }
 
 
@@ -59,8 +64,10 @@ class Collector:
             if callspec is not None:
                 fault = f"{fault} [{callspec.id}]"
         elif item.nodeid in REFERENCED:
-            fault, expected = REFERENCED[item.nodeid]
-            fault = f"{fault} (ref: {item.nodeid.split('::')[-1]})"
+            fault, expected, seen = REFERENCED[item.nodeid]
+            self.rows[item.nodeid] = Row(f"{fault} (in {item.nodeid})", expected, seen,
+                                         "that suite's own")
+            return self.rows[item.nodeid]
         else:
             return None
         self.rows[item.nodeid] = Row(fault, expected)
@@ -98,8 +105,9 @@ def render(rows: list[Row], console: Console) -> None:
     for i, row in enumerate(rows, 1):
         style = "green" if row.result == "pass" else "yellow" if row.result.startswith(
             "SKIP") else "red"
-        table.add_row(str(i), row.fault, row.expected, row.outcome, row.cleanup,
-                      f"[{style}]{row.result}[/] ({row.seconds:.0f} s)")
+        table.add_row(str(i), escape(row.fault), escape(row.expected), escape(row.outcome),
+                      escape(row.cleanup),
+                      f"[{style}]{escape(row.result)}[/] ({row.seconds:.0f} s)")
     console.print(table)
 
 

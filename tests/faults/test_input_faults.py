@@ -88,5 +88,6 @@ def test_manifest_fault(manifest_sweep: tuple[SweepProcess, Path], case: str,
     assert CASES[case].format(folder=folder) in error, error
     assert "\n" not in error.strip()  # one message, not a traceback
     assert "engine_hash" not in run.data.tags  # found before building
-    row.outcome(f"FAILED: '<manifest> {error.split(MANIFEST + ' ', 1)[1][:110]}'")
+    shown = error.replace(f"{folder / MANIFEST}", "<manifest>").replace(str(folder), "<dir>")
+    row.outcome(f"FAILED: '{shown[:120]}{'...' if len(shown) > 120 else ''}'")
     row.cleanup(assert_clean(sweep))

@@ -48,9 +48,12 @@ def test_sigint_mid_sweep(tmp_path: Path, warm_cache: Path, row: Row) -> None:
     row.cleanup(assert_clean(sweep))
 
 
+@pytest.mark.parametrize("started", ["from a terminal", "as a background job"])
 @pytest.mark.fault("SIGTERM mid-sweep", "current run KILLED, parent closed, server gone")
-def test_sigterm_mid_sweep(tmp_path: Path, warm_cache: Path, row: Row) -> None:
-    sweep = start_sweep(ARGS, tmp_path, cache=warm_cache)
+def test_sigterm_mid_sweep(tmp_path: Path, warm_cache: Path, started: str, row: Row) -> None:
+    # A script's background job inherits SIGINT ignored: SIGTERM must not rely on it.
+    sweep = start_sweep(ARGS, tmp_path, cache=warm_cache,
+                        ignore_sigint=started == "as a background job")
     mid_evaluation(sweep)
     os.kill(sweep.pid, signal.SIGTERM)  # what a scheduler or `kill` does: the sweep only
     row.outcome(_interrupted(sweep, "SIGTERM to the sweep"))

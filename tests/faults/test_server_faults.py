@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
 
 from tests.faults.conftest import (
     Row,
@@ -48,7 +49,7 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, warm_cache: Path
     return sweep, seen
 
 
-def _by_streams(sweep: SweepProcess, streams: str) -> object:
+def _by_streams(sweep: SweepProcess, streams: str) -> Run:
     (found,) = [r for r in sweep.jobs() if r.data.params["eval.streams"] == streams]
     return found
 
@@ -59,12 +60,12 @@ def test_server_killed_mid_evaluation(killed_sweep: tuple[SweepProcess, dict[str
                                       row: Row) -> None:
     sweep, seen = killed_sweep
     run = _by_streams(sweep, "2")
-    error = run.data.tags["error"]  # type: ignore[attr-defined]
-    assert run.info.status == "FAILED"  # type: ignore[attr-defined]
+    error = run.data.tags["error"]
+    assert run.info.status == "FAILED"
     assert "tritonserver was killed by signal SIGKILL during the evaluation" in error, error
     assert "logs/tritonserver.log" in sweep.artifacts(run)
     last = _by_streams(sweep, "4")
-    assert last.info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert last.info.status == "FINISHED"
     assert seen["pids"] == 3  # a fresh server per job
     row.outcome("FAILED: 'tritonserver was killed by signal SIGKILL during the evaluation "
                 "(inference ... failed ...)'; job 3 FINISHED on its own fresh server")
@@ -77,8 +78,8 @@ def test_server_frozen_mid_evaluation(killed_sweep: tuple[SweepProcess, dict[str
                                       row: Row) -> None:
     sweep, seen = killed_sweep
     run = _by_streams(sweep, "3")
-    error = run.data.tags["error"]  # type: ignore[attr-defined]
-    assert run.info.status == "FAILED"  # type: ignore[attr-defined]
+    error = run.data.tags["error"]
+    assert run.info.status == "FAILED"
     assert "Deadline Exceeded" in error, error
     # The deadline, the stop (SIGTERM + SIGCONT, 10 s grace at most) and the next start.
     assert seen["frozen_to_next_server_s"] < REQUEST_TIMEOUT_S + 10 + 30, seen

@@ -21,8 +21,15 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, params.get("graph_optimization_level", "ORT_ENABLE_ALL"))
-        options.intra_op_num_threads = int(params.get("intra_op_num_threads", "1"))
+        threads = int(params.get("intra_op_num_threads", "1"))
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if threads != 1:
+            # Idle intra-op threads spin by default; this server shares its cores with the
+            # client and the other instances, and a spinning thread there made every run
+            # two to four times slower on a 2-core machine (bench/README.md). Sleeping
+            # threads change no result, only who gets the core.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
