@@ -317,11 +317,19 @@ def assert_clean(*sweeps: SweepProcess, caches: tuple[Path, ...] = ()) -> str:
 def _no_leftovers_for_the_next_row() -> Iterator[None]:
     """A row that fails half-way must not leave its sweep or servers to the next row."""
     yield
+    pids = []
     while _STARTED:
         sweep = _STARTED.pop()
+        pids.append(sweep.pid)
         if sweep.proc.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
             sweep.proc.communicate()
     for pid in our_processes():
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+    # A sweep killed by a failing row cannot remove its container itself.
+    if _containers_of(pids):
+        from sweep import containers
+
+        for pid in pids:
+            containers.cleanup(f"trt-sweep.host-pid={pid}")

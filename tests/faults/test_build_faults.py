@@ -102,9 +102,10 @@ def onnx_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepProcess:
 
 
 @pytest.mark.parametrize(("case", "message"), [
-    ("missing", "does not exist"),
-    ("corrupt", "cannot be read"),
-    ("mismatch", "does not match model interface 'demo_monolithic'"),
+    pytest.param("missing", "does not exist", id="missing"),
+    pytest.param("corrupt", "cannot be read", id="corrupt"),
+    pytest.param("mismatch", "does not match model interface 'demo_monolithic'",
+                 id="mismatch"),
 ])
 @pytest.mark.fault("ONNX missing / corrupt / not the interface's",
                    "validation error before building: no engine, no server")
