@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fresh-machine setup for trt-sweep: system libraries, then a virtualenv in .venv.
 #   bash scripts/setup.sh          # what `python -m sweep` needs
-#   bash scripts/setup.sh --dev    # plus test tools, PyTorch (demo tests), espeak-ng, sox
+#   bash scripts/setup.sh --dev    # plus test tools, PyTorch (demo tests), Optuna, Ray,
+#                                  # espeak-ng, sox, chromium (UI test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
   # torch==2.13.0 (CPU) defines and exports the demo model; only the demo tests need it.
-  .venv/bin/python -m pip install -q -e ".[dev,demo]"
+  .venv/bin/python -m pip install -q -e ".[dev,demo,optuna,ray]"
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -47,6 +47,8 @@ class BuilderConfig:
     in_container: bool = False
     # Content-addressed engine cache shared by jobs and sweeps.
     cache_dir: str = "~/.cache/trt-sweep/engines"
+    # Size limit of the engine cache in GB: least recently used entries go; null: none.
+    cache_max_gb: float | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweep import track
+from sweep import resume, track
 from sweep.build import Builder, make_builder
 from sweep.build.base import Engine
 from sweep.build.cache import EngineCache, file_digest
@@ -24,6 +24,7 @@ from sweep.config import as_dict
 from sweep.data.manifest import Utterance, load_manifest
 from sweep.deploy import Server, make_server
 from sweep.deploy.repository import ServingOptions, render
+from sweep.device import engine_device
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.decode import DecodePool, DecoderSpec
 from sweep.evaluate.metrics import latency_summary, score
@@ -156,8 +157,9 @@ def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet,
         builder = make_builder(b.name, image=b.image, gpus=b.gpus, timeout_s=b.timeout_s,
                                trtexec_path=b.trtexec_path,
                                timing_cache_dir=b.timing_cache_dir, **docker)
-    device = "cpu" if b.name == "emulate" else f"gpu:{b.gpus}"
-    return EngineCache(b.cache_dir).build(builder, model.onnx_path, flags, device)
+    device = engine_device(b.name)
+    cache = EngineCache(b.cache_dir, max_gb=b.cache_max_gb)
+    return cache.build(builder, model.onnx_path, flags, device)
 
 
 def job_server(cfg: DictConfig) -> Server:
@@ -266,6 +268,20 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
             model = model_interface(cfg)
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = dataset(cfg)
+            identity = resume.job_identity(
+                flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
+                data_digest=resume.utterances_digest(utterances), device=tags["device"],
+                settings={g: as_dict(cfg[g]) for g in resume.SETTING_GROUPS})
+            job.tags({resume.IDENTITY_TAG: identity})
+            done = None if cfg.get("force", False) else resume.find_finished(store, identity)
+            if done is not None:
+                # Resume: this exact job already FINISHED in the experiment; its run gets
+                # the metrics and a resumed_from tag, nothing is built or served.
+                result.metrics = resume.adopt(store, done, job)
+                say(label, "yellow", f"({flags.digest}): skipped, the identical configuration "
+                    f"FINISHED in run {done}; metrics copied from it (+force=true runs it "
+                    "again)")
+                return result
             server = job_server(cfg)
             say(label, "bold", f"({flags.digest}): building with {cfg.builder.name}")
             try:

@@ -155,7 +155,9 @@ def environment_tags() -> dict[str, str]:
     """Device, package versions and git commit: what makes two runs comparable."""
     from importlib.metadata import PackageNotFoundError, version
 
-    tags = {"device": f"cpu:{platform.processor() or platform.machine()}",
+    from sweep.device import host_device
+
+    tags = {"device": host_device(),
             "host": platform.node(), "python": platform.python_version()}
     for package in ("trt-sweep", "onnxruntime", "onnx", "tritonclient", "nvidia-pytriton",
                     "mlflow", "numpy"):
