@@ -310,8 +310,9 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) one benchmark's section of bench/RESULTS.md."""
+def write_section(name: str, markdown: str, first: bool = False) -> None:
+    """Replace (or add) one benchmark's section of bench/RESULTS.md; a new section goes at
+    the end, or right after the file's header with ``first``."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = RESULTS.read_text() if RESULTS.exists() else (
         "# Benchmark results\n\nWritten by the scripts in bench/ (see bench/README.md); each "
@@ -321,6 +322,9 @@ def write_section(name: str, markdown: str) -> None:
     if begin in text and end in text:
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text,
                       flags=re.S)
+    elif first and "<!-- bench:" in text:
+        at = text.index("<!-- bench:")
+        text = text[:at] + block + "\n\n" + text[at:]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)

@@ -4,8 +4,8 @@ python-backend stub(s), per-thread CPU of tritonserver (C++, which py-spy cannot
 While GrpcStreamer streams the test set with ``--streams`` streams, ``py-spy record``
 samples this process (the client) and every stub for ``--seconds``; halfway through,
 ``py-spy dump`` takes one snapshot of each. Raw collapsed stacks and dumps land in
-bench/out/profile/; the top frames (self and inclusive) are printed and, unless --no-write,
-written to RESULTS.md.
+bench/out/profile-TRANSPORT/; the top frames (self and inclusive) are printed and, unless
+--no-write, written to RESULTS.md.
 
 Run: python bench/profile.py [--streams 16] [--seconds 10] [--transport auto|grpc|shm]
 """
@@ -37,9 +37,6 @@ from bench.common import (
     utterances,
     write_section,
 )
-
-PROFILE = OUT / "profile"
-
 
 Shares = list[tuple[float, str]]
 
@@ -97,8 +94,10 @@ def main() -> None:
 
     header = machine_line()
     print(header, flush=True)
-    shutil.rmtree(PROFILE, ignore_errors=True)
-    PROFILE.mkdir(parents=True)
+    # the transport is known before the run only when it is forced; auto is shm locally
+    profile = OUT / f"profile-{'grpc' if args.transport == 'grpc' else 'shm'}"
+    shutil.rmtree(profile, ignore_errors=True)
+    profile.mkdir(parents=True)
     model = demo_model()
     engine = fp32_engine(model)
     utts = utterances()
@@ -128,13 +127,13 @@ def main() -> None:
         procs = {name: subprocess.Popen(
             ["py-spy", "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
              "--rate", str(args.rate), "--format", "raw", "--nonblocking",
-             "--output", str(PROFILE / f"{name}.txt")],
+             "--output", str(profile / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in targets.items()}
         time.sleep(args.seconds / 2)
         for name, pid in targets.items():
             dump = subprocess.run(["py-spy", "dump", "--pid", str(pid), "--nonblocking"],
                                   capture_output=True, text=True)
-            (PROFILE / f"{name}.dump.txt").write_text(dump.stdout + dump.stderr)
+            (profile / f"{name}.dump.txt").write_text(dump.stdout + dump.stderr)
         for p in procs.values():
             p.wait()
         cpu = CpuMeter.delta(c0, meter.sample())
@@ -146,18 +145,20 @@ def main() -> None:
     cores = {k: v / wall for k, v in cpu.items() if k != "wall"}
     per_thread = sorted(((t1[k] - t0.get(k, 0.0)) / wall, k) for k in t1)[::-1][:6]
     sections.append(
-        f"Cores busy during the recording ({wall:.1f} s): " +
+        f"Cores busy during the recording ({wall:.1f} s; \"other\" includes py-spy "
+        "itself): " +
         ", ".join(f"{k} {v:.2f}" for k, v in cores.items()) +
         ". tritonserver threads (cores): " +
         ", ".join(f"{name} {v:.2f}" for v, name in per_thread if v > 0.005) + ".")
     for name in targets:
-        raw = PROFILE / f"{name}.txt"
+        raw = profile / f"{name}.txt"
         if not raw.exists():
             sections.append(f"{name}: py-spy wrote nothing (see `py-spy record` by hand).")
             continue
         total, own, incl = summarise(raw)
         sections.append(f"**{name}** ({total} samples of active threads; raw stacks in "
-                        f"bench/out/profile/{name}.txt, a dump in {name}.dump.txt)\n\n" +
+                        f"bench/out/{profile.name}/{name}.txt, a dump in {name}.dump.txt)"
+                        "\n\n" +
                         table(["self %", "frame"], [[f"{p:.1f}", f"`{f}`"] for p, f in own[:8]]) +
                         "\n\n" +
                         table(["inclusive %", "frame"],

@@ -132,6 +132,57 @@ def ceiling(model: Any, engine: Any, utts: list[Any], batch: int, seconds: float
     return out
 
 
+def targets(runs: dict[tuple[str, int], list[dict[str, Any]]], limits: dict[str, float],
+            setup: dict[str, Any], main_t: str, base_t: str, cores: int
+            ) -> tuple[list[tuple[str, str, str, str, str]], dict[str, float]]:
+    """Targets 1-3 (and the transport's gain) from the runs: (target, measured, wanted,
+    verdict, note) rows, and the figures themselves."""
+    def med(key: tuple[str, int], field: str) -> float:
+        return median([r[field] for r in runs[key]])
+
+    def cpu(key: tuple[str, int], part: str) -> float:
+        return median([r["cpu_ms_per_chunk"][part] for r in runs[key]])
+
+    checks: list[tuple[str, str, str, str, str]] = []
+    extra: dict[str, float] = {}
+    key1, key16 = (main_t, 1), (main_t, 16)
+    if key1 not in runs or key16 not in runs:
+        return checks, extra
+    used = runs[key16][0]["transport"]
+    base1 = med(key1, "audio_s_per_s")
+    scale = med(key16, "audio_s_per_s") / base1
+    chunk_s = 0.4
+    serving_free = max(v for k, v in limits.items() if not k.startswith("b1_")) / base1
+    cpu_bound = cores / cpu(key16, "total") * chunk_s * 1000 / base1
+    stub_bound = setup["instances"] / cpu(key16, "stub") * chunk_s * 1000 / base1
+    checks.append((
+        "1. 16 streams vs 1 stream, throughput", f"{scale:.2f}x", ">= 5x", verdict(scale >= 5),
+        f"upper bound here {min(cpu_bound, stub_bound, serving_free):.2f}x: CPU "
+        f"{cpu_bound:.2f}x ({cores} cores / {cpu(key16, 'total'):.2f} CPU ms per chunk), "
+        f"stubs {stub_bound:.2f}x ({setup['instances']} at {cpu(key16, 'stub'):.2f} ms per "
+        f"chunk), serving free {serving_free:.2f}x (ONNX Runtime alone, batch 16, every core)"))
+    ratio = median([r["audio_s_per_s"] / r["ort_limit"] for r in runs[key16]])
+    checks.append(("2. Triton 16 streams vs in-process ORT at the same batches",
+                   f"{100 * ratio:.0f}%", ">= 70%", verdict(ratio >= 0.70),
+                   f"ORT replay {med(key16, 'ort_limit'):.1f} audio-s/s with "
+                   f"{setup['instances']} session(s) x {setup['intra_op_threads']} thread(s)"))
+    over = median([r["mean_ms"] / r["server_ms"] - 1 for r in runs[key16]])
+    checks.append(("3. client-observed latency over Triton's queue+compute, 16 streams",
+                   f"+{100 * over:.0f}%", "<= +15%", verdict(over <= 0.15),
+                   f"client mean {med(key16, 'mean_ms'):.1f} ms, server "
+                   f"{med(key16, 'server_ms'):.1f} ms"))
+    extra.update(scaling_16_vs_1=scale, ort_ratio=ratio, client_overhead=over,
+                 bound_16_vs_1=min(cpu_bound, stub_bound, serving_free))
+    if base_t != "none" and (base_t, 16) in runs and base_t != main_t:
+        gain = med(key16, "audio_s_per_s") / med((base_t, 16), "audio_s_per_s")
+        cpu_gain = cpu((base_t, 16), "total") / cpu(key16, "total")
+        extra["transport_gain"] = gain
+        checks.append((f"(transport) 16 streams, {used} vs {base_t}", f"{gain:.2f}x",
+                       "", "", f"CPU per chunk {cpu((base_t, 16), 'total'):.2f} -> "
+                       f"{cpu(key16, 'total'):.2f} ms ({cpu_gain:.2f}x less)"))
+    return checks, extra
+
+
 def measure(streamer: Any, utts: list[Any], meter: CpuMeter, probe: StatsProbe,
             args: argparse.Namespace) -> dict[str, Any]:
     """One evaluation pass and what it cost."""
@@ -244,42 +295,13 @@ def main() -> None:
                      med(key, "mean_batch"), cpu(key, "client"), cpu(key, "tritonserver"),
                      cpu(key, "stub"), cpu(key, "total"), med(key, "other_cores")])
     result: dict[str, Any] = {"setup": setup.__dict__, "ceilings": limits,
+                              "transport": main_t, "baseline_transport": args.baseline_transport,
+                              "cores": os.cpu_count() or 1,
                               "runs": {f"{t} {n}": v for (t, n), v in runs.items()}}
-    cores = os.cpu_count() or 1
-    checks = []
-    if (main_t, 1) in runs and (main_t, 16) in runs:
-        key16 = (main_t, 16)
-        scale = med(key16, "audio_s_per_s") / base1
-        serving_free = max(v for k, v in limits.items() if not k.startswith("b1_")) / base1
-        cpu_bound = cores / cpu(key16, "total") * 0.4 * 1000 / base1
-        stub_bound = setup.instances / cpu(key16, "stub") * 0.4 * 1000 / base1
-        checks.append((
-            "1. 16 streams vs 1 stream, throughput", f"{scale:.2f}x", ">= 5x",
-            verdict(scale >= 5),
-            f"bounds here: {min(cpu_bound, stub_bound):.2f}x with this serving cost "
-            f"({cores} cores / {cpu(key16, 'total'):.2f} CPU ms per chunk, and "
-            f"{setup.instances} stub(s) at {cpu(key16, 'stub'):.2f} ms per chunk), "
-            f"{serving_free:.2f}x if serving cost nothing (ONNX Runtime alone on every core)"))
-        result["scaling_16_vs_1"] = scale
-        ratio = median([r["audio_s_per_s"] / r["ort_limit"] for r in runs[key16]])
-        checks.append(("2. Triton 16 streams vs in-process ORT at the same batches",
-                       f"{100 * ratio:.0f}%", ">= 70%", verdict(ratio >= 0.70),
-                       f"ORT replay {med(key16, 'ort_limit'):.1f} audio-s/s with "
-                       f"{setup.instances} session(s) x {setup.intra_op_threads} thread(s)"))
-        over = median([r["mean_ms"] / r["server_ms"] - 1 for r in runs[key16]])
-        checks.append(("3. client-observed latency over Triton's queue+compute, 16 streams",
-                       f"+{100 * over:.0f}%", "<= +15%", verdict(over <= 0.15),
-                       f"client mean {med(key16, 'mean_ms'):.1f} ms, server "
-                       f"{med(key16, 'server_ms'):.1f} ms"))
-        result["ort_ratio"], result["client_overhead"] = ratio, over
-        base_t = args.baseline_transport
-        if base_t != "none" and (base_t, 16) in runs and base_t != main_t:
-            gain = med(key16, "audio_s_per_s") / med((base_t, 16), "audio_s_per_s")
-            cpu_gain = cpu((base_t, 16), "total") / cpu(key16, "total")
-            result["transport_gain"] = gain
-            checks.append((f"(transport) 16 streams, {used} vs {base_t}", f"{gain:.2f}x",
-                           "", "", f"CPU per chunk {cpu((base_t, 16), 'total'):.2f} -> "
-                           f"{cpu(key16, 'total'):.2f} ms ({cpu_gain:.2f}x less)"))
+    checks, extra = targets(runs, limits, setup.__dict__, main_t, args.baseline_transport,
+                            os.cpu_count() or 1)
+    result.update(extra)
+    result["checks"] = checks
     save_json(args.section, result)
     md = ["## Evaluation throughput (bench/throughput.py)\n", header, "",
           f"Server: {setup.label} (fp32 emulated engine, python backend); "
