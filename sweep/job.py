@@ -202,7 +202,8 @@ def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances:
                 timings["startup_seconds"] = time.perf_counter() - t0
                 streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
                                         streams=cfg.eval.streams,
-                                        timeout_s=cfg.eval.request_timeout_s)
+                                        timeout_s=cfg.eval.request_timeout_s,
+                                        transport=cfg.eval.transport)
                 with _progress() as progress:
                     task = progress.add_task(f"streaming {engine.flags.label}",
                                              total=len(utterances))
@@ -212,6 +213,7 @@ def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances:
                         progress.advance(task)
 
                     run = streamer.run(utterances, done)
+                job.tags({"transport": streamer.used_transport or cfg.eval.transport})
                 t1 = time.perf_counter()
             timings["stop_seconds"] = time.perf_counter() - t1
             t2 = time.perf_counter()

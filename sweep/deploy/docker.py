@@ -61,7 +61,9 @@ def server_command(*, grpc_port: int, http_port: int, address: str | None = None
     cmd = ["tritonserver", "--model-repository=/models",
            f"--grpc-port={grpc_port}", f"--http-port={http_port}",
            "--allow-metrics=false", "--allow-gpu-metrics=false",
-           "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={log_verbose}"]
+           "--exit-on-error=true", "--strict-readiness=true",
+           # Configs are complete: skip the throw-away stub per model that auto-complete costs.
+           "--disable-auto-complete-config", f"--log-verbose={log_verbose}"]
     if address:
         cmd += [f"--grpc-address={address}", f"--http-address={address}"]
     if explicit:

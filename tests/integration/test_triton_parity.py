@@ -34,8 +34,9 @@ CONTRACTS = {
 }
 
 
+@pytest.mark.parametrize("transport", ["shm", "grpc"])
 @pytest.mark.parametrize("contract", sorted(CONTRACTS))
-def test_served_fp32_engine_matches_onnxruntime(contract: str, tmp_path: Path):
+def test_served_fp32_engine_matches_onnxruntime(contract: str, transport: str, tmp_path: Path):
     model = ModelInterface(name=contract, contract=contract, logprobs_output="logprobs",
                            **CONTRACTS[contract])
     engine = EmulateBuilder().build(model.onnx_path, FlagSet.from_mapping({"tf32": False}),
@@ -45,8 +46,10 @@ def test_served_fp32_engine_matches_onnxruntime(contract: str, tmp_path: Path):
     repository = render(model, engine, tmp_path / "repo", site_packages=server.site_packages(),
                         options=ServingOptions(max_batch_size=8))
     with server.serving(repository, tmp_path / "server.log") as endpoint:
-        served = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
-                              streams=4).run(utterances)
+        streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name, streams=4,
+                                transport=transport)
+        served = streamer.run(utterances)
+        assert streamer.used_transport == transport
     reference = OrtPipeline(model, engine.path, graph_optimization_level=str(
         engine.runtime["graph_optimization_level"])).run(utterances)
     decoder = GreedyDecoder()
