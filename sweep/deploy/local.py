@@ -102,6 +102,9 @@ class LocalServer:
             str(binary),
             f"--model-repository={repository}",
             f"--backend-directory={backend_directory(self.cache_dir)}",
+            # Loopback only: a sweep's server is for the sweep, not for the network.
+            "--grpc-address=127.0.0.1",
+            "--http-address=127.0.0.1",
             f"--grpc-port={grpc_port}",
             f"--http-port={http_port}",
             "--allow-metrics=false",
@@ -146,10 +149,14 @@ class LocalServer:
             proc = subprocess.Popen(self.command(repository.path, grpc_port, http_port),
                                     stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
+        regions: list[Path] = []
         try:
             started = wait_ready(f"127.0.0.1:{grpc_port}", repository.entry_model,
                                  timeout_s=self.ready_timeout_s, log_path=log_path,
                                  alive=lambda: proc.poll() is None, quote_errors=True)
+            # Known now, while the stubs live: a server that is killed later cannot remove
+            # its stubs' shared memory, so the stop does.
+            regions = _stub_shm_regions(proc.pid)
             try:
                 yield Endpoint(grpc_url=f"127.0.0.1:{grpc_port}",
                                http_url=f"127.0.0.1:{http_port}",
@@ -167,7 +174,7 @@ class LocalServer:
                 raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
                                   f"evaluation; see {log_path}", log_path)
         finally:
-            stop_process(proc)
+            stop_process(proc, regions=regions)
 
 
 def _exited(proc: subprocess.Popen[bytes], wait_s: float = 1.0) -> bool:
@@ -188,8 +195,37 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job."""
+def _stub_shm_regions(pgid: int) -> list[Path]:
+    """The /dev/shm regions of the python-backend stubs in a server's process group (each
+    stub gets its region's name on its command line and removes it when it unloads)."""
+    regions = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ProcessLookupError):
+            continue
+        regions += [Path("/dev/shm") / a.decode(errors="replace") for a in args
+                    if a.startswith(b"triton_python_backend_shm_region")]
+    return regions
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,
+                 regions: list[Path] | None = None) -> None:
+    """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job, not even
+    the python-backend stubs' shared-memory ``regions``."""
+    try:
+        _stop(proc, grace_s, regions or [])
+    finally:
+        for region in regions or []:
+            with contextlib.suppress(OSError):
+                region.unlink(missing_ok=True)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float, regions: list[Path]) -> None:
     if proc.poll() is not None:
         # The server died on its own (or was killed): its python backend stubs live on in
         # its process group until they notice, so the group still gets a SIGKILL.
@@ -202,9 +238,15 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGCONT)
     except ProcessLookupError:
         return
+    regions = regions or _stub_shm_regions(proc.pid)
     deadline = time.monotonic() + grace_s
     while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        # Once every python-backend stub has released its shared-memory region the models
+        # are unloaded; what is left is Triton's exit loop, which polls once a second (2 s
+        # of every job). Nothing remains to clean up, so the SIGKILL below may end it.
+        if regions and not any(r.exists() for r in regions):
+            break
+        time.sleep(0.02)
     # Also when the server exited in time: whatever of its group is left goes with it.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
