@@ -43,7 +43,7 @@ from docker.models.containers import Container
 
 from sweep import containers
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository, tail
-from sweep.deploy.health import free_port, port_in_use, wait_ready
+from sweep.deploy.health import free_port, port_in_use, triton_error_lines, wait_ready
 from sweep.errors import ServerError
 
 DEFAULT_IMAGE = "trt-sweep-cpu:latest"
@@ -351,23 +351,8 @@ def _close_kept() -> None:
 
 
 def error_lines(log_path: Path, limit: int = 8) -> list[str]:
-    """Triton's error lines (glog ``E...`` lines, UNAVAILABLE model states, the final
-    ``error:``): a failed load prints a long status table and shutdown chatter after the
-    cause, so the log's last lines alone often miss it."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    found: list[str] = []
-    for line in lines:
-        text = line.strip()
-        if (text[:1] == "E" and text[1:5].isdigit()) or "UNAVAILABLE:" in text or \
-                text.startswith("error:"):
-            if "CudaDriverHelper" in text:  # every CPU-only start says this; harmless
-                continue
-            if text not in found:
-                found.append(text)
-    return found[-limit:]
+    """Triton's error lines in a container's log (the same reading as the local server's)."""
+    return triton_error_lines(log_path, limit=limit)
 
 
 @contextmanager

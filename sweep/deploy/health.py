@@ -24,7 +24,8 @@ def triton_error_lines(log_path: Path, limit: int = 6, width: int = 400) -> list
     found: list[str] = []
     for line in lines:
         text = line.strip()
-        if not ((text[:1] == "E" and text[1:5].isdigit()) or text.startswith("error:")):
+        if not ((text[:1] == "E" and text[1:5].isdigit()) or "UNAVAILABLE:" in text
+                or text.startswith("error:")):
             continue
         if "CudaDriverHelper" in text:  # every CPU-only start says this; harmless
             continue

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweep.build.cache import file_digest
 from sweep.errors import PromoteError
 
 MANIFEST = "trt-sweep.json"
@@ -59,11 +60,7 @@ class InstalledVersion:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def model_dir(root: Path | str, name: str) -> Path:

@@ -194,3 +194,17 @@ def test_real_full_disk_with_the_emulate_builder(tiny_onnx, small_tmpfs):
     engine = cache.build(EmulateBuilder(), tiny_onnx,
                          FlagSet.from_mapping({"precision": "fp16"}), "cpu")
     assert (engine.path.parent / META).exists() and not engine.cached
+
+
+def test_cache_builds_once_per_key(tiny_onnx, tmp_path):
+    cache = EngineCache(tmp_path / "cache")
+    builder = SizedBuilder()
+    flags = FlagSet.from_mapping({"precision": "fp16"})
+    first = cache.build(builder, tiny_onnx, flags, "cpu")
+    second = cache.build(builder, tiny_onnx, flags, "cpu")
+    other = cache.build(builder, tiny_onnx, FlagSet.from_mapping({}), "cpu")
+    assert builder.calls == 2
+    assert not first.cached and second.cached and not other.cached
+    assert first.path == second.path and first.path.exists()
+    assert second.flags == flags
+    assert first.build_seconds == pytest.approx(0.1)

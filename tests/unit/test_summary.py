@@ -110,3 +110,10 @@ def test_summarise_logs_csv_plot_and_counts_on_the_parent(store: track.Store, tm
     assert metrics["jobs"] == 12 and metrics["jobs_failed"] == 1
     assert metrics["best_wer"] == pytest.approx(0.1)
     assert "trt-sweep results" in capsys.readouterr().out
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    from sweep.summary import pareto_front
+
+    points = [(10, 0.2), (5, 0.3), (20, 0.1), (12, 0.25), (5, 0.35), (math.nan, 0.0)]
+    assert sorted(pareto_front(points)) == [0, 1, 2]
