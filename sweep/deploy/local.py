@@ -229,8 +229,7 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float, regions: list[Path]) ->
     if proc.poll() is not None:
         # The server died on its own (or was killed): its python backend stubs live on in
         # its process group until they notice, so the group still gets a SIGKILL.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -248,6 +247,33 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float, regions: list[Path]) ->
             break
         time.sleep(0.02)
     # Also when the server exited in time: whatever of its group is left goes with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    proc.poll()
+    _kill_group(proc.pid)
     proc.wait()
+
+
+def _kill_group(pgid: int, wait_s: float = 5.0) -> None:
+    """SIGKILL a process group and wait until it is gone: SIGKILL is delivered
+    asynchronously, and the stubs (Triton's children, not ours) cannot be waited for."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if _group_only_zombies(pgid):
+            return
+        time.sleep(0.02)
+
+
+def _group_only_zombies(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and \
+                    "State:\tZ" not in (entry / "status").read_text():
+                return False
+        except (OSError, ProcessLookupError):
+            continue
+    return True
