@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -241,6 +242,20 @@ class GrpcStreamer:
         wall = time.perf_counter() - start
         return StreamRun([r for r in results if r is not None], wall, self.streams)
 
+    async def _timed_infer(self, client: Any, utterance: Utterance, tensors: list[Any],
+                           outputs: list[Any], latencies: list[float]) -> Any:
+        """One request under the deadline; its client-observed latency is appended."""
+        t0 = time.perf_counter()
+        try:
+            response = await client.infer(self.model_name, tensors, outputs=outputs,
+                                          client_timeout=self.timeout_s)
+        except Exception as exc:
+            raise EvaluationError(
+                f"inference on {self.model_name!r} at {self.grpc_url} failed for "
+                f"utterance {utterance.id!r}: {exc}") from exc
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+        return response
+
     # -- shared-memory transport ------------------------------------------------------
 
     def _shm_layout(self) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]],
@@ -369,15 +384,8 @@ class GrpcStreamer:
                     tensor.set_data_from_numpy(array)
                     tensors.append(tensor)
             tensors += states_in
-            t0 = time.perf_counter()
-            try:
-                response = await client.infer(  # type: ignore[attr-defined]
-                    self.model_name, tensors, outputs=outputs, client_timeout=self.timeout_s)
-            except Exception as exc:
-                raise EvaluationError(
-                    f"inference on {self.model_name!r} at {self.grpc_url} failed for "
-                    f"utterance {utterance.id!r}: {exc}") from exc
-            latencies.append((time.perf_counter() - t0) * 1000.0)
+            response = await self._timed_infer(client, utterance, tensors, outputs,
+                                               latencies)
             out = response.get_output(model.logprobs_output)
             shape = tuple(int(d) for d in out.shape) if out is not None else (0,)
             logprobs = slots.views["logprobs"]
@@ -410,15 +418,8 @@ class GrpcStreamer:
                                               _TRITON_DTYPES[array.dtype.name])
                 tensor.set_data_from_numpy(array)
                 tensors.append(tensor)
-            t0 = time.perf_counter()
-            try:
-                response = await client.infer(  # type: ignore[attr-defined]
-                    self.model_name, tensors, outputs=outputs, client_timeout=self.timeout_s)
-            except Exception as exc:
-                raise EvaluationError(
-                    f"inference on {self.model_name!r} at {self.grpc_url} failed for "
-                    f"utterance {utterance.id!r}: {exc}") from exc
-            latencies.append((time.perf_counter() - t0) * 1000.0)
+            response = await self._timed_infer(client, utterance, tensors, outputs,
+                                               latencies)
             frames.append(response.as_numpy(self.model.logprobs_output)[0])
             state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
                      for p in self.model.states}
