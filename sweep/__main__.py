@@ -24,6 +24,10 @@ def main(cfg: DictConfig) -> tuple[float, float]:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if cfg.server.keep_running and not _jobs_run_here(hc.launcher):
+        # A launcher that runs jobs in worker processes (Ray) may end them without running
+        # their exit handlers: a server kept there would outlive the sweep.
+        cfg.server.keep_running = False
     result = job.run(cfg, workdir=Path(hc.runtime.output_dir),
                      sweep_dir=Path(hc.sweep.dir) if multirun else None,
                      job_num=hc.job.num if multirun else None)
@@ -31,6 +35,12 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A single run has no sweep to go on with: exit non-zero so scripts notice.
         raise SystemExit(1)
     return result.objectives
+
+
+def _jobs_run_here(launcher: DictConfig) -> bool:
+    """Whether the launcher runs the jobs one after another in this process (Hydra's basic
+    launcher, also under the Optuna sweeper), so a kept server lives as long as the sweep."""
+    return str(launcher.get("_target_", "")).endswith(".BasicLauncher")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -48,6 +58,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def entry() -> None:
     from sweep.callbacks import close_open_parent
+    from sweep.deploy import close_kept
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -61,6 +72,7 @@ def entry() -> None:
         print(f"trt-sweep: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
+        close_kept()  # the servers kept across the jobs go with the sweep
         close_open_parent("FAILED")
 
 

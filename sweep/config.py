@@ -62,12 +62,15 @@ class ServerConfig:
     # (requests queue behind a busy instance anyway); one instance per core, ORT 1 thread.
     queue_delay_us: int = 0
     instances: int = 2
+    # One tritonserver for all the jobs of a sweep, each job's models swapped in by an
+    # explicit load (sweep/deploy/explicit.py) instead of a server start and stop per job.
+    # On by default for server=local (bench/RESULTS.md: 0.2 s a job instead of 2-3 s);
+    # ignored under launchers that run jobs in other processes (Ray).
+    keep_running: bool = False
     # docker only:
     image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
     gpus: str | None = None
     shm_size: str = "256m"
-    # One container kept across jobs, engines swapped by explicit load/unload.
-    keep_running: bool = False
     network: str = "auto"
     stop_timeout_s: int = 10
     docker_base_url: str | None = None
@@ -159,7 +162,7 @@ def register() -> None:
     cs.store(group="builder", name="emulate", node=BuilderConfig(name="emulate"))
     cs.store(group="builder", name="trtexec", node=BuilderConfig(name="trtexec"))
     cs.store(group="builder", name="tensorrt", node=BuilderConfig(name="tensorrt"))
-    cs.store(group="server", name="local", node=ServerConfig(name="local"))
+    cs.store(group="server", name="local", node=ServerConfig(name="local", keep_running=True))
     cs.store(group="server", name="docker", node=ServerConfig(name="docker"))
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)

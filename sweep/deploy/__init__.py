@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from sweep.deploy.base import Endpoint, ModelRepository, Server
 
-__all__ = ["Endpoint", "ModelRepository", "Server", "make_server"]
+__all__ = ["Endpoint", "ModelRepository", "Server", "close_kept", "make_server"]
 
 
 def make_server(name: str, **options: Any) -> Server:
@@ -22,3 +23,11 @@ def make_server(name: str, **options: Any) -> Server:
 
         return DockerServer(**options)
     raise ConfigError(f"server={name!r} is unknown; expected local or docker.")
+
+
+def close_kept() -> None:
+    """Stop every server kept across jobs (``server.keep_running``) in this process. Only
+    the launchers already imported can hold one: docker-py is not imported for nothing."""
+    for module in ("sweep.deploy.local", "sweep.deploy.docker"):
+        if module in sys.modules:
+            sys.modules[module].close_kept()

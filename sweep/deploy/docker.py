@@ -7,8 +7,8 @@ Two modes, one interface (``serving`` is a context manager, as for the local ser
   removes the container when the block exits, whatever happens inside.
 * ``keep_running=True``: one container, started on the first block with
   ``--model-control-mode=explicit`` on a swap folder mounted read-only at /models; each
-  block copies (hard-links) its repository into the swap folder and loads its models
-  through tritonclient, and unloads them at the end. The container goes at ``close()``
+  block hard-links its repository into the swap folder and reloads its models through
+  tritonclient (sweep/deploy/explicit.py). The container goes at ``close()``
   (or interpreter exit). Every DockerServer of the same settings in one process shares
   that container, so a multirun's jobs reuse it. Saves the container start and stop per
   job; the numbers are in docs/.report_gpu_path.md.
@@ -24,8 +24,6 @@ port, not by reading the daemon's message, and another free port is tried.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -37,12 +35,12 @@ from typing import Any
 
 import docker.errors
 import docker.types
-import tritonclient.grpc as grpcclient
 from docker.client import DockerClient
 from docker.models.containers import Container
 
 from sweep import containers
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository, tail
+from sweep.deploy.explicit import swap_in, wait_live
 from sweep.deploy.health import free_port, port_in_use, triton_error_lines, wait_ready
 from sweep.errors import ServerError
 
@@ -253,8 +251,9 @@ class DockerServer:
             kept.pump = containers.LogPump(container, log)
             kept.grpc_url, kept.http_url = f"{self.host}:{grpc}", f"{self.host}:{http}"
             with _quoting_errors(log):
-                _wait_live(kept.grpc_url, self.ready_timeout_s, log,
-                           lambda: _alive(container, kept.pump))
+                wait_live(kept.grpc_url, timeout_s=self.ready_timeout_s, log_path=log,
+                          alive=lambda: _alive(container, kept.pump),
+                          what=f"tritonserver container {container.name}")
         except BaseException:
             kept.close(self.stop_timeout_s)  # a server that never came up is not kept
             raise
@@ -270,25 +269,13 @@ class DockerServer:
             container, grpc_url = kept.container, kept.grpc_url
             assert container is not None and kept.swap_root is not None and grpc_url
             pump = containers.LogPump(container, log_path, since=time.time())
-            client = grpcclient.InferenceServerClient(grpc_url)
             try:
                 swap_begin = time.perf_counter()
-                _unload_all(client)
-                _replace_tree(repository.path, kept.swap_root)
-                for model in repository.models:
-                    try:
-                        client.load_model(model)
-                    except Exception as exc:  # tritonclient's InferenceServerException
-                        pump.close()
-                        raise ServerError(
-                            f"loading model {model!r} into the kept tritonserver container "
-                            f"{container.name} failed: {exc}. Last lines of {log_path}:\n"
-                            f"{tail(log_path)}", log_path) from exc
                 with _quoting_errors(log_path):
-                    wait_ready(grpc_url, repository.entry_model,
-                               timeout_s=self.ready_timeout_s, log_path=log_path,
-                               alive=lambda: _alive(container, None),
-                               what=f"tritonserver container {container.name}")
+                    swap_in(grpc_url, repository, kept.swap_root,
+                            timeout_s=self.ready_timeout_s, log_path=log_path,
+                            alive=lambda: _alive(container, None),
+                            what=f"tritonserver container {container.name}")
                 self.last_swap_seconds = time.perf_counter() - swap_begin
                 yield Endpoint(grpc_url=grpc_url, http_url=kept.http_url or "",
                                model_name=repository.entry_model, log_path=log_path,
@@ -296,7 +283,6 @@ class DockerServer:
             finally:
                 # The models stay loaded until the next block swaps them out (or close()):
                 # unloading here would only add the unload to every job's wall time.
-                client.close()
                 pump.close()
 
     def close(self) -> None:
@@ -343,7 +329,7 @@ _KEPT: dict[tuple[str, ...], _Kept] = {}
 
 
 @atexit.register
-def _close_kept() -> None:
+def close_kept() -> None:
     """Nothing outlives the sweep: kept containers go when the interpreter exits."""
     while _KEPT:
         _, kept = _KEPT.popitem()
@@ -376,61 +362,3 @@ def _alive(container: Container, pump: containers.LogPump | None) -> bool:
     if not running and pump is not None:
         pump.join(5.0)  # the error message quotes the log: let its last lines land first
     return running
-
-
-def _wait_live(grpc_url: str, timeout_s: float, log_path: Path, alive: Any) -> None:
-    client = grpcclient.InferenceServerClient(grpc_url)
-    start = time.perf_counter()
-    try:
-        while True:
-            if not alive():
-                raise ServerError(f"tritonserver container exited before it was live. "
-                                  f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
-            with contextlib.suppress(Exception):
-                if client.is_server_live(client_timeout=1.0) and \
-                        client.is_server_ready(client_timeout=1.0):
-                    return
-            if time.perf_counter() - start > timeout_s:
-                raise ServerError(f"tritonserver container was not live within "
-                                  f"{timeout_s:.0f} s. Last lines of {log_path}:\n"
-                                  f"{tail(log_path)}", log_path)
-            time.sleep(0.1)
-    finally:
-        client.close()
-
-
-def _unload_all(client: grpcclient.InferenceServerClient) -> None:
-    """Unload every loaded model and wait until Triton has let go of them."""
-    index = client.get_model_repository_index(as_json=True).get("models", [])
-    loaded = [m["name"] for m in index if m.get("state") == "READY"]
-    for name in loaded:
-        client.unload_model(name)
-    deadline = time.monotonic() + 30
-    while loaded and time.monotonic() < deadline:
-        index = client.get_model_repository_index(as_json=True).get("models", [])
-        loaded = [m["name"] for m in index if m.get("state") in ("READY", "UNLOADING")]
-        time.sleep(0.05)
-
-
-def _replace_tree(src: Path, dst: Path) -> None:
-    """Make ``dst`` hold exactly ``src``'s models; hard links where possible (engines are
-    big, and the repository itself hard-links them from the engine cache)."""
-    for child in dst.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-    def link_or_copy(a: str, b: str) -> str:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-        return b
-
-    for child in src.iterdir():
-        target = dst / child.name
-        if child.is_dir():
-            shutil.copytree(child, target, copy_function=link_or_copy)
-        else:
-            link_or_copy(str(child), str(target))

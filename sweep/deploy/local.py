@@ -4,10 +4,21 @@ This is the embedded default: no Docker, no GPU. The wheel carries a real triton
 (2.51) with the python backend and one backend stub per Python version; the stub embeds the
 system libpython of that version, so the stub is chosen for the running interpreter and the
 backend folder is assembled once in a cache directory.
+
+Two modes, one interface (``serving`` is a context manager, as for the Docker server):
+
+* fresh (``keep_running=False``): every ``serving`` block starts a tritonserver on the
+  rendered repository and stops it when the block exits, whatever happens inside.
+* ``keep_running=True`` (what a multirun uses, see sweep/__main__.py): one tritonserver in
+  explicit model-control mode, shared by every LocalServer of the same settings in this
+  process; each block swaps its models in (sweep/deploy/explicit.py) and points Triton's
+  log at the block's log file. A block that fails in any way stops the kept server, so the
+  next job starts on a fresh one. The server goes at ``close_kept()`` or interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -15,12 +26,15 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository
+from sweep.deploy.explicit import swap_in, wait_live
 from sweep.deploy.health import free_port, port_in_use, wait_ready
 from sweep.errors import ServerError
 
@@ -85,8 +99,9 @@ class LocalServer:
 
     def __init__(self, ready_timeout_s: float = 60.0, grpc_port: int | None = None,
                  http_port: int | None = None, cache_dir: str | None = None,
-                 log_verbose: int = 0, **_: object) -> None:
+                 log_verbose: int = 0, keep_running: bool = False, **_: object) -> None:
         self.ready_timeout_s = ready_timeout_s
+        self.keep_running = keep_running
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "trt-sweep")
@@ -96,7 +111,8 @@ class LocalServer:
         paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         return ":".join(sorted(paths))
 
-    def command(self, repository: Path, grpc_port: int, http_port: int) -> list[str]:
+    def command(self, repository: Path, grpc_port: int, http_port: int,
+                explicit: bool = False) -> list[str]:
         binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
         return [
             str(binary),
@@ -115,6 +131,7 @@ class LocalServer:
             # python stub per model just to auto-complete the config (1.7 s of start-up).
             "--disable-auto-complete-config",
             f"--log-verbose={self.log_verbose}",
+            *(["--model-control-mode=explicit"] if explicit else []),
         ]
 
     def _ports(self) -> tuple[int, int]:
@@ -130,8 +147,8 @@ class LocalServer:
             http = free_port()
         return grpc, http
 
-    @contextmanager
-    def serving(self, repository: ModelRepository, log_path: Path) -> Iterator[Endpoint]:
+    def _popen(self, repository: Path, log_path: Path, explicit: bool = False
+               ) -> tuple[subprocess.Popen[bytes], int, int]:
         grpc_port, http_port = self._ports()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -143,12 +160,22 @@ class LocalServer:
         # model.py runs. Our interpreter's folder first on PATH makes the stub start in
         # this environment (venv or not) instead of the system Python, which has no numpy.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        with open(log_path, "wb") as log:
+        command = self.command(repository, grpc_port, http_port, explicit=explicit)
+        with open(log_path, "ab") as log:
             # A new session: Ctrl-C in the terminal reaches the sweep, which then stops the
             # server in order, instead of killing Triton under an evaluation in flight.
-            proc = subprocess.Popen(self.command(repository.path, grpc_port, http_port),
-                                    stdout=log, stderr=subprocess.STDOUT, env=env,
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
+        return proc, grpc_port, http_port
+
+    @contextmanager
+    def serving(self, repository: ModelRepository, log_path: Path) -> Iterator[Endpoint]:
+        if self.keep_running:
+            with self._serving_kept(repository, log_path) as endpoint:
+                yield endpoint
+            return
+        log_path.unlink(missing_ok=True)
+        proc, grpc_port, http_port = self._popen(repository.path, log_path)
         regions: list[Path] = []
         try:
             started = wait_ready(f"127.0.0.1:{grpc_port}", repository.entry_model,
@@ -175,6 +202,147 @@ class LocalServer:
                                   f"evaluation; see {log_path}", log_path)
         finally:
             stop_process(proc, regions=regions)
+
+    # -- one kept server, models swapped -----------------------------------------------
+    def _kept_key(self) -> tuple[str, ...]:
+        return (str(self.cache_dir), str(self.grpc_port), str(self.http_port),
+                str(self.log_verbose))
+
+    def _ensure_kept(self, kept: _Kept, log_path: Path) -> None:
+        if kept.proc is not None and kept.proc.poll() is None:
+            return
+        kept.close()
+        kept.root = Path(tempfile.mkdtemp(prefix=f"{LABEL}-triton-"))
+        (kept.root / "models").mkdir()
+        server_log = kept.root / "tritonserver.log"
+        kept.proc, grpc_port, http_port = self._popen(kept.root / "models", server_log,
+                                                      explicit=True)
+        kept.grpc_url, kept.http_url = f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}"
+        proc = kept.proc
+        try:
+            wait_live(kept.grpc_url, timeout_s=self.ready_timeout_s, log_path=server_log,
+                      alive=lambda: proc.poll() is None, what="tritonserver")
+        except BaseException:
+            # The job's log gets what the server said before it failed to come up.
+            with contextlib.suppress(OSError):
+                shutil.copyfile(server_log, log_path)
+            kept.close()
+            raise
+
+    @contextmanager
+    def _serving_kept(self, repository: ModelRepository, log_path: Path
+                      ) -> Iterator[Endpoint]:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.unlink(missing_ok=True)
+        kept = _KEPT.setdefault(self._kept_key(), _Kept())
+        with kept.lock:
+            begin = time.perf_counter()
+            healthy = False
+            tee: _LogTee | None = None
+            try:
+                self._ensure_kept(kept, log_path)
+                proc, grpc_url = kept.proc, kept.grpc_url
+                assert proc is not None and grpc_url is not None and kept.root is not None
+                tee = _LogTee(kept.root / "tritonserver.log", log_path)
+                swap_in(grpc_url, repository, kept.root / "models",
+                        timeout_s=self.ready_timeout_s, log_path=log_path,
+                        alive=lambda: proc.poll() is None, what="tritonserver",
+                        flush_log=tee.flush)
+                kept.regions.update(_stub_shm_regions(proc.pid))
+                try:
+                    yield Endpoint(grpc_url=grpc_url, http_url=kept.http_url or "",
+                                   model_name=repository.entry_model, log_path=log_path,
+                                   startup_seconds=time.perf_counter() - begin,
+                                   server=self.name)
+                except Exception as exc:
+                    if _exited(proc):
+                        raise ServerError(
+                            f"tritonserver {_exit_reason(proc.returncode)} during the "
+                            f"evaluation ({exc}); see {log_path}", log_path) from exc
+                    raise
+                if proc.poll() is not None:
+                    raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during "
+                                      f"the evaluation; see {log_path}", log_path)
+                healthy = True
+            finally:
+                if not healthy:
+                    # Whatever went wrong (a model that does not load, a frozen or dead
+                    # server, Ctrl-C), the next job must not inherit it.
+                    kept.close()
+                if tee is not None:
+                    tee.close()
+
+
+class _LogTee:
+    """Copies what a kept server writes to its log into one job's log while the job runs:
+    the server's log file cannot be switched over the network (Triton refuses), and each
+    job's run keeps the lines of its own models only."""
+
+    def __init__(self, source: Path, dest: Path, interval_s: float = 0.05) -> None:
+        self._src = open(source, "rb")  # noqa: SIM115 (closed in close())
+        self._src.seek(0, os.SEEK_END)
+        self._dest = dest
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="triton-log-tee", daemon=True)
+        self._thread.start()
+
+    def flush(self) -> None:
+        """Copy what the server wrote so far (before the job's log is read)."""
+        with self._lock:
+            if self._src.closed:
+                return
+            data = self._src.read()
+            if data:
+                with open(self._dest, "ab") as out:
+                    out.write(data)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+        with self._lock:
+            self._src.close()
+
+
+class _Kept:
+    """The one tritonserver a configuration keeps, shared by every LocalServer built with
+    the same settings in this process (job.py makes a server per job)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.grpc_url: str | None = None
+        self.http_url: str | None = None
+        self.root: Path | None = None
+        self.regions: set[Path] = set()
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc, regions=sorted(self.regions | set(_stub_shm_regions(proc.pid))))
+        self.regions.clear()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        self.grpc_url = self.http_url = None
+
+
+_KEPT: dict[tuple[str, ...], _Kept] = {}
+
+
+@atexit.register
+def close_kept() -> None:
+    """Stop every kept tritonserver of this process (nothing outlives the sweep)."""
+    while _KEPT:
+        _, kept = _KEPT.popitem()
+        with kept.lock:
+            kept.close()
 
 
 def _exited(proc: subprocess.Popen[bytes], wait_s: float = 1.0) -> bool:

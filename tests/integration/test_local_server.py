@@ -1,5 +1,5 @@
-"""The local tritonserver: loopback only, and nothing left behind, not even the python
-backend's shared memory when the server was killed."""
+"""The local tritonserver: loopback only, nothing left behind (not even the python backend's
+shared memory when the server was killed), and one kept server swapping the jobs' models."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from sweep.build.base import Engine
-from sweep.deploy.local import LocalServer, _stub_shm_regions
+from sweep.deploy.base import ModelRepository
+from sweep.deploy.local import LocalServer, _stub_shm_regions, close_kept
 from sweep.deploy.repository import ServingOptions, render
 from sweep.errors import ServerError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from tests.conftest import tiny_monolithic_onnx
 from tests.integration.conftest import our_processes
 
 pytestmark = pytest.mark.integration
@@ -49,4 +53,90 @@ def test_killed_server_leaves_no_process_and_no_shared_memory(tiny_onnx: Path,
         os.kill(pid, signal.SIGKILL)
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert regions and not any(r.exists() for r in regions)
+    assert our_processes() == []
+
+
+def _tiny_repository(tmp_path: Path, name: str, frames: int, server: LocalServer
+                     ) -> ModelRepository:
+    onnx_path = tiny_monolithic_onnx(tmp_path / f"{name}.onnx", frames=frames)
+    model = ModelInterface(name="tiny", onnx_path=onnx_path, contract="monolithic",
+                           audio_input="signal", logprobs_output="logprobs",
+                           states=(StatePair("state", "state_next"),))
+    engine = Engine(path=onnx_path, format="onnx_emulated", flags=FlagSet(), builder="none",
+                    builder_version="0", build_seconds=0.0, log_path=onnx_path)
+    return render(model, engine, tmp_path / name, site_packages=server.site_packages(),
+                  options=ServingOptions(instances=2))
+
+
+def _frames_served(grpc_url: str, model_name: str) -> int:
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        signal_in = grpcclient.InferInput("signal", [1, 3200, 1], "INT32")
+        signal_in.set_data_from_numpy(np.ones((1, 3200, 1), np.int32))
+        state_in = grpcclient.InferInput("state", [1, 10], "FP32")
+        state_in.set_data_from_numpy(np.zeros((1, 10), np.float32))
+        out = client.infer(model_name, [signal_in, state_in]).as_numpy("logprobs")
+    finally:
+        client.close()
+    assert out is not None
+    return int(out.shape[1])
+
+
+def _server_pids() -> set[int]:
+    return {p for p in our_processes()
+            if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].endswith(
+                b"/tritonserver")}
+
+
+def test_kept_server_swaps_each_jobs_models_into_one_process(tmp_path: Path):
+    """keep_running: one tritonserver for every block; each block serves its own model
+    (the output shapes differ), its log holds its own lines only, and close_kept() leaves
+    nothing behind."""
+    frames = (20, 10, 40)
+    pids, logs = set(), []
+    try:
+        for k, n in enumerate(frames):
+            server = LocalServer(keep_running=True)  # a new object per job, as job.py does
+            repository = _tiny_repository(tmp_path, f"repo{k}", n, server)
+            log = tmp_path / f"job{k}" / "tritonserver.log"
+            with server.serving(repository, log) as endpoint:
+                assert _frames_served(endpoint.grpc_url, endpoint.model_name) == n
+                pids |= _server_pids()
+            logs.append(log.read_text())
+        assert len(pids) == 1, pids
+        assert our_processes(), "the kept server outlives the blocks"
+        for k, text in enumerate(logs):
+            assert text.count("successfully loaded 'model'") == 1, (k, text)
+            assert f"repo{k}" not in text and "Started GRPCInferenceService" not in text
+    finally:
+        close_kept()
+    assert our_processes() == []
+
+
+def test_kept_server_is_replaced_after_a_failed_block(tmp_path: Path):
+    """A block that fails (here: a broken model, then an error inside the block) stops the
+    kept server; the next block gets a fresh one that serves."""
+    server = LocalServer(keep_running=True)
+    good = _tiny_repository(tmp_path, "good", 20, server)
+    broken = _tiny_repository(tmp_path, "broken", 20, server)
+    (broken.path / "model" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    try:
+        with server.serving(good, tmp_path / "a.log"):
+            first = _server_pids()
+        with pytest.raises(ServerError, match="loading model 'model' into the kept "
+                                              "tritonserver failed"), \
+                server.serving(broken, tmp_path / "b.log"):
+            pass
+        assert "Protobuf parsing failed" in (tmp_path / "b.log").read_text()
+        assert not _server_pids() & first, "the server that failed a load was stopped"
+        with pytest.raises(RuntimeError, match="evaluation failed"), \
+                server.serving(good, tmp_path / "c.log"):
+            second = _server_pids()
+            raise RuntimeError("evaluation failed")
+        assert not _server_pids() & second
+        with server.serving(good, tmp_path / "d.log") as endpoint:
+            assert _frames_served(endpoint.grpc_url, endpoint.model_name) == 20
+            assert _server_pids() and not _server_pids() & (first | second)
+    finally:
+        close_kept()
     assert our_processes() == []

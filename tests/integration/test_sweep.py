@@ -61,6 +61,19 @@ def test_artifacts_are_logged(two_job_sweep):
                 "logs/tritonserver.log", "model_repository/model/config.pbtxt"} <= files, files
 
 
+def test_one_server_serves_the_whole_sweep(two_job_sweep):
+    """server=local keeps one tritonserver for the multirun: each job's log shows its
+    model being loaded into a running server, not a server starting."""
+    _, _, runs, _ = two_job_sweep
+    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    for run in jobs:
+        assert run.data.params["server.keep_running"] == "True"
+        root = Path(run.info.artifact_uri.removeprefix("file://"))
+        log = (root / "logs" / "tritonserver.log").read_text()
+        assert log.count("successfully loaded 'model'") == 1, log
+        assert "Started GRPCInferenceService" not in log, log
+
+
 def test_no_server_left_behind(two_job_sweep):
     assert our_processes() == []
 

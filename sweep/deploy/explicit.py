@@ -1,0 +1,124 @@
+"""One tritonserver kept across a sweep's jobs: ``--model-control-mode=explicit`` on a swap
+folder, each job's models swapped in over gRPC. Shared by the kept local process and the
+kept Docker container.
+
+A swap hard-links the job's rendered repository into the swap folder and *reloads* its
+models: Triton loads the new version next to the old one and switches when it is ready, so
+a job never waits for the previous job's python-backend stubs to shut down (about 1 s with
+two instances; bench/RESULTS.md, section overhead). Models of the previous job that the new
+one does not have are unloaded without waiting. Every call has a deadline: a server that
+stopped answering fails the job instead of hanging the sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+from sweep.deploy.base import ModelRepository, tail
+from sweep.deploy.health import triton_error_lines, wait_ready
+from sweep.errors import ServerError
+
+
+def swap_in(grpc_url: str, repository: ModelRepository, swap_root: Path, *, timeout_s: float,
+            log_path: Path, alive: Callable[[], bool], what: str,
+            flush_log: Callable[[], None] | None = None) -> float:
+    """Serve ``repository`` from a running explicit-mode server whose model repository is
+    ``swap_root``; return the seconds until its entry model was READY. ``log_path``: the
+    job's view of the server's log, quoted when something fails (``flush_log`` brings it
+    up to date first)."""
+    begin = time.perf_counter()
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        index = _call(client.get_model_repository_index, as_json=True, timeout_s=timeout_s,
+                      what=f"listing the models of {what}", log_path=log_path)
+        previous = {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
+        replace_tree(repository.path, swap_root)
+        for model in repository.models:
+            try:
+                client.load_model(model, client_timeout=timeout_s)
+            except Exception as exc:  # tritonclient's InferenceServerException
+                if flush_log is not None:
+                    flush_log()
+                # Its first line has the reason; the rest is a python-backend traceback.
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise ServerError(
+                    f"loading model {model!r} into the kept {what} failed: {reason}\n"
+                    f"{_errors(log_path)}Last lines of {log_path}:\n{tail(log_path)}",
+                    log_path) from exc
+        for stale in sorted(previous - set(repository.models)):
+            # Unloaded in the background: nothing of this job waits for its stubs to end.
+            with contextlib.suppress(Exception):
+                client.unload_model(stale, client_timeout=timeout_s)
+    finally:
+        client.close()
+    wait_ready(grpc_url, repository.entry_model, timeout_s=timeout_s, log_path=log_path,
+               alive=alive, what=what, quote_errors=True)
+    return time.perf_counter() - begin
+
+
+def wait_live(grpc_url: str, *, timeout_s: float, log_path: Path, alive: Callable[[], bool],
+              what: str) -> float:
+    """Poll until a server with no model loaded yet answers live and ready."""
+    start = time.perf_counter()
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        while True:
+            if not alive():
+                raise ServerError(f"{what} exited before it was live. {_errors(log_path)}"
+                                  f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
+            with contextlib.suppress(Exception):
+                if client.is_server_live(client_timeout=1.0) and \
+                        client.is_server_ready(client_timeout=1.0):
+                    return time.perf_counter() - start
+            if time.perf_counter() - start > timeout_s:
+                raise ServerError(f"{what} was not live within {timeout_s:.0f} s. "
+                                  f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def replace_tree(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold exactly ``src``'s models; hard links where possible (engines are
+    big, and the repository itself hard-links them from the engine cache). A loaded model
+    keeps what it read at load time, so its files may go from under it."""
+    for child in dst.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+    def link_or_copy(a: str, b: str) -> str:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+        return b
+
+    for child in src.iterdir():
+        target = dst / child.name
+        if child.is_dir():
+            shutil.copytree(child, target, copy_function=link_or_copy)
+        else:
+            link_or_copy(str(child), str(target))
+
+
+def _call(fn: Callable[..., object], *args: object, timeout_s: float, what: str,
+          log_path: Path, **kwargs: object) -> dict:
+    try:
+        result = fn(*args, client_timeout=timeout_s, **kwargs)
+    except Exception as exc:
+        raise ServerError(f"{what} failed: {exc}", log_path) from exc
+    return result if isinstance(result, dict) else {}
+
+
+def _errors(log_path: Path) -> str:
+    found = triton_error_lines(log_path)
+    return "Triton says:\n" + "\n".join(found) + "\n" if found else ""
