@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import OUT, ROOT, ServerSetup, fp32_engine, triton, utterances
 
 
-def models() -> dict[str, object]:
+def models() -> dict[str, Any]:
     from sweep.model import ModelInterface, StatePair
 
     assets = ROOT / "demo" / "assets"
-    found = {}
+    found: dict[str, ModelInterface] = {}
     mono = assets / "demo_monolithic.onnx"
     if mono.exists():
         found["monolithic"] = ModelInterface(

@@ -293,7 +293,8 @@ def machine() -> dict[str, str]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    mem = int(found.group(1)) if found else 0
     from importlib.metadata import version
 
     return {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),

@@ -85,7 +85,7 @@ def main() -> None:
                     cpu = CpuMeter.delta(c0, meter.sample())
                     stats = probe.since()
                     p50, p99, _ = percentiles(run.latencies_ms)
-                    row = {"audio_s_per_s": run.audio_seconds / run.wall_seconds,
+                    row: dict[str, Any] = {"audio_s_per_s": run.audio_seconds / run.wall_seconds,
                            "p50_ms": p50, "p99_ms": p99, "mean_batch": stats.mean_batch,
                            "server_ms": stats.server_ms_per_request,
                            "cpu": {k: 1000 * v / run.chunks for k, v in cpu.items()

@@ -86,7 +86,7 @@ def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
         f"model.onnx_path={onnx_path()}", "dataset=demo_tiny", "dataset.limit=1",
         f"server={server}", f"tracking.uri=sqlite:///{store}/mlflow.db",
         f"tracking.artifact_root={store}/artifacts",
-        f"builder.cache_dir={OUT / 'engines-job'}", *extra])
+        f"builder.cache_dir={OUT / 'engines-job'}", "+force=true", *extra])
     job.build_engine, job.GrpcStreamer = timed_build, TimedStreamer  # type: ignore[misc]
     try:
         t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def docker_usable(image: str) -> str | None:
     try:
         import docker
 
-        client = docker.from_env()
+        client = docker.from_env()  # type: ignore[attr-defined]
         client.ping()
         client.images.get(image)
     except Exception as exc:
