@@ -166,6 +166,7 @@ class LocalServer:
             # server in order, instead of killing Triton under an evaluation in flight.
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
+        _watch(proc, env)
         return proc, grpc_port, http_port
 
     @contextmanager
@@ -184,22 +185,11 @@ class LocalServer:
             # Known now, while the stubs live: a server that is killed later cannot remove
             # its stubs' shared memory, so the stop does.
             regions = _stub_shm_regions(proc.pid)
-            try:
+            with _saying_how_it_died(proc, log_path):
                 yield Endpoint(grpc_url=f"127.0.0.1:{grpc_port}",
                                http_url=f"127.0.0.1:{http_port}",
                                model_name=repository.entry_model, log_path=log_path,
                                startup_seconds=started, server=self.name)
-            except Exception as exc:
-                # A client error because the server died says "connection refused"; the
-                # run's reason should say that Triton died, and how.
-                if _exited(proc):
-                    raise ServerError(
-                        f"tritonserver {_exit_reason(proc.returncode)} during the evaluation "
-                        f"({exc}); see {log_path}", log_path) from exc
-                raise
-            if proc.poll() is not None:
-                raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
-                                  f"evaluation; see {log_path}", log_path)
         finally:
             stop_process(proc, regions=regions)
 
@@ -249,20 +239,11 @@ class LocalServer:
                         alive=lambda: proc.poll() is None, what="tritonserver",
                         flush_log=tee.flush)
                 kept.regions.update(_stub_shm_regions(proc.pid))
-                try:
+                with _saying_how_it_died(proc, log_path):
                     yield Endpoint(grpc_url=grpc_url, http_url=kept.http_url or "",
                                    model_name=repository.entry_model, log_path=log_path,
                                    startup_seconds=time.perf_counter() - begin,
                                    server=self.name)
-                except Exception as exc:
-                    if _exited(proc):
-                        raise ServerError(
-                            f"tritonserver {_exit_reason(proc.returncode)} during the "
-                            f"evaluation ({exc}); see {log_path}", log_path) from exc
-                    raise
-                if proc.poll() is not None:
-                    raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during "
-                                      f"the evaluation; see {log_path}", log_path)
                 healthy = True
             finally:
                 if not healthy:
@@ -345,6 +326,23 @@ def close_kept() -> None:
             kept.close()
 
 
+@contextmanager
+def _saying_how_it_died(proc: subprocess.Popen[bytes], log_path: Path) -> Iterator[None]:
+    """Around an evaluation: if the server died, the error says so, and how."""
+    try:
+        yield
+    except Exception as exc:
+        # A client error because the server died says "connection refused"; the run's
+        # reason should say that Triton died, and how.
+        if _exited(proc):
+            raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
+                              f"evaluation ({exc}); see {log_path}", log_path) from exc
+        raise
+    if proc.poll() is not None:
+        raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
+                          f"evaluation; see {log_path}", log_path)
+
+
 def _exited(proc: subprocess.Popen[bytes], wait_s: float = 1.0) -> bool:
     # A killed server's sockets close a moment before the process can be reaped.
     try:
@@ -381,6 +379,35 @@ def _stub_shm_regions(pgid: int) -> list[Path]:
     return regions
 
 
+_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _watch(proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+    """A server must not outlive a sweep that cannot stop it (SIGKILL, the OOM killer).
+    The kernel's parent-death signal, set by util-linux's setpriv, wakes a small shell
+    outside the server's process group, which then kills that whole group: tritonserver
+    and its python-backend stubs (the stubs do not notice a dead server that nobody
+    reaped). The shell ends by itself once the server is gone."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return
+    group = proc.pid
+    script = (f'trap "kill -KILL -{group} 2>/dev/null; exit 0" TERM; '
+              f"while kill -0 {group} 2>/dev/null; do sleep 1; done")
+    _WATCHDOGS[proc.pid] = subprocess.Popen(
+        [setpriv, "--pdeathsig", "TERM", "--", "sh", "-c", script], env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+
+
+def _unwatch(proc: subprocess.Popen[bytes]) -> None:
+    watchdog = _WATCHDOGS.pop(proc.pid, None)
+    if watchdog is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(watchdog.pid, signal.SIGKILL)  # the shell and its `sleep`
+        watchdog.wait()
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,
                  regions: list[Path] | None = None) -> None:
     """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job, not even
@@ -388,6 +415,7 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,
     try:
         _stop(proc, grace_s, regions or [])
     finally:
+        _unwatch(proc)
         for region in regions or []:
             with contextlib.suppress(OSError):
                 region.unlink(missing_ok=True)

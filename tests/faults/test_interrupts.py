@@ -20,6 +20,7 @@ from tests.faults.conftest import (
     start_sweep,
     wait_until,
 )
+from tests.integration.conftest import our_processes
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,31 @@ def test_sigterm_mid_sweep_in_docker(tmp_path: Path, warm_cache: Path, docker_cl
         time.sleep(0.1)
     row.outcome(f"{outcome}; while it ran, the container was: {security}")
     row.cleanup(assert_clean(sweep))
+
+
+@pytest.mark.fault("sweep SIGKILLed mid-evaluation (kill -9, the OOM killer)",
+                   "its kept tritonserver and stubs die with it")
+def test_sigkill_takes_the_server_along(tmp_path: Path, warm_cache: Path, row: Row) -> None:
+    sweep = start_sweep(ARGS, tmp_path, cache=warm_cache)
+    triton = mid_evaluation(sweep)
+    killed_at = time.monotonic()
+    os.kill(sweep.pid, signal.SIGKILL)  # nothing of the sweep runs after this
+    sweep.wait(60)
+    wait_until(lambda: not _alive(triton.pid), 10, "the tritonserver to die")
+    gone_s = time.monotonic() - killed_at
+    # The runs stay RUNNING (no process is left to close them); the processes must not.
+    deadline = time.monotonic() + 15
+    while our_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = our_processes()
+    assert left == [], left
+    row.outcome(f"SIGKILL -> tritonserver gone {gone_s:.1f} s later (parent-death "
+                "signal), its stubs followed; the runs stay RUNNING")
+    row.cleanup("no tritonserver or stub left")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
