@@ -248,6 +248,11 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
     workdir.mkdir(parents=True, exist_ok=True)
     store = track.open_store(cfg.tracking.uri, cfg.tracking.experiment,
                              cfg.tracking.artifact_root, Path.cwd())
+    if sweep_dir is None:  # a multirun's parent-run callback did it for the whole sweep
+        closed = track.close_orphaned_runs(store)
+        if closed:
+            say("store", "yellow", f"{len(closed)} run(s) left RUNNING by a sweep process "
+                "that no longer exists now end KILLED: " + ", ".join(closed))
     flags: FlagSet | None = None
     flag_error: SweepError | None = None
     try:

@@ -159,6 +159,9 @@ def environment_tags() -> dict[str, str]:
 
     tags = {"device": host_device(),
             "host": platform.node(), "python": platform.python_version()}
+    owner = process_identity(os.getpid())
+    if owner is not None:
+        tags[OWNER_TAG] = owner
     for package in ("trt-sweep", "onnxruntime", "onnx", "tritonclient", "nvidia-pytriton",
                     "mlflow", "numpy"):
         with suppress(PackageNotFoundError):
@@ -171,6 +174,55 @@ def environment_tags() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         pass
     return tags
+
+
+OWNER_TAG = "trt-sweep.owner"
+
+
+def process_identity(pid: int) -> str | None:
+    """host/boot id/pid/start time: a process, told apart from a later one that reuses its
+    pid (or a pid from before a reboot)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{platform.node()}/{boot}/{pid}/{start}"
+
+
+_ORPHANS_CHECKED: set[tuple[str, str]] = set()
+
+
+def close_orphaned_runs(store: Store) -> list[str]:
+    """End KILLED the runs of this experiment left RUNNING by a process of this machine that
+    no longer exists (SIGKILL, the OOM killer, a reboot): nothing else would ever close
+    them. Runs of live processes (a sweep running beside this one) and of other hosts are
+    left alone. Once per store and process; returns the runs it closed."""
+    from mlflow.tracking import MlflowClient
+
+    me = process_identity(os.getpid())
+    key = (store.uri, store.experiment_id)
+    if me is None or key in _ORPHANS_CHECKED:
+        return []
+    _ORPHANS_CHECKED.add(key)
+    host = me.rsplit("/", 3)[0]
+    client = MlflowClient(store.uri)
+    closed = []
+    for run in client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=1000):
+        owner = run.data.tags.get(OWNER_TAG, "")
+        parts = owner.rsplit("/", 3)
+        if len(parts) != 4 or parts[0] != host or not parts[2].isdigit():
+            continue
+        if process_identity(int(parts[2])) == owner:
+            continue  # still running
+        client.set_tag(run.info.run_id, "error",
+                       f"the sweep process that ran this (pid {parts[2]} on {host}) ended "
+                       "without closing it: killed (SIGKILL, out of memory) or the machine "
+                       "restarted")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 def parent_run_id(sweep_dir: Path | None) -> str | None:

@@ -16,6 +16,7 @@ from tests.faults.conftest import (
     SweepProcess,
     assert_clean,
     mid_evaluation,
+    run_sweep,
     served_requests,
     start_sweep,
     wait_until,
@@ -136,7 +137,8 @@ def test_sigterm_mid_sweep_in_docker(tmp_path: Path, warm_cache: Path, docker_cl
 
 
 @pytest.mark.fault("sweep SIGKILLed mid-evaluation (kill -9, the OOM killer)",
-                   "its kept tritonserver and stubs die with it")
+                   "its tritonserver and stubs die with it; the next sweep on the store ends "
+                   "its orphaned runs KILLED")
 def test_sigkill_takes_the_server_along(tmp_path: Path, warm_cache: Path, row: Row) -> None:
     sweep = start_sweep(ARGS, tmp_path, cache=warm_cache)
     triton = mid_evaluation(sweep)
@@ -145,15 +147,25 @@ def test_sigkill_takes_the_server_along(tmp_path: Path, warm_cache: Path, row: R
     sweep.wait(60)
     wait_until(lambda: not _alive(triton.pid), 10, "the tritonserver to die")
     gone_s = time.monotonic() - killed_at
-    # The runs stay RUNNING (no process is left to close them); the processes must not.
     deadline = time.monotonic() + 15
     while our_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     left = our_processes()
     assert left == [], left
+    orphans = [r.info.run_id for r in sweep.runs() if r.info.status == "RUNNING"]
+    assert len(orphans) == 2, orphans  # the parent and job 0: nobody was left to close them
+
+    again = run_sweep(["-m", "eval.streams=1", "dataset=demo_tiny", "dataset.limit=1"],
+                      tmp_path, cache=warm_cache, name="again")
+    assert again.proc.returncode == 0, again.stderr[-3000:]
+    assert "2 run(s) left RUNNING by a sweep process that no longer exists" in again.stderr
+    closed = {r.info.run_id: r for r in again.runs() if r.info.run_id in orphans}
+    assert {r.info.status for r in closed.values()} == {"KILLED"}
+    assert all(f"pid {sweep.pid}" in r.data.tags["error"] for r in closed.values())
     row.outcome(f"SIGKILL -> tritonserver gone {gone_s:.1f} s later (parent-death "
-                "signal), its stubs followed; the runs stay RUNNING")
-    row.cleanup("no tritonserver or stub left")
+                "watchdog), its stubs with it; the 2 runs left RUNNING end KILLED when the "
+                "next sweep opens the store ('... pid N ... ended without closing it')")
+    row.cleanup(assert_clean(sweep, again))
 
 
 def _alive(pid: int) -> bool:
