@@ -78,13 +78,16 @@ def threads_cpu(pid: int) -> dict[str, float]:
 
 
 def main() -> None:
+    from sweep.config import ServerConfig
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--transport", default="auto")
-    ap.add_argument("--instances", type=int, default=1)
-    ap.add_argument("--queue-delay-us", type=int, default=1000)
+    # The shipped server settings (sweep/config.py).
+    ap.add_argument("--instances", type=int, default=ServerConfig.instances)
+    ap.add_argument("--queue-delay-us", type=int, default=ServerConfig.queue_delay_us)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if not shutil.which("py-spy"):
