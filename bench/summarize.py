@@ -29,8 +29,9 @@ def throughput_rows(name: str) -> list[list[str]]:
     if data is None:
         return []
     setup = data["setup"]
-    label = (f"config defaults ({setup['instances']} instance(s), "
-             f"{setup['queue_delay_us']} us delay), {data['transport']} client")
+    used = next(iter(data["runs"].values()))[0].get("transport", data["transport"])
+    label = (f"config defaults ({setup['instances']} instances, "
+             f"{setup['queue_delay_us']} us delay), {used} client")
     runs = {}
     for key, value in data["runs"].items():
         transport, n = key.rsplit(" ", 1)
