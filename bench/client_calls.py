@@ -1,0 +1,156 @@
+"""What a request costs the client: unary gRPC calls (what the sweep's streamer makes)
+against one bidirectional gRPC stream carrying every request (tritonclient's
+``stream_infer``), both from asyncio with 16 requests in flight.
+
+The model is tiny (a 20x160 MatMul), so the figures are the calls' own cost, not the
+model's: client CPU milliseconds per request (this process's CPU time) and requests per
+second, interleaved rounds, ratios against unary measured in the same run. It answers
+whether moving the streamer to a bidirectional stream would leave more CPU for the
+model at 16 streams (targets 1 and 2).
+
+Run: python bench/client_calls.py [--requests 3000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine_line, median, save_json, table, write_section
+from tests.conftest import tiny_monolithic_onnx
+
+
+def _inputs() -> list[Any]:
+    import tritonclient.grpc.aio as aio
+
+    signal = aio.InferInput("signal", [1, 3200, 1], "INT32")
+    signal.set_data_from_numpy(np.ones((1, 3200, 1), np.int32))
+    state = aio.InferInput("state", [1, 10], "FP32")
+    state.set_data_from_numpy(np.zeros((1, 10), np.float32))
+    return [signal, state]
+
+
+async def unary(url: str, requests: int, inflight: int) -> tuple[float, float]:
+    import tritonclient.grpc.aio as aio
+
+    client = aio.InferenceServerClient(url)
+    tensors = _inputs()
+
+    async def lane() -> None:
+        for _ in range(requests // inflight):
+            await client.infer("model", tensors, client_timeout=30)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await client.close()
+    return wall, cpu
+
+
+async def bidirectional(url: str, requests: int, inflight: int) -> tuple[float, float]:
+    import tritonclient.grpc.aio as aio
+
+    client = aio.InferenceServerClient(url)
+    tensors = _inputs()
+    outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    waiting: dict[str, asyncio.Future[Any]] = {}
+
+    async def requests_out() -> Any:
+        while (item := await outbox.get()) is not None:
+            yield item
+
+    responses = client.stream_infer(requests_out())
+
+    async def read() -> None:
+        async for result, error in responses:
+            if error is not None:
+                raise RuntimeError(error)
+            waiting.pop(result.get_response().id).set_result(result)
+
+    reader = asyncio.create_task(read())
+    loop = asyncio.get_running_loop()
+    counter = iter(range(10**9))
+
+    async def lane() -> None:
+        for _ in range(requests // inflight):
+            rid = str(next(counter))
+            waiting[rid] = loop.create_future()
+            await outbox.put({"model_name": "model", "inputs": tensors, "request_id": rid})
+            await waiting[rid]
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await outbox.put(None)
+    reader.cancel()
+    await client.close()
+    return wall, cpu
+
+
+def main() -> None:
+    from sweep.build.base import Engine
+    from sweep.deploy.local import LocalServer
+    from sweep.deploy.repository import ServingOptions, render
+    from sweep.flags import FlagSet
+    from sweep.model import ModelInterface, StatePair
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--inflight", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    header = machine_line()
+    print(header, flush=True)
+    modes = {"unary calls (the streamer)": unary, "one bidirectional stream": bidirectional}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = tiny_monolithic_onnx(Path(tmp) / "tiny.onnx")
+        model = ModelInterface(name="tiny", onnx_path=onnx_path, contract="monolithic",
+                               audio_input="signal", logprobs_output="logprobs",
+                               states=(StatePair("state", "state_next"),))
+        engine = Engine(path=onnx_path, format="onnx_emulated", flags=FlagSet(),
+                        builder="none", builder_version="0", build_seconds=0.0,
+                        log_path=onnx_path)
+        server = LocalServer()
+        repository = render(model, engine, Path(tmp) / "repo",
+                            site_packages=server.site_packages(),
+                            options=ServingOptions(instances=2))
+        with server.serving(repository, Path(tmp) / "tritonserver.log") as endpoint:
+            asyncio.run(unary(endpoint.grpc_url, 200, args.inflight))  # warm up
+            for _ in range(args.repeat):
+                for name, fn in modes.items():
+                    runs[name].append(asyncio.run(fn(endpoint.grpc_url, args.requests,
+                                                     args.inflight)))
+    n = args.requests // args.inflight * args.inflight
+    result = {name: {"requests_per_s": median([n / w for w, _ in r]),
+                     "client_cpu_ms": median([1000 * c / n for _, c in r])}
+              for name, r in runs.items()}
+    save_json("client_calls", result)
+    base = result["unary calls (the streamer)"]
+    rows = [[name, v["requests_per_s"], v["requests_per_s"] / base["requests_per_s"],
+             v["client_cpu_ms"], v["client_cpu_ms"] / base["client_cpu_ms"]]
+            for name, v in result.items()]
+    md = ["## What a request costs the client (bench/client_calls.py)\n", header, "",
+          f"A tiny model, {args.inflight} requests in flight from asyncio, {n} requests per "
+          f"run, medians of {args.repeat} interleaved rounds.\n",
+          table(["client", "requests / s", "x unary", "client CPU ms / request",
+                 "x unary"], rows)]
+    text = "\n".join(md)
+    print(text)
+    if not args.no_write:
+        write_section("client_calls", text)
+
+
+if __name__ == "__main__":
+    main()
