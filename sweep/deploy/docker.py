@@ -23,7 +23,6 @@ port, not by reading the daemon's message, and another free port is tried.
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import tempfile
 import threading
@@ -40,7 +39,7 @@ from docker.models.containers import Container
 
 from sweep import containers
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository, tail
-from sweep.deploy.explicit import swap_in, wait_live
+from sweep.deploy.explicit import KeptServers, swap_in, wait_live
 from sweep.deploy.health import free_port, port_in_use, triton_error_lines, wait_ready
 from sweep.errors import ServerError
 
@@ -241,7 +240,8 @@ class DockerServer:
     def _ensure_kept(self, kept: _Kept, log_dir: Path) -> None:
         if kept.container is not None and _alive(kept.container, None):
             return
-        kept.close(self.stop_timeout_s)
+        kept.stop_timeout_s = self.stop_timeout_s
+        kept.close()
         kept.swap_root = Path(tempfile.mkdtemp(prefix=f"{LABEL}-models-"))
         container, grpc, http, _network = self._start(kept.swap_root, explicit=True,
                                                       kind="tritonserver-kept")
@@ -255,14 +255,14 @@ class DockerServer:
                           alive=lambda: _alive(container, kept.pump),
                           what=f"tritonserver container {container.name}")
         except BaseException:
-            kept.close(self.stop_timeout_s)  # a server that never came up is not kept
+            kept.close()  # a server that never came up is not kept
             raise
 
     @contextmanager
     def _serving_kept(self, repository: ModelRepository, log_path: Path
                       ) -> Iterator[Endpoint]:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        kept = _KEPT.setdefault(self._kept_key(), _Kept())
+        kept = _KEPT.get(self._kept_key())
         with kept.lock:
             begin = time.perf_counter()
             self._ensure_kept(kept, log_path.parent)
@@ -287,10 +287,7 @@ class DockerServer:
 
     def close(self) -> None:
         """Stop and remove the kept container of this configuration (keep_running mode)."""
-        kept = _KEPT.pop(self._kept_key(), None)
-        if kept is not None:
-            with kept.lock:
-                kept.close(self.stop_timeout_s)
+        _KEPT.close(self._kept_key())
 
     def __enter__(self) -> DockerServer:
         return self
@@ -312,10 +309,11 @@ class _Kept:
         self.grpc_url: str | None = None
         self.http_url: str | None = None
         self.swap_root: Path | None = None
+        self.stop_timeout_s = 10
 
-    def close(self, stop_timeout_s: int) -> None:
+    def close(self) -> None:
         container, self.container = self.container, None
-        containers.remove_quietly(container, stop_timeout_s)
+        containers.remove_quietly(container, self.stop_timeout_s)
         if self.pump is not None:
             self.pump.join()
             self.pump = None
@@ -325,15 +323,12 @@ class _Kept:
         self.grpc_url = self.http_url = None
 
 
-_KEPT: dict[tuple[str, ...], _Kept] = {}
+_KEPT: KeptServers[_Kept] = KeptServers(_Kept)
 
 
-@atexit.register
 def close_kept() -> None:
-    """Nothing outlives the sweep: kept containers go when the interpreter exits."""
-    while _KEPT:
-        _, kept = _KEPT.popitem()
-        kept.close(10)
+    """Stop and remove every kept container of this process (also at interpreter exit)."""
+    _KEPT.close_all()
 
 
 def error_lines(log_path: Path, limit: int = 8) -> list[str]:

@@ -12,18 +12,66 @@ stopped answering fails the job instead of hanging the sweep.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import tritonclient.grpc as grpcclient
 
 from sweep.deploy.base import ModelRepository, tail
 from sweep.deploy.health import triton_error_lines, wait_ready
 from sweep.errors import ServerError
+
+
+class KeptServer(Protocol):
+    """One kept server's state: its lock serialises the jobs that use it."""
+
+    lock: threading.Lock
+
+    def close(self) -> None: ...
+
+
+K = TypeVar("K", bound=KeptServer)
+
+
+class KeptServers(Generic[K]):
+    """The servers this process keeps, one per settings key. A launcher makes a new server
+    object per job, so the kept server lives here, not in that object; every one is closed
+    at ``close_all()`` and at interpreter exit (nothing outlives the sweep)."""
+
+    def __init__(self, make: Callable[[], K]) -> None:
+        self._make = make
+        self._kept: dict[tuple[str, ...], K] = {}
+        self._guard = threading.Lock()
+        atexit.register(self.close_all)
+
+    def get(self, key: tuple[str, ...]) -> K:
+        with self._guard:
+            if key not in self._kept:
+                self._kept[key] = self._make()
+            return self._kept[key]
+
+    def close(self, key: tuple[str, ...]) -> None:
+        with self._guard:
+            kept = self._kept.pop(key, None)
+        if kept is not None:
+            with kept.lock:
+                kept.close()
+
+    def close_all(self) -> None:
+        while True:
+            with self._guard:
+                if not self._kept:
+                    return
+                _, kept = self._kept.popitem()
+            with kept.lock:
+                kept.close()
 
 
 def swap_in(grpc_url: str, repository: ModelRepository, swap_root: Path, *, timeout_s: float,

@@ -18,7 +18,6 @@ Two modes, one interface (``serving`` is a context manager, as for the Docker se
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -34,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository
-from sweep.deploy.explicit import swap_in, wait_live
+from sweep.deploy.explicit import KeptServers, swap_in, wait_live
 from sweep.deploy.health import free_port, port_in_use, wait_ready
 from sweep.errors import ServerError
 
@@ -224,7 +223,7 @@ class LocalServer:
                       ) -> Iterator[Endpoint]:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.unlink(missing_ok=True)
-        kept = _KEPT.setdefault(self._kept_key(), _Kept())
+        kept = _KEPT.get(self._kept_key())
         with kept.lock:
             begin = time.perf_counter()
             healthy = False
@@ -314,16 +313,12 @@ class _Kept:
         self.grpc_url = self.http_url = None
 
 
-_KEPT: dict[tuple[str, ...], _Kept] = {}
+_KEPT: KeptServers[_Kept] = KeptServers(_Kept)
 
 
-@atexit.register
 def close_kept() -> None:
     """Stop every kept tritonserver of this process (nothing outlives the sweep)."""
-    while _KEPT:
-        _, kept = _KEPT.popitem()
-        with kept.lock:
-            kept.close()
+    _KEPT.close_all()
 
 
 @contextmanager
