@@ -64,7 +64,8 @@ class ServerConfig:
     instances: int = 2
     # One tritonserver for all the jobs of a sweep, each job's models swapped in by an
     # explicit load (sweep/deploy/explicit.py) instead of a server start and stop per job.
-    # On by default for server=local (bench/RESULTS.md: 0.2 s a job instead of 2-3 s);
+    # On by default for server=local (bench/RESULTS.md, overhead: about 1 s a job instead
+    # of 4 s);
     # ignored under launchers that run jobs in other processes (Ray).
     keep_running: bool = False
     # docker only:

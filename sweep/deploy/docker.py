@@ -39,7 +39,7 @@ from docker.models.containers import Container
 
 from sweep import containers
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository, tail
-from sweep.deploy.explicit import KeptServers, swap_in, wait_live
+from sweep.deploy.explicit import KeptServers, swap_in
 from sweep.deploy.health import free_port, port_in_use, triton_error_lines, wait_ready
 from sweep.errors import ServerError
 
@@ -251,9 +251,9 @@ class DockerServer:
             kept.pump = containers.LogPump(container, log)
             kept.grpc_url, kept.http_url = f"{self.host}:{grpc}", f"{self.host}:{http}"
             with _quoting_errors(log):
-                wait_live(kept.grpc_url, timeout_s=self.ready_timeout_s, log_path=log,
-                          alive=lambda: _alive(container, kept.pump),
-                          what=f"tritonserver container {container.name}")
+                wait_ready(kept.grpc_url, None, timeout_s=self.ready_timeout_s, log_path=log,
+                           alive=lambda: _alive(container, kept.pump),
+                           what=f"tritonserver container {container.name}")
         except BaseException:
             kept.close()  # a server that never came up is not kept
             raise

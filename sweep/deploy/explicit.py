@@ -25,7 +25,7 @@ from typing import Generic, Protocol, TypeVar
 import tritonclient.grpc as grpcclient
 
 from sweep.deploy.base import ModelRepository, tail
-from sweep.deploy.health import triton_error_lines, wait_ready
+from sweep.deploy.health import quoted_errors, wait_ready
 from sweep.errors import ServerError
 
 
@@ -84,8 +84,11 @@ def swap_in(grpc_url: str, repository: ModelRepository, swap_root: Path, *, time
     begin = time.perf_counter()
     client = grpcclient.InferenceServerClient(grpc_url)
     try:
-        index = _call(client.get_model_repository_index, as_json=True, timeout_s=timeout_s,
-                      what=f"listing the models of {what}", log_path=log_path)
+        try:
+            index = client.get_model_repository_index(as_json=True, client_timeout=timeout_s)
+        except Exception as exc:
+            raise ServerError(f"listing the models of the kept {what} failed: {exc}",
+                              log_path) from exc
         previous = {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
         replace_tree(repository.path, swap_root)
         for model in repository.models:
@@ -98,7 +101,7 @@ def swap_in(grpc_url: str, repository: ModelRepository, swap_root: Path, *, time
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise ServerError(
                     f"loading model {model!r} into the kept {what} failed: {reason}\n"
-                    f"{_errors(log_path)}Last lines of {log_path}:\n{tail(log_path)}",
+                    f"{quoted_errors(log_path)}Last lines of {log_path}:\n{tail(log_path)}",
                     log_path) from exc
         for stale in sorted(previous - set(repository.models)):
             # Unloaded in the background: nothing of this job waits for its stubs to end.
@@ -109,28 +112,6 @@ def swap_in(grpc_url: str, repository: ModelRepository, swap_root: Path, *, time
     wait_ready(grpc_url, repository.entry_model, timeout_s=timeout_s, log_path=log_path,
                alive=alive, what=what, quote_errors=True)
     return time.perf_counter() - begin
-
-
-def wait_live(grpc_url: str, *, timeout_s: float, log_path: Path, alive: Callable[[], bool],
-              what: str) -> float:
-    """Poll until a server with no model loaded yet answers live and ready."""
-    start = time.perf_counter()
-    client = grpcclient.InferenceServerClient(grpc_url)
-    try:
-        while True:
-            if not alive():
-                raise ServerError(f"{what} exited before it was live. {_errors(log_path)}"
-                                  f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
-            with contextlib.suppress(Exception):
-                if client.is_server_live(client_timeout=1.0) and \
-                        client.is_server_ready(client_timeout=1.0):
-                    return time.perf_counter() - start
-            if time.perf_counter() - start > timeout_s:
-                raise ServerError(f"{what} was not live within {timeout_s:.0f} s. "
-                                  f"Last lines of {log_path}:\n{tail(log_path)}", log_path)
-            time.sleep(0.05)
-    finally:
-        client.close()
 
 
 def replace_tree(src: Path, dst: Path) -> None:
@@ -156,17 +137,3 @@ def replace_tree(src: Path, dst: Path) -> None:
             shutil.copytree(child, target, copy_function=link_or_copy)
         else:
             link_or_copy(str(child), str(target))
-
-
-def _call(fn: Callable[..., object], *args: object, timeout_s: float, what: str,
-          log_path: Path, **kwargs: object) -> dict:
-    try:
-        result = fn(*args, client_timeout=timeout_s, **kwargs)
-    except Exception as exc:
-        raise ServerError(f"{what} failed: {exc}", log_path) from exc
-    return result if isinstance(result, dict) else {}
-
-
-def _errors(log_path: Path) -> str:
-    found = triton_error_lines(log_path)
-    return "Triton says:\n" + "\n".join(found) + "\n" if found else ""

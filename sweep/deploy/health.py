@@ -38,10 +38,17 @@ def triton_error_lines(log_path: Path, limit: int = 6, width: int = 400) -> list
     return found[-limit:]
 
 
-def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Path,
+def quoted_errors(log_path: Path) -> str:
+    """Triton's own error lines from ``log_path``, as a message's lead-in ("" if none)."""
+    found = triton_error_lines(log_path)
+    return "Triton says:\n" + "\n".join(found) + "\n" if found else ""
+
+
+def wait_ready(grpc_url: str, model_name: str | None, *, timeout_s: float, log_path: Path,
                alive: Callable[[], bool], what: str = "tritonserver",
                quote_errors: bool = False) -> float:
-    """Poll until ``model_name`` is ready; return the seconds it took.
+    """Poll until ``model_name`` is ready (None: the server itself, no model loaded yet, as
+    an explicit-mode server starts); return the seconds it took.
 
     ``alive`` tells whether the process/container still runs, so a crash during start-up
     fails at once with the log's last lines instead of after the whole timeout.
@@ -51,9 +58,16 @@ def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Pa
     client = grpcclient.InferenceServerClient(grpc_url)
 
     def errors() -> str:
-        found = triton_error_lines(log_path) if quote_errors else []
-        return "Triton says:\n" + "\n".join(found) + "\n" if found else ""
+        return quoted_errors(log_path) if quote_errors else ""
 
+    def ready() -> bool:
+        if not client.is_server_live(client_timeout=1.0):
+            return False
+        if model_name is None:
+            return bool(client.is_server_ready(client_timeout=1.0))
+        return bool(client.is_model_ready(model_name, client_timeout=1.0))
+
+    with_model = f" with model {model_name!r}" if model_name is not None else ""
     try:
         while True:
             if not alive():
@@ -61,14 +75,13 @@ def wait_ready(grpc_url: str, model_name: str, *, timeout_s: float, log_path: Pa
                     f"{what} exited before becoming ready. {errors()}Last lines of "
                     f"{log_path}:\n{tail(log_path)}", log_path)
             try:
-                if client.is_server_live(client_timeout=1.0) and \
-                        client.is_model_ready(model_name, client_timeout=1.0):
+                if ready():
                     return time.perf_counter() - start
             except Exception:  # not listening yet: any transport error means "not ready"
                 pass
             if time.perf_counter() - start > timeout_s:
                 raise ServerError(
-                    f"{what} did not become ready with model {model_name!r} within "
+                    f"{what} did not become ready{with_model} within "
                     f"{timeout_s:.0f} s (raise server.ready_timeout_s if start-up is slow). "
                     f"{errors()}Last lines of {log_path}:\n{tail(log_path)}", log_path)
             time.sleep(0.1)

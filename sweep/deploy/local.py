@@ -11,9 +11,10 @@ Two modes, one interface (``serving`` is a context manager, as for the Docker se
   rendered repository and stops it when the block exits, whatever happens inside.
 * ``keep_running=True`` (what a multirun uses, see sweep/__main__.py): one tritonserver in
   explicit model-control mode, shared by every LocalServer of the same settings in this
-  process; each block swaps its models in (sweep/deploy/explicit.py) and points Triton's
-  log at the block's log file. A block that fails in any way stops the kept server, so the
-  next job starts on a fresh one. The server goes at ``close_kept()`` or interpreter exit.
+  process; each block swaps its models in (sweep/deploy/explicit.py), and what the server
+  logs meanwhile is copied into the block's log file. A block that fails in any way stops
+  the kept server, so the next job starts on a fresh one. The server goes at
+  ``close_kept()`` or interpreter exit.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sweep.deploy.base import LABEL, Endpoint, ModelRepository
-from sweep.deploy.explicit import KeptServers, swap_in, wait_live
+from sweep.deploy.explicit import KeptServers, swap_in
 from sweep.deploy.health import free_port, port_in_use, wait_ready
 from sweep.errors import ServerError
 
@@ -209,8 +210,9 @@ class LocalServer:
         kept.grpc_url, kept.http_url = f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}"
         proc = kept.proc
         try:
-            wait_live(kept.grpc_url, timeout_s=self.ready_timeout_s, log_path=server_log,
-                      alive=lambda: proc.poll() is None, what="tritonserver")
+            wait_ready(kept.grpc_url, None, timeout_s=self.ready_timeout_s,
+                       log_path=server_log, alive=lambda: proc.poll() is None,
+                       quote_errors=True)
         except BaseException:
             # The job's log gets what the server said before it failed to come up.
             with contextlib.suppress(OSError):
