@@ -88,7 +88,9 @@ class ParentRunCallback(Callback):
         try:
             store = track.open_store(config.tracking.uri, config.tracking.experiment,
                                      config.tracking.artifact_root, Path.cwd())
-            _report_orphans(track.close_orphaned_runs(store))
+            closed = track.close_orphaned_runs(store)
+            if closed:
+                print(f"trt-sweep: {track.orphans_message(closed)}", file=sys.stderr)
             client = MlflowClient(store.uri)
             run = client.create_run(store.experiment_id, run_name=f"sweep {sweep_dir.name}",
                                     tags={"trt-sweep.kind": "sweep",
@@ -107,12 +109,6 @@ class ParentRunCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         close_open_parent("FINISHED", Path(config.hydra.sweep.dir))
-
-
-def _report_orphans(closed: list[str]) -> None:
-    if closed:
-        print(f"trt-sweep: {len(closed)} run(s) left RUNNING by a sweep process that no "
-              "longer exists now end KILLED: " + ", ".join(closed), file=sys.stderr)
 
 
 def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:

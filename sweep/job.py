@@ -251,8 +251,7 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
     if sweep_dir is None:  # a multirun's parent-run callback did it for the whole sweep
         closed = track.close_orphaned_runs(store)
         if closed:
-            say("store", "yellow", f"{len(closed)} run(s) left RUNNING by a sweep process "
-                "that no longer exists now end KILLED: " + ", ".join(closed))
+            say("store", "yellow", track.orphans_message(closed))
     flags: FlagSet | None = None
     flag_error: SweepError | None = None
     try:

@@ -225,6 +225,11 @@ def close_orphaned_runs(store: Store) -> list[str]:
     return closed
 
 
+def orphans_message(closed: list[str]) -> str:
+    return (f"{len(closed)} run(s) left RUNNING by a sweep process that no longer exists now "
+            "end KILLED: " + ", ".join(closed))
+
+
 def parent_run_id(sweep_dir: Path | None) -> str | None:
     """The multirun's parent run: from the environment (same process) or the sweep folder
     (launchers that run jobs in other processes, e.g. Ray, share the folder)."""
