@@ -62,13 +62,18 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link when possible: engines can be large and the cache holds the original."""
+def _place(src: Path, dst: Path, *, link: bool) -> None:
+    """Hard-link the engine when possible: engines can be large and the cache holds the
+    original. Python sources are copied: a person who edits a rendered model.py while
+    debugging must not edit the package's template, and every later sweep with it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
 
 
 def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
@@ -105,7 +110,7 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         (folder / "config.pbtxt").write_text(text)
         configs.append(folder / "config.pbtxt")
         for target, src in files.items():
-            _place(src, folder / "1" / target)
+            _place(src, folder / "1" / target, link=src == engine.path)
 
     model_files = {("model.plan" if plan else "model.onnx"): engine.path}
     if not plan:

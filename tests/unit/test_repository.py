@@ -37,6 +37,21 @@ def test_monolithic_repository_is_self_contained(tiny_onnx, tmp_path):
     assert "dims: [ 3200, 1 ]" in config and "dims: [ 20, 35 ]" in config
 
 
+def test_rendered_sources_are_copies_and_the_engine_a_link(tiny_onnx, tmp_path):
+    from sweep.deploy.repository import TEMPLATES
+
+    repo = render(_model(tiny_onnx), _engine(tiny_onnx), tmp_path / "repo",
+                  site_packages="/venv/site", options=ServingOptions())
+    version = repo.path / "model" / "1"
+    template = TEMPLATES / "model" / "model.py"
+    before = template.read_text()
+    # Editing the served model.py (what one does to debug it) leaves the template alone.
+    (version / "model.py").write_text("# edited\n")
+    assert template.read_text() == before
+    assert not (version / "batched.py").samefile(TEMPLATES / "common" / "batched.py")
+    assert (version / "model.onnx").samefile(tiny_onnx)
+
+
 def test_plan_repository_uses_tensorrt_backend(tiny_onnx, tmp_path):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not really a plan")
