@@ -40,10 +40,12 @@ from bench.common import (
 BATCHES = (1, 2, 4, 8, 16, 32)
 
 
-def session(path: Path, profile_prefix: str | None = None) -> Any:
+def session(path: Path, profile_prefix: str | None = None, level: str = "ORT_ENABLE_ALL"
+            ) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     if profile_prefix:

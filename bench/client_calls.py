@@ -1,12 +1,14 @@
-"""What a request costs the client: unary gRPC calls (what the sweep's streamer makes)
-against one bidirectional gRPC stream carrying every request (tritonclient's
-``stream_infer``), both from asyncio with 16 requests in flight.
+"""What a request costs the client: unary gRPC calls from asyncio (what the sweep's
+streamer makes) against one bidirectional gRPC stream carrying every request
+(tritonclient's ``stream_infer``), blocking calls from one thread per request in flight,
+and chained callbacks with no event loop (tritonclient's ``async_infer``); 16 requests in
+flight each.
 
 The model is tiny (a 20x160 MatMul), so the figures are the calls' own cost, not the
 model's: client CPU milliseconds per request (this process's CPU time) and requests per
 second, interleaved rounds, ratios against unary measured in the same run. It answers
-whether moving the streamer to a bidirectional stream would leave more CPU for the
-model at 16 streams (targets 1 and 2).
+whether another way of calling would leave more CPU for the model at 16 streams
+(targets 1 and 2).
 
 Run: python bench/client_calls.py [--requests 3000] [--repeat 3]
 """
@@ -29,12 +31,11 @@ from bench.common import machine_line, median, save_json, table, write_section
 from tests.conftest import tiny_monolithic_onnx
 
 
-def _inputs() -> list[Any]:
-    import tritonclient.grpc.aio as aio
-
-    signal = aio.InferInput("signal", [1, 3200, 1], "INT32")
+def _inputs(module: Any) -> list[Any]:
+    """The requests' tensors, built with ``module`` (tritonclient.grpc or its aio twin)."""
+    signal = module.InferInput("signal", [1, 3200, 1], "INT32")
     signal.set_data_from_numpy(np.ones((1, 3200, 1), np.int32))
-    state = aio.InferInput("state", [1, 10], "FP32")
+    state = module.InferInput("state", [1, 10], "FP32")
     state.set_data_from_numpy(np.zeros((1, 10), np.float32))
     return [signal, state]
 
@@ -43,7 +44,7 @@ async def unary(url: str, requests: int, inflight: int) -> tuple[float, float]:
     import tritonclient.grpc.aio as aio
 
     client = aio.InferenceServerClient(url)
-    tensors = _inputs()
+    tensors = _inputs(aio)
 
     async def lane() -> None:
         for _ in range(requests // inflight):
@@ -60,7 +61,7 @@ async def bidirectional(url: str, requests: int, inflight: int) -> tuple[float, 
     import tritonclient.grpc.aio as aio
 
     client = aio.InferenceServerClient(url)
-    tensors = _inputs()
+    tensors = _inputs(aio)
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     waiting: dict[str, asyncio.Future[Any]] = {}
 
@@ -96,6 +97,66 @@ async def bidirectional(url: str, requests: int, inflight: int) -> tuple[float, 
     return wall, cpu
 
 
+def threads(url: str, requests: int, inflight: int) -> tuple[float, float]:
+    """Blocking calls, one thread per request in flight (one shared channel)."""
+    import threading
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    tensors = _inputs(grpcclient)
+
+    def lane() -> None:
+        for _ in range(requests // inflight):
+            client.infer("model", tensors, client_timeout=30)
+
+    workers = [threading.Thread(target=lane) for _ in range(inflight)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    client.close()
+    return wall, cpu
+
+
+def callbacks(url: str, requests: int, inflight: int) -> tuple[float, float]:
+    """No event loop: each response's callback (on gRPC's thread) sends the next request.
+    Run outside asyncio: inside a running event loop it was seen to hang."""
+    import threading
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    tensors = _inputs(grpcclient)
+    left = [requests // inflight] * inflight
+    finished = threading.Semaphore(0)
+    errors: list[Any] = []
+
+    def send(lane: int) -> None:
+        def done(result: Any, error: Any) -> None:  # tritonclient passes keywords
+            left[lane] -= 1
+            if error is not None:
+                errors.append(error)
+            if error is not None or left[lane] == 0:
+                finished.release()
+            else:
+                send(lane)
+        client.async_infer("model", tensors, done, client_timeout=30)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    for lane in range(inflight):
+        send(lane)
+    for _ in range(inflight):
+        finished.acquire()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    client.close()
+    if errors:
+        raise RuntimeError(errors[0])
+    return wall, cpu
+
+
 def main() -> None:
     from sweep.build.base import Engine
     from sweep.deploy.local import LocalServer
@@ -112,7 +173,9 @@ def main() -> None:
 
     header = machine_line()
     print(header, flush=True)
-    modes = {"unary calls (the streamer)": unary, "one bidirectional stream": bidirectional}
+    modes = {"unary calls (the streamer)": unary, "one bidirectional stream": bidirectional,
+             f"blocking calls from {args.inflight} threads": threads,
+             "callbacks, no event loop": callbacks}
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = tiny_monolithic_onnx(Path(tmp) / "tiny.onnx")
@@ -130,8 +193,10 @@ def main() -> None:
             asyncio.run(unary(endpoint.grpc_url, 200, args.inflight))  # warm up
             for _ in range(args.repeat):
                 for name, fn in modes.items():
-                    runs[name].append(asyncio.run(fn(endpoint.grpc_url, args.requests,
-                                                     args.inflight)))
+                    outcome: Any = fn(endpoint.grpc_url, args.requests, args.inflight)
+                    if asyncio.iscoroutine(outcome):
+                        outcome = asyncio.run(outcome)
+                    runs[name].append(outcome)
     n = args.requests // args.inflight * args.inflight
     result = {name: {"requests_per_s": median([n / w for w, _ in r]),
                      "client_cpu_ms": median([1000 * c / n for _, c in r])}
@@ -142,7 +207,7 @@ def main() -> None:
              v["client_cpu_ms"], v["client_cpu_ms"] / base["client_cpu_ms"]]
             for name, v in result.items()]
     md = ["## What a request costs the client (bench/client_calls.py)\n", header, "",
-          f"A tiny model, {args.inflight} requests in flight from asyncio, {n} requests per "
+          f"A tiny model, {args.inflight} requests in flight, {n} requests per "
           f"run, medians of {args.repeat} interleaved rounds.\n",
           table(["client", "requests / s", "x unary", "client CPU ms / request",
                  "x unary"], rows)]
