@@ -14,8 +14,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import OUT, table, verdict, write_section
-from bench.throughput import targets
+from bench.common import OUT, median, table, verdict, write_section
+from bench.throughput import replay_cpu_ms, targets
 
 CHUNK_S = 0.4  # the demo model's chunk
 
@@ -123,19 +123,14 @@ def why_not_target_2() -> list[str]:
     if not runs:
         return []
     cores = data.get("cores", 2)
-
-    def med(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
-    # The replay keeps every core busy: its CPU per chunk is cores / chunks per second.
-    replay = med([1000 * cores * per_chunk(data) / r["ort_limit"] for r in runs])
-    part = {k: med([r["cpu_ms_per_chunk"][k] for r in runs])
+    replay = median([replay_cpu_ms(r, cores, per_chunk(data)) for r in runs])
+    part = {k: median([r["cpu_ms_per_chunk"][k] for r in runs])
             for k in ("client", "tritonserver", "stub", "total")}
-    idle = med([cores - r["cpu_ms_per_chunk"]["total"] * r["chunks"] / r["wall_s"] / 1000
+    idle = median([cores - r["cpu_ms_per_chunk"]["total"] * r["chunks"] / r["wall_s"] / 1000
                 - r["other_cores"] for r in runs])
     ratios = sorted(r["audio_s_per_s"] / r["ort_limit"] for r in runs)
-    bounds = sorted(1000 * cores * per_chunk(data) / r["ort_limit"]
-                    / r["cpu_ms_per_chunk"]["total"] for r in runs)
+    bounds = sorted(replay_cpu_ms(r, cores, per_chunk(data)) / r["cpu_ms_per_chunk"]["total"]
+                    for r in runs)
     lines = [
         f"**Why target 2 does not hold here reliably.** At 16 streams the {cores} cores are "
         f"busy (idle {max(idle, 0.0):.2f} of {cores} on average), so the ratio is close to "
@@ -145,7 +140,7 @@ def why_not_target_2() -> list[str]:
         f"client {part['client']:.2f}, tritonserver {part['tritonserver']:.2f}. Round by "
         f"round that bound was {100 * bounds[0]:.0f}-{100 * bounds[-1]:.0f}% and the "
         f"measured ratio {100 * ratios[0]:.0f}-{100 * ratios[-1]:.0f}% (median "
-        f"{100 * med(ratios):.0f}%). The client and tritonserver cost "
+        f"{100 * median(ratios):.0f}%). The client and tritonserver cost "
         f"{part['client'] + part['tritonserver']:.2f} ms per chunk whatever the model, so "
         "the ratio falls when this shared machine runs ONNX Runtime faster, and rises when "
         "it runs it slower: 70% sits inside the spread."]
@@ -161,7 +156,7 @@ def why_not_target_2() -> list[str]:
                       if part["total"] > replay / 0.7 else "")
     gap = load("idle_gap")
     if gap:
-        cost = {tuple(float(x) for x in k.split()): med(v) for k, v in gap.items()}
+        cost = {tuple(float(x) for x in k.split()): median(v) for k, v in gap.items()}
         worst = max(v / cost[(b, 0.0)] for (b, _p), v in cost.items())
         lines += ["", "A served model also waits between batches, which the replay never "
                   f"does; here a run after a pause of a few milliseconds costs up to "

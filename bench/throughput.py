@@ -48,36 +48,18 @@ from bench.common import (
 )
 
 
-def audio_per_chunk(model: Any, utts: list[Any]) -> float:
-    """Seconds of the test set's audio per chunk the client sends.
-
-    Less than a chunk's length: every utterance is padded with ``pad_ms`` of silence on
-    both sides and its last chunk is zero-filled, so Triton runs about 1.2 chunk-lengths
-    of audio per second of speech. A replay of the chunks Triton ran is credited with the
-    same audio, or the two throughputs would not be of the same work.
-    """
-    from sweep.data.manifest import read_audio
-    from sweep.evaluate.stream import padded_audio
-
-    chunks = sum(padded_audio(model, read_audio(u.audio_path)).size // model.chunk_samples
-                 for u in utts)
-    return sum(u.duration for u in utts) / chunks
-
-
 class OrtReplay:
     """In-process ONNX Runtime on the same engine file, as the server configures it:
-    ``instances`` sessions with ``threads`` intra-op threads each, run side by side.
-    Throughputs are in the test set's audio seconds (``audio_per_chunk`` per chunk)."""
+    ``instances`` sessions with ``threads`` intra-op threads each, run side by side."""
 
     def __init__(self, model: Any, engine: Any, instances: int, threads: int,
-                 utts: list[Any], audio_per_chunk: float) -> None:
+                 utts: list[Any]) -> None:
         from sweep.evaluate.reference import OrtPipeline
         from sweep.evaluate.stream import chunk_inputs, initial_state
 
         level = str(engine.runtime.get("graph_optimization_level", "ORT_ENABLE_ALL"))
         self.pipelines = [OrtPipeline(model, engine.path, graph_optimization_level=level,
                                       threads=threads) for _ in range(instances)]
-        self.audio_per_chunk = audio_per_chunk
         # Real inputs: chunks of the test set with the states they really carry.
         from sweep.data.manifest import read_audio
 
@@ -124,10 +106,18 @@ class OrtReplay:
             t.join()
         return time.perf_counter() - t0
 
-    def throughput(self, batches: dict[int, int]) -> float:
-        """Audio seconds per wall second for that batch histogram."""
+    def throughput(self, batches: dict[int, int], audio_per_chunk: float) -> float:
+        """Audio seconds per wall second for that batch histogram, a chunk credited with
+        ``audio_per_chunk`` of the test set's audio as the streamer's chunks are: less
+        than its length, since utterances are padded with silence and their last chunk
+        zero-filled. Otherwise replay and Triton would not be compared on the same work."""
         chunks = sum(b * n for b, n in batches.items())
-        return chunks * self.audio_per_chunk / self.replay(batches)
+        return chunks * audio_per_chunk / self.replay(batches)
+
+
+def replay_cpu_ms(row: dict[str, Any], cores: int, audio_per_chunk: float) -> float:
+    """The replay's CPU ms per chunk in a run's row: it keeps every core busy."""
+    return 1000 * cores * audio_per_chunk / row["ort_limit"]
 
 
 def ceiling(model: Any, engine: Any, utts: list[Any], batch: int, per_chunk: float,
@@ -140,12 +130,12 @@ def ceiling(model: Any, engine: Any, utts: list[Any], batch: int, per_chunk: flo
     out: dict[str, float] = {}
     for name, inst, thr, b in (("b1_1x1", 1, 1, 1), (f"b{batch}_{cores}x1", cores, 1, batch),
                                (f"b{batch}_1x{cores}", 1, cores, batch)):
-        rep = OrtReplay(model, engine, inst, thr, utts[:1], per_chunk)
+        rep = OrtReplay(model, engine, inst, thr, utts[:1])
         rep.warm([b])
         n = 1
         while rep.replay({b: n * inst}) < seconds / 4:
             n *= 2
-        out[name] = median([rep.throughput({b: n * inst}) for _ in range(3)])
+        out[name] = median([rep.throughput({b: n * inst}, per_chunk) for _ in range(3)])
     return out
 
 
@@ -179,8 +169,7 @@ def targets(runs: dict[tuple[str, int], list[dict[str, Any]]], limits: dict[str,
         f"chunk), serving free {serving_free:.2f}x (ONNX Runtime alone, batch 16, every core)"))
     ratios = [r["audio_s_per_s"] / r["ort_limit"] for r in runs[key16]]
     ratio = median(ratios)
-    # The replay keeps every core busy, so its CPU per chunk is cores / chunks per second.
-    replay_ms = median([cores * per_chunk * 1000 / r["ort_limit"] for r in runs[key16]])
+    replay_ms = median([replay_cpu_ms(r, cores, per_chunk) for r in runs[key16]])
     path_ms = cpu(key16, "total")
     checks.append(("2. Triton 16 streams vs in-process ORT at the same batches",
                    f"{100 * ratio:.0f}%", ">= 70%", verdict(ratio >= 0.70),
@@ -221,6 +210,7 @@ def measure(streamer: Any, utts: list[Any], meter: CpuMeter, probe: StatsProbe,
     per_chunk["total"] = sum(per_chunk.values())
     return {"streams": streamer.streams, "transport": streamer.used_transport,
             "audio_s_per_s": run.audio_seconds / run.wall_seconds, "wall_s": run.wall_seconds,
+            "audio_per_chunk": run.audio_seconds / run.chunks,
             "chunks": run.chunks, "p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
             "server_ms": stats.server_ms_per_request, "queue_ms": stats.queue_ms,
             "compute_ms": stats.compute_ms, "mean_batch": stats.mean_batch,
@@ -271,8 +261,7 @@ def main() -> None:
                         instances=args.instances, intra_op_threads=args.threads)
     print(f"{header}\nserver: {setup.label}; {len(utts)} utterances, "
           f"{sum(u.duration for u in utts):.0f} s of audio", flush=True)
-    per_chunk = audio_per_chunk(model, utts)
-    replay = OrtReplay(model, engine, setup.instances, setup.intra_op_threads, utts, per_chunk)
+    replay = OrtReplay(model, engine, setup.instances, setup.intra_op_threads, utts)
     replay.warm(list(range(1, setup.max_batch_size + 1)))
 
     plan = [(args.transport, n) for n in streams]
@@ -293,7 +282,7 @@ def main() -> None:
                 row = measure(streamer, utts, meter, probe, args)
                 row["round"] = rnd
                 if n == 16:
-                    row["ort_limit"] = replay.throughput(row["batches"])
+                    row["ort_limit"] = replay.throughput(row["batches"], row["audio_per_chunk"])
                 runs[(transport, n)].append(row)
                 cpu_txt = " ".join(f"{k} {v:.2f}" for k, v in row["cpu_ms_per_chunk"].items())
                 print(f"round {rnd} {transport}->{row['transport']} streams {n:3d}: "
@@ -303,6 +292,8 @@ def main() -> None:
                       f"ms/chunk {cpu_txt} | others {row['other_cores']:.2f} cores"
                       + (f" | ORT limit {row['ort_limit']:.1f} audio-s/s" if n == 16 else ""),
                       flush=True)
+    # Every run streams the same utterances, so any run's audio per chunk is the set's.
+    per_chunk = next(iter(runs.values()))[0]["audio_per_chunk"]
     limits = ceiling(model, engine, utts, setup.max_batch_size, per_chunk)
     print("in-process ceilings (audio-s/s):", {k: round(v, 1) for k, v in limits.items()})
 
