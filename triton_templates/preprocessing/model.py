@@ -9,7 +9,7 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batched import run_batched, setup_site_packages  # noqa: E402
+from batched import run_batched, setup_site_packages
 
 
 class TritonPythonModel:
