@@ -158,11 +158,11 @@ def callbacks(url: str, requests: int, inflight: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from sweep.build.base import Engine
-    from sweep.deploy.local import LocalServer
-    from sweep.deploy.repository import ServingOptions, render
+    from sweep.builder.base import Engine
     from sweep.flags import FlagSet
     from sweep.model import ModelInterface, StatePair
+    from sweep.server.local import LocalServer
+    from sweep.server.repository import ServingOptions, render
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000)

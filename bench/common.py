@@ -63,8 +63,8 @@ FP32_FLAGS: dict[str, Any] = {"precision": "fp32", "tf32": False}
 
 def fp32_engine(model: Any, flags: dict[str, Any] | None = None) -> Any:
     """The emulated fp32 engine, from a cache under bench/out (built once)."""
-    from sweep.build.cache import EngineCache
-    from sweep.build.emulate import EmulateBuilder
+    from sweep.builder.cache import EngineCache
+    from sweep.builder.emulate import EmulateBuilder
     from sweep.flags import FlagSet
 
     return EngineCache(OUT / "engines").build(
@@ -89,8 +89,8 @@ class ServerSetup:
 @contextmanager
 def triton(model: Any, engine: Any, setup: ServerSetup, name: str) -> Iterator[Any]:
     """A local tritonserver serving ``engine``; yields the Endpoint."""
-    from sweep.deploy.local import LocalServer
-    from sweep.deploy.repository import ServingOptions, render
+    from sweep.server.local import LocalServer
+    from sweep.server.repository import ServingOptions, render
 
     server = LocalServer()
     folder = OUT / name

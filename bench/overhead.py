@@ -108,12 +108,13 @@ def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
 
 def mlflow_logging(engine: Any, repo: Any, log_path: Path) -> float:
     """What job.run logs to MLflow, with the engine file (tracking.log_engine defaults on)."""
-    from sweep import track
+    from sweep.tracking.runs import environment_tags, job_run
+    from sweep.tracking.store import open_store
 
     t0 = time.perf_counter()
-    store = track.open_store(f"sqlite:///{WORK}/mlruns-stage/mlflow.db", "bench-overhead",
+    store = open_store(f"sqlite:///{WORK}/mlruns-stage/mlflow.db", "bench-overhead",
                              str(WORK / "mlruns-stage" / "artifacts"), WORK)
-    with track.job_run(store, "stage", None, {**track.environment_tags(),
+    with job_run(store, "stage", None, {**environment_tags(),
                                                "trt-sweep.kind": "job"}) as run:
         run.params({f"p{i}": i for i in range(60)})
         run.tags({"engine_hash": "x", "engine_cached": "true"})
@@ -132,7 +133,7 @@ def mlflow_logging(engine: Any, repo: Any, log_path: Path) -> float:
 
 
 def stages(model: Any, engine: Any, server: Any, name: str) -> dict[str, float]:
-    from sweep.deploy.repository import ServingOptions, render
+    from sweep.server.repository import ServingOptions, render
 
     setup = ServerSetup()
     t0 = time.perf_counter()
@@ -156,7 +157,7 @@ def stages(model: Any, engine: Any, server: Any, name: str) -> dict[str, float]:
 def docker_usable(image: str) -> str | None:
     """None when the docker path can run here, else why not."""
     try:
-        from sweep.deploy.docker import DockerServer
+        from sweep.server.docker import DockerServer
     except ImportError as exc:
         return f"sweep/deploy/docker.py cannot be imported ({exc})"
     try:
@@ -190,8 +191,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from sweep.deploy import close_kept
-    from sweep.deploy.local import LocalServer
+    from sweep.server import close_kept
+    from sweep.server.local import LocalServer
 
     header = machine_line()
     print(header, flush=True)
@@ -234,7 +235,7 @@ def main() -> None:
         if why:
             docker_note = f"not measured: {why}"
         else:
-            from sweep.deploy.docker import DockerServer
+            from sweep.server.docker import DockerServer
 
             image = [f"server.image={args.image}"]
             jobs("docker", {"docker_fresh": image + fresh, "docker_kept": image + kept})

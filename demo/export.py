@@ -11,7 +11,7 @@ Contracts (fixed non-batch shapes, batch axis named ``batch``):
   every recurrent state flattened (layout in the ONNX metadata ``state_layout``); the
   all-zero state is the valid initial state.
 * ``skip_preprocessor`` (the seed's fork): ``audio_signal`` FP32 (B, 64, chunk_samples/80)
-  log-mel (computed by ``sweep.features.log_mel`` from the chunk with the previous
+  log-mel (computed by ``sweep.data.features.log_mel`` from the chunk with the previous
   chunk's last 80 samples prepended), ``length`` INT64 (B,), ``cache_last_time`` FP32
   (B, layers, L + K - 1, d) (attention then depthwise-conv caches along time),
   ``cache_last_channel`` FP32 (B, 64*2 + d*2) (subsampling caches),
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from sweep.features import HOP, INT16_SCALE, N_MELS, SAMPLE_RATE, log_mel
-from sweep.text import BLANK_ID, VOCABULARY, normalize
+from sweep.data.features import HOP, INT16_SCALE, N_MELS, SAMPLE_RATE, log_mel
+from sweep.data.text import BLANK_ID, VOCABULARY, normalize
 
 MONOLITHIC = "monolithic"
 SKIP_PREPROCESSOR = "skip_preprocessor"
@@ -311,7 +311,7 @@ def stream_monolithic(session: Any, chunks: np.ndarray) -> np.ndarray:
 
 def stream_features(chunks: np.ndarray, *, fp16_round_trip: bool = False) -> list[np.ndarray]:
     """What a stateless preprocessing step sees: each chunk with the previous chunk's last
-    80 samples prepended (zeros before the first), through ``sweep.features.log_mel``."""
+    80 samples prepended (zeros before the first), through ``sweep.data.features.log_mel``."""
     audio = chunks.astype(np.float32) / np.float32(INT16_SCALE)
     prev = np.zeros((chunks.shape[0], FEATURE_OVERLAP), np.float32)
     feats = []

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sweep.features import HOP, LOG_GUARD, N_BINS, N_MELS, mel_filterbank, stft_basis
-from sweep.text import NUM_CLASSES
+from sweep.data.features import HOP, LOG_GUARD, N_BINS, N_MELS, mel_filterbank, stft_basis
+from sweep.data.text import NUM_CLASSES
 
 SUBSAMPLING = 2  # feature frames (10 ms) per output frame (20 ms)
 FRAME_SAMPLES = HOP * SUBSAMPLING  # 160 samples = 20 ms per output frame
@@ -76,7 +76,7 @@ class StreamState(NamedTuple):
 
 
 class LogMel(nn.Module):
-    """``sweep.features.log_mel`` as a strided convolution + matmul (float32)."""
+    """``sweep.data.features.log_mel`` as a strided convolution + matmul (float32)."""
 
     basis: Tensor
     fb: Tensor

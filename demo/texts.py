@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from num2words import num2words
 
-from sweep.text import normalize
+from sweep.data.text import normalize
 
 SPLITS = ("train", "test")
 # Share of the sentence space that belongs to the test split (by hash, not by draw).

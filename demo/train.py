@@ -42,8 +42,8 @@ from demo.model import (
     count_parameters,
     save_checkpoint,
 )
-from sweep.features import INT16_SCALE, SAMPLE_RATE
-from sweep.text import BLANK_ID, encode, normalize
+from sweep.data.features import INT16_SCALE, SAMPLE_RATE
+from sweep.data.text import BLANK_ID, encode, normalize
 
 FIXED_CHUNK_FRAMES = 20  # 400 ms: the chunk the shipped exports use
 

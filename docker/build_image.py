@@ -10,7 +10,7 @@ the image is made from a Debian rootfs instead.
    ca-certificates; a venv at /opt/venv with numpy<2, onnxruntime, onnx and nvidia-pytriton
    installed offline from a wheelhouse the host's pip downloads (so the host's pip
    configuration, mirrors and certificates apply); the python backend assembled with the
-   3.11 stub as ``sweep.deploy.local`` does; a ``tritonserver`` wrapper on PATH that sets
+   3.11 stub as ``sweep.server.local`` does; a ``tritonserver`` wrapper on PATH that sets
    LD_LIBRARY_PATH and --backend-directory. Then ``tar -C ROOTFS -c . | docker import``.
 2. ``trt-sweep-cpu:<hash>`` (base hash + this project's ``sweep`` sources): the base plus
    the ``sweep`` package in the venv (the containerised build step runs it), labelled
@@ -43,7 +43,7 @@ ROOT = HERE.parent
 REQUIREMENTS = HERE / "requirements-image.txt"
 REPOSITORY = "trt-sweep-cpu"
 BASE_REPOSITORY = "trt-sweep-cpu-base"
-LABEL = "trt-sweep"  # sweep.deploy.base.LABEL; not imported so the recipe stands alone
+LABEL = "trt-sweep"  # sweep.server.base.LABEL; not imported so the recipe stands alone
 SUITE = "bookworm"
 PYTHON = "3.11"  # bookworm's python3; the stub and the wheels must match it
 INCLUDE = ["python3", "python3-venv", f"libpython{PYTHON}", "ca-certificates"]
@@ -158,7 +158,7 @@ def build_rootfs(rootfs: Path, mirror: str) -> None:
     chroot(rootfs, [f"/usr/bin/python{PYTHON}", "-m", "venv", VENV])
     chroot(rootfs, [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--no-index",
                     "--find-links", "/tmp/wheelhouse", "-r", "/tmp/requirements.txt"])
-    # The python backend, with the stub for this image's Python (as sweep.deploy.local).
+    # The python backend, with the stub for this image's Python (as sweep.server.local).
     server = rootfs / SITE_PACKAGES.lstrip("/") / "pytriton" / "tritonserver"
     backend = rootfs / BACKENDS.lstrip("/") / "python"
     backend.mkdir(parents=True)

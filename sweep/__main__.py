@@ -57,8 +57,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def entry() -> None:
-    from sweep.callbacks import close_open_parent
-    from sweep.deploy import close_kept
+    from sweep.server import close_kept
+    from sweep.tracking.callback import close_open_parent
 
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -16,24 +16,33 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweep import resume, track
-from sweep.build import Builder, make_builder
-from sweep.build.base import Engine
-from sweep.build.cache import EngineCache, file_digest
+from sweep.builder import Builder, make_builder
+from sweep.builder.base import Engine
+from sweep.builder.cache import EngineCache
 from sweep.config import as_dict
 from sweep.data.manifest import Utterance, load_manifest
-from sweep.deploy import Server, make_server
-from sweep.deploy.repository import ServingOptions, render
-from sweep.device import engine_device
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.decode import DecodePool, DecoderSpec
 from sweep.evaluate.metrics import latency_summary, score
 from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
 from sweep.flags import FlagSet
+from sweep.infra.device import engine_device
+from sweep.infra.files import file_digest, project_path
 from sweep.model import ModelInterface, StatePair
-from sweep.plots import plot_latency, plot_layer_precisions
+from sweep.server import Server, make_server
+from sweep.server.repository import ServingOptions, render
+from sweep.tracking import resume
+from sweep.tracking.plots import plot_latency, plot_layer_precisions
+from sweep.tracking.runs import (
+    JobRun,
+    close_orphaned_runs,
+    environment_tags,
+    job_run,
+    orphans_message,
+    parent_run_id,
+)
+from sweep.tracking.store import open_store
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 console = Console(stderr=True)
 
 
@@ -44,14 +53,6 @@ def say(label: str, style: str, message: str) -> None:
                   soft_wrap=True)
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
-
-def project_path(value: str | Path) -> Path:
-    """Config paths are relative to the working directory, else to the project root (so the
-    bundled demo is found from anywhere)."""
-    path = Path(value).expanduser()
-    if path.is_absolute() or path.exists():
-        return path.resolve()
-    return (PROJECT_ROOT / path).resolve()
 
 
 @dataclass
@@ -145,7 +146,7 @@ def build_engine(cfg: DictConfig, model: ModelInterface, flags: FlagSet,
     docker = {"docker_base_url": b.docker_base_url, "job": job_label}
     builder: Builder
     if b.name == "emulate" and b.in_container:
-        from sweep.build.container import ContainerBuilder
+        from sweep.builder.container import ContainerBuilder
 
         builder = ContainerBuilder(builder="emulate", image=b.image, timeout_s=b.timeout_s,
                                    options={"intra_op_num_threads": b.intra_op_threads},
@@ -174,7 +175,7 @@ def job_server(cfg: DictConfig) -> Server:
 
 
 def evaluate(cfg: DictConfig, model: ModelInterface, engine: Engine, utterances: list[Utterance],
-             workdir: Path, job: track.JobRun, server: Server | None = None
+             workdir: Path, job: JobRun, server: Server | None = None
              ) -> dict[str, float]:
     """Deploy the engine, stream the test set through Triton, score it."""
     server = server if server is not None else job_server(cfg)
@@ -246,12 +247,12 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
     the sweep goes on with its other jobs. Ctrl-C/SIGTERM still propagate."""
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
-    store = track.open_store(cfg.tracking.uri, cfg.tracking.experiment,
+    store = open_store(cfg.tracking.uri, cfg.tracking.experiment,
                              cfg.tracking.artifact_root, Path.cwd())
     if sweep_dir is None:  # a multirun's parent-run callback did it for the whole sweep
-        closed = track.close_orphaned_runs(store)
+        closed = close_orphaned_runs(store)
         if closed:
-            say("store", "yellow", track.orphans_message(closed))
+            say("store", "yellow", orphans_message(closed))
     flags: FlagSet | None = None
     flag_error: SweepError | None = None
     try:
@@ -259,13 +260,13 @@ def run(cfg: DictConfig, workdir: Path, sweep_dir: Path | None = None,
         label = flags.label
     except SweepError as exc:  # recorded as a FAILED run below, with the params it had
         flag_error, label = exc, "invalid-flags"
-    tags = {**track.environment_tags(), "builder": cfg.builder.name, "server": cfg.server.name,
+    tags = {**environment_tags(), "builder": cfg.builder.name, "server": cfg.server.name,
             "model": cfg.model.name, "dataset": cfg.dataset.name, "trt-sweep.kind": "job"}
     if flags is not None:
         tags["flags_digest"] = flags.digest
     result = JobResult()
     try:
-        with track.job_run(store, label, track.parent_run_id(sweep_dir), tags) as job:
+        with job_run(store, label, parent_run_id(sweep_dir), tags) as job:
             job.params({"job.num": job_num if job_num is not None else 0,
                         **(job_params(cfg, flags) if flags else
                            {f"trt.{k}": v for k, v in as_dict(cfg.trt).items()})})

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sweep.data.text import BLANK_ID, VOCABULARY
 from sweep.errors import ConfigError, EvaluationError
-from sweep.text import BLANK_ID, VOCABULARY
 
 DECODERS = ("greedy", "beam")
 

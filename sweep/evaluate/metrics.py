@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import jiwer
 import numpy as np
 
-from sweep.text import normalize
+from sweep.data.text import normalize
 
 
 @dataclass(frozen=True)

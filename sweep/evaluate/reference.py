@@ -63,7 +63,7 @@ class OrtPipeline:
 
     Only the monolithic contract carries its own features; for the skip-preprocessor
     contract the preprocessing step is the same numpy code the Triton ensemble runs, or
-    ``feature_fn`` (e.g. the DALI pipeline of :mod:`sweep.dali_features`).
+    ``feature_fn`` (e.g. the DALI pipeline of :mod:`sweep.data.dali`).
     """
 
     def __init__(self, model: ModelInterface, onnx_path: Path | None = None, *,
@@ -95,7 +95,7 @@ class OrtPipeline:
             if self.fp16_features:
                 mel = mel.astype(np.float16).astype(np.float32)
             return mel
-        from sweep.features import log_mel
+        from sweep.data.features import log_mel
 
         return log_mel(audio_chunk, fp16_round_trip=self.fp16_features).astype(np.float32)
 

@@ -236,8 +236,8 @@ def mid_evaluation(sweep: SweepProcess, *, not_pid: set[int] | None = None,
 def warm_engine(cache: Path, **trt: Any) -> Path:
     """Build the demo engine for the flag set ``trt`` (on TrtConfig's defaults) into
     ``cache`` exactly as a job does, so faults that are not about building skip the build."""
-    from sweep.build import make_builder
-    from sweep.build.cache import EngineCache
+    from sweep.builder import make_builder
+    from sweep.builder.cache import EngineCache
     from sweep.config import TrtConfig
     from sweep.flags import FlagSet
 
@@ -260,7 +260,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _containers_of(pids: list[int]) -> list[str] | None:
     """Names of containers started by these sweep processes (label trt-sweep.host-pid);
     None when no Docker daemon answers (nothing can be left there then)."""
-    from sweep import containers
+    from sweep.infra import containers
 
     try:
         client = containers.connect(timeout_s=10)
@@ -329,7 +329,7 @@ def _no_leftovers_for_the_next_row() -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
     # A sweep killed by a failing row cannot remove its container itself.
     if _containers_of(pids):
-        from sweep import containers
+        from sweep.infra import containers
 
         for pid in pids:
             containers.cleanup(f"trt-sweep.host-pid={pid}")

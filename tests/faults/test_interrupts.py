@@ -66,8 +66,8 @@ def test_sigterm_mid_sweep(tmp_path: Path, warm_cache: Path, started: str, row: 
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from sweep import containers
     from sweep.errors import DockerUnavailableError
+    from sweep.infra import containers
 
     try:
         client = containers.connect()

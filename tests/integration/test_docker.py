@@ -23,9 +23,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from docker.client import DockerClient
 
-from sweep.deploy.base import LABEL, ModelRepository
 from sweep.errors import BuildError, DockerUnavailableError, FlagSetError, ServerError
 from sweep.flags import FlagSet
+from sweep.infra.files import LABEL
+from sweep.server.base import ModelRepository
 from tests.conftest import ROOT, tiny_monolithic_onnx
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -36,7 +37,7 @@ FAKE_TRTEXEC = Path(__file__).with_name("fake_trtexec.py")
 
 @pytest.fixture(scope="session")
 def docker_client() -> DockerClient:
-    from sweep import containers
+    from sweep.infra import containers
 
     try:
         return containers.connect()
@@ -137,7 +138,7 @@ X = np.array([0.5, -1.0, 3.25, 1e3], np.float32)
 # -- the server --------------------------------------------------------------------------
 def test_serves_over_grpc_and_leaves_nothing(cpu_image: str, docker_client: DockerClient,
                                              tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     server = DockerServer(image=cpu_image, job=JOB)
     assert server.site_packages() == "/opt/venv/lib/python3.11/site-packages"
@@ -164,7 +165,7 @@ def test_serves_over_grpc_and_leaves_nothing(cpu_image: str, docker_client: Dock
 
 
 def test_host_network_mode(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     server = DockerServer(image=cpu_image, job=JOB, network="host")
     repo = double_repository(tmp_path / "repo", site_packages=server.site_packages())
@@ -173,7 +174,7 @@ def test_host_network_mode(cpu_image: str, tmp_path: Path) -> None:
 
 
 def test_broken_model_is_reported_with_its_log(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     server = DockerServer(image=cpu_image, job=JOB, ready_timeout_s=60)
     repo = double_repository(tmp_path / "repo", site_packages=server.site_packages(),
@@ -187,7 +188,7 @@ def test_broken_model_is_reported_with_its_log(cpu_image: str, tmp_path: Path) -
 
 
 def test_error_inside_the_block_still_removes(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     server = DockerServer(image=cpu_image, job=JOB)
     repo = double_repository(tmp_path / "repo", site_packages=server.site_packages())
@@ -197,7 +198,7 @@ def test_error_inside_the_block_still_removes(cpu_image: str, tmp_path: Path) ->
 
 
 def test_port_in_use_is_a_clear_error(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -211,7 +212,7 @@ def test_port_in_use_is_a_clear_error(cpu_image: str, tmp_path: Path) -> None:
 
 
 def test_missing_image_is_not_pulled(docker_client: DockerClient, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     server = DockerServer(image="trt-sweep-cpu:no-such-tag", job=JOB)
     repo = double_repository(tmp_path / "repo", site_packages="")
@@ -223,7 +224,7 @@ def test_missing_image_is_not_pulled(docker_client: DockerClient, tmp_path: Path
 
 def test_explicit_load_swaps_engines_in_one_container(cpu_image: str, docker_client: DockerClient,
                                                       tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     fresh = DockerServer(image=cpu_image, job=JOB)
     site = fresh.site_packages()
@@ -259,7 +260,7 @@ def test_explicit_load_swaps_engines_in_one_container(cpu_image: str, docker_cli
 
 
 def test_kept_container_survives_a_broken_model(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.deploy.docker import DockerServer
+    from sweep.server.docker import DockerServer
 
     site = "/opt/venv/lib/python3.11/site-packages"
     broken = double_repository(tmp_path / "broken", site_packages=site, broken=True)
@@ -274,7 +275,7 @@ def test_kept_container_survives_a_broken_model(cpu_image: str, tmp_path: Path) 
 
 def test_cleanup_removes_every_labelled_container(cpu_image: str,
                                                   docker_client: DockerClient) -> None:
-    from sweep.deploy.docker import cleanup
+    from sweep.server.docker import cleanup
 
     label = f"{LABEL}.cleanup-test={uuid.uuid4().hex[:6]}"
     key, value = label.split("=")
@@ -287,8 +288,8 @@ def test_cleanup_removes_every_labelled_container(cpu_image: str,
 
 # -- builds in containers ----------------------------------------------------------------
 def test_containerised_emulate_build_matches_the_host(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.build.container import ContainerBuilder
-    from sweep.build.emulate import EmulateBuilder
+    from sweep.builder.container import ContainerBuilder
+    from sweep.builder.emulate import EmulateBuilder
 
     (tmp_path / "in").mkdir()
     onnx_path = tiny_monolithic_onnx(tmp_path / "in" / "tiny.onnx")
@@ -305,7 +306,7 @@ def test_containerised_emulate_build_matches_the_host(cpu_image: str, tmp_path: 
 
 
 def test_containerised_build_keeps_error_types(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.build.container import ContainerBuilder
+    from sweep.builder.container import ContainerBuilder
 
     (tmp_path / "in").mkdir()
     onnx_path = tiny_monolithic_onnx(tmp_path / "in" / "tiny.onnx")
@@ -338,7 +339,7 @@ def fake_trt_images(cpu_image: str, docker_client: DockerClient) -> Iterator[dic
 
 def test_trtexec_builder_runs_the_command_list(fake_trt_images: dict[str, str],
                                                tmp_path: Path) -> None:
-    from sweep.build.trtexec import TrtexecBuilder
+    from sweep.builder.trtexec import TrtexecBuilder
 
     (tmp_path / "in").mkdir()
     onnx_path = tiny_monolithic_onnx(tmp_path / "in" / "tiny.onnx")
@@ -367,7 +368,7 @@ def test_trtexec_builder_runs_the_command_list(fake_trt_images: dict[str, str],
 
 def test_trtexec_builder_refuses_removed_flags(fake_trt_images: dict[str, str],
                                               tmp_path: Path) -> None:
-    from sweep.build.trtexec import TrtexecBuilder
+    from sweep.builder.trtexec import TrtexecBuilder
 
     (tmp_path / "in").mkdir()
     onnx_path = tiny_monolithic_onnx(tmp_path / "in" / "tiny.onnx")
@@ -383,7 +384,7 @@ def test_trtexec_builder_refuses_removed_flags(fake_trt_images: dict[str, str],
 
 
 def test_trtexec_failure_and_timeout(fake_trt_images: dict[str, str], tmp_path: Path) -> None:
-    from sweep.build.trtexec import TrtexecBuilder
+    from sweep.builder.trtexec import TrtexecBuilder
 
     (tmp_path / "in").mkdir()
     onnx_path = tiny_monolithic_onnx(tmp_path / "in" / "tiny.onnx")
@@ -401,7 +402,7 @@ def test_trtexec_failure_and_timeout(fake_trt_images: dict[str, str], tmp_path: 
 
 
 def test_trtexec_missing_from_image(cpu_image: str, tmp_path: Path) -> None:
-    from sweep.build.trtexec import TrtexecBuilder
+    from sweep.builder.trtexec import TrtexecBuilder
 
     with pytest.raises(BuildError, match="trtexec was not found"):
         TrtexecBuilder(image=cpu_image, gpus=None, job=JOB).version()

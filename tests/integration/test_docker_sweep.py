@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep.deploy.base import LABEL
+from sweep.infra.files import LABEL
 from tests.integration.conftest import run_sweep
 from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
 

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from sweep.data.manifest import Utterance, load_manifest
-from sweep.doctor import Deployment, deployed, interface_for, load_model
+from sweep.doctor.cli import Deployment, deployed, interface_for, load_model
+from sweep.doctor.diagnosis import Diagnosis, diagnose
+from sweep.doctor.report import markdown
+from sweep.doctor.served import TritonTarget
 from sweep.errors import DoctorError
 from sweep.evaluate.variant import ClientVariant
-from sweep.parity.diagnosis import Diagnosis, diagnose
-from sweep.parity.report import markdown
-from sweep.parity.served import TritonTarget
 from tests.conftest import DEMO, ROOT
 
 pytestmark = pytest.mark.integration
@@ -150,7 +150,7 @@ def test_monolithic_scaling(tmp_path, utterances):
 
 
 def test_server_down_fails_fast_with_a_clear_message(tmp_path):
-    from sweep.deploy.health import free_port
+    from sweep.server.health import free_port
 
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -195,7 +195,7 @@ def test_utterances_shorter_than_a_chunk(ensemble_url, ensemble_model, utterance
 def test_cli_writes_report_and_mlflow_run(ensemble_url, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from sweep.doctor import EXPERIMENT, main
+    from sweep.doctor.cli import EXPERIMENT, main
 
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     rc = main(["--url", ensemble_url, "--limit", "1", "--client-left-context", "0",

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from sweep.build.base import Engine
-from sweep.deploy.base import ModelRepository
-from sweep.deploy.local import LocalServer, _stub_shm_regions, close_kept
-from sweep.deploy.repository import ServingOptions, render
+from sweep.builder.base import Engine
 from sweep.errors import ServerError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from sweep.server.base import ModelRepository
+from sweep.server.local import LocalServer, _stub_shm_regions, close_kept
+from sweep.server.repository import ServingOptions, render
 from tests.conftest import tiny_monolithic_onnx
 from tests.integration.conftest import our_processes
 

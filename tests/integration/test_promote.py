@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep.deploy.install import MANIFEST
-from sweep.promote import main
+from sweep.promote.cli import main
+from sweep.promote.install import MANIFEST
 from tests.conftest import ROOT
 from tests.integration.conftest import run_sweep
 
@@ -396,8 +396,8 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
 
     from tritonclient.grpc import InferenceServerClient
 
-    from sweep.deploy.base import ModelRepository
-    from sweep.deploy.local import LocalServer
+    from sweep.server.base import ModelRepository
+    from sweep.server.local import LocalServer
 
     repository = ModelRepository(path=repo, entry_model="asr", models=("asr",), configs=())
     with LocalServer(cache_dir=str(tmp_path / "triton")).serving(

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep import resume
+from sweep.tracking import resume
 from tests.conftest import ROOT
 from tests.integration.conftest import our_processes, run_sweep
 
 pytestmark = pytest.mark.integration
 
 if "resume.find_finished" not in (ROOT / "sweep" / "job.py").read_text():
-    pytest.skip("sweep/job.py does not call sweep.resume yet (the patch is in "
+    pytest.skip("sweep/job.py does not call sweep.tracking.resume yet (the patch is in "
                 "docs/.report_scaling.md)", allow_module_level=True)
 
 ARGS = ["-m", "trt.precision=fp32,fp16", "dataset=demo_tiny", "dataset.limit=1",

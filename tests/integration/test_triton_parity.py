@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.build.emulate import EmulateBuilder
+from sweep.builder.emulate import EmulateBuilder
 from sweep.data.manifest import load_manifest
-from sweep.deploy.local import LocalServer
-from sweep.deploy.repository import ServingOptions, render
 from sweep.evaluate.decode import GreedyDecoder
 from sweep.evaluate.reference import OrtPipeline
 from sweep.evaluate.stream import GrpcStreamer
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from sweep.server.local import LocalServer
+from sweep.server.repository import ServingOptions, render
 from tests.conftest import DEMO
 from tests.integration.conftest import our_processes
 

@@ -1,15 +1,15 @@
-"""The DALI front end computes sweep.features.log_mel (needs nvidia-dali; CPU is enough)."""
+"""The DALI front end computes sweep.data.features.log_mel (needs nvidia-dali; CPU is enough)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sweep.features import log_mel
+from sweep.data.features import log_mel
 
 pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed (optional, docs/dali.md)")
 
-from sweep.dali_features import DaliLogMel
+from sweep.data.dali import DaliLogMel
 
 # float32 DALI against the float64-then-rounded numpy reference: measured 9.5e-5 on noise
 # and speech chunks.

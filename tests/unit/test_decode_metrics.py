@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from sweep.data.text import BLANK_ID, VOCABULARY, encode, normalize
 from sweep.evaluate.decode import GreedyDecoder, collapse
 from sweep.evaluate.metrics import latency_summary, score
-from sweep.text import BLANK_ID, VOCABULARY, encode, normalize
 
 
 def _logprobs(ids):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sweep.data.text import BLANK_ID, VOCABULARY
 from sweep.errors import ConfigError, EvaluationError
 from sweep.evaluate.decode import (
     BeamDecoder,
@@ -15,7 +16,6 @@ from sweep.evaluate.decode import (
     GreedyDecoder,
     decode_all,
 )
-from sweep.text import BLANK_ID, VOCABULARY
 
 WORDS = {"дом": -0.6, "кот": -0.8, "да": -0.9, "нет": -0.9, "мир": -1.2}
 

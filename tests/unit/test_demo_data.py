@@ -16,7 +16,7 @@ from demo.texts import (
     spell_group,
     split_of,
 )
-from sweep.text import LETTERS, normalize
+from sweep.data.text import LETTERS, normalize
 
 
 def test_train_and_test_are_disjoint_for_large_n() -> None:

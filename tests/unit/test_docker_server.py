@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sweep.containers import gpu_requests, gpu_ulimits, labels
-from sweep.deploy.base import LABEL, ModelRepository
-from sweep.deploy.docker import DockerServer, error_lines, server_command
 from sweep.errors import DockerUnavailableError, ServerError
+from sweep.infra.containers import gpu_requests, gpu_ulimits, labels
+from sweep.infra.files import LABEL
+from sweep.server.base import ModelRepository
+from sweep.server.docker import DockerServer, error_lines, server_command
 
 
 def test_server_command_is_a_list_of_single_arguments() -> None:

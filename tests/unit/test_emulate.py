@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sweep.build import make_builder
-from sweep.build.base import Builder
-from sweep.build.emulate import (
+from sweep.builder import make_builder
+from sweep.builder.base import Builder
+from sweep.builder.emulate import (
     ORT_LEVELS,
     EmulateBuilder,
     plan,
@@ -24,7 +24,7 @@ from sweep.build.emulate import (
 )
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
-from sweep.plots import plot_layer_precisions
+from sweep.tracking.plots import plot_layer_precisions
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "assets" / "demo_monolithic.onnx"
 DEMO_AUDIO = DEMO.parent / "data" / "demo_tiny"
@@ -273,7 +273,7 @@ def test_value_preserving_ops_skip_rounding_without_changing_a_bit(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Transpose/Reshape/Concat/Relu of fp16 values are fp16 values: no Cast pair after
     them, and the same bits as rounding them anyway."""
-    import sweep.build.emulate as emulate_module
+    import sweep.builder.emulate as emulate_module
 
     nodes = [
         helper.make_node("MatMul", ["x", "W"], ["mm"], name="mm"),

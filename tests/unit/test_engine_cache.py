@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.build.base import Engine
-from sweep.build.cache import META, CacheFullError, EngineCache
+from sweep.builder.base import Engine
+from sweep.builder.cache import META, CacheFullError, EngineCache
 from sweep.errors import BuildError
 from sweep.flags import FlagSet
 
@@ -178,7 +178,7 @@ def fill(mount: Path, leave: int) -> None:
 def test_real_full_disk_with_the_emulate_builder(tiny_onnx, small_tmpfs):
     """The emulator writes a ~25 KB engine into a tmpfs with 8 KB left: the build fails on
     ENOSPC, the error says what to do, and no entry or temporary folder remains."""
-    from sweep.build.emulate import EmulateBuilder
+    from sweep.builder.emulate import EmulateBuilder
 
     root = small_tmpfs / "cache"
     root.mkdir()

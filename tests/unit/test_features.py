@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sweep import features
-from sweep.features import HOP, LOG_GUARD, N_MELS, SAMPLE_RATE, WIN, log_mel
+from sweep.data.features import HOP, LOG_GUARD, N_MELS, SAMPLE_RATE, WIN, log_mel
 
 
 def _speechy(n: int, seed: int = 0) -> np.ndarray:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.deploy import install
 from sweep.errors import PromoteError
+from sweep.promote import install
 
 
 def _engine(tmp_path: Path, content: bytes) -> tuple[Path, str]:

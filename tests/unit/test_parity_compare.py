@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from sweep.data.manifest import Utterance
+from sweep.doctor.causes import known_causes
+from sweep.doctor.compare import compare, differing, transcript_wer, word_errors
 from sweep.errors import DoctorError
 from sweep.evaluate.reference import UtteranceTrace
 from sweep.model import ModelInterface, StatePair
-from sweep.parity.causes import known_causes
-from sweep.parity.compare import compare, differing, transcript_wer, word_errors
 
 UTT = Utterance("u", Path("u.wav"), "да", 1.0)
 

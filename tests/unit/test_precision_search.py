@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import pytest
 
-from sweep import pinning
-from sweep.build.base import Engine
+from sweep.builder.base import Engine
 from sweep.config import as_dict
 from sweep.flags import FlagSet
-from sweep.precision_search import (
+from sweep.precision_search import pinning
+from sweep.precision_search.cli import (
     Criteria,
     PrecisionSearchError,
     Score,
@@ -172,7 +172,7 @@ def test_written_flag_set_loads_as_a_trt_preset(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from sweep.config import register
-    from sweep.job import PROJECT_ROOT
+    from sweep.infra.files import PROJECT_ROOT
 
     flags = FlagSet.from_mapping({
         "precision": "bf16", "precision_constraints": "obey", "tf32": False,

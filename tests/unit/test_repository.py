@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from sweep.build.base import Engine
-from sweep.deploy.repository import ServingOptions, render
+from sweep.builder.base import Engine
 from sweep.errors import ConfigError, ModelError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from sweep.server.repository import ServingOptions, render
 
 
 def _model(onnx_path: Path, **kw) -> ModelInterface:
@@ -38,7 +38,7 @@ def test_monolithic_repository_is_self_contained(tiny_onnx, tmp_path):
 
 
 def test_rendered_sources_are_copies_and_the_engine_a_link(tiny_onnx, tmp_path):
-    from sweep.deploy.repository import TEMPLATES
+    from sweep.server.repository import TEMPLATES
 
     repo = render(_model(tiny_onnx), _engine(tiny_onnx), tmp_path / "repo",
                   site_packages="/venv/site", options=ServingOptions())

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sweep import resume, track
 from sweep.data.manifest import Utterance
+from sweep.tracking import resume
+from sweep.tracking.runs import job_run
+from sweep.tracking.store import Store, open_store
 
 SETTINGS = {
     "builder": {"name": "emulate", "intra_op_threads": 1, "cache_dir": "/a", "timeout_s": 60.0,
@@ -73,13 +75,13 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store(database: Path, request: pytest.FixtureRequest) -> track.Store:
+def store(database: Path, request: pytest.FixtureRequest) -> Store:
     """A fresh experiment per test, in the module's store."""
-    return track.open_store(f"sqlite:///{database}", request.node.name,
+    return open_store(f"sqlite:///{database}", request.node.name,
                             str(database.parent / "artifacts"), database.parent)
 
 
-def finished_run(store: track.Store, ident: str, wer: float, status: str = "FINISHED",
+def finished_run(store: Store, ident: str, wer: float, status: str = "FINISHED",
                  tags: dict[str, str] | None = None) -> str:
     from mlflow.tracking import MlflowClient
 
@@ -113,7 +115,7 @@ def test_find_finished_prefers_the_original_over_resumed_copies(store):
 def test_find_finished_stays_within_the_experiment(store, tmp_path):
     ident = identity()
     finished_run(store, ident, 0.2)
-    elsewhere = track.open_store(store.uri, f"{store.experiment}-other", str(tmp_path), tmp_path)
+    elsewhere = open_store(store.uri, f"{store.experiment}-other", str(tmp_path), tmp_path)
     assert resume.find_finished(elsewhere, ident) is None
 
 
@@ -127,7 +129,7 @@ def test_adopt_copies_metrics_and_links_the_original(store):
 
     ident = identity()
     original = finished_run(store, ident, 0.25, tags={"engine_hash": "e" * 24})
-    with track.job_run(store, "fp16-o3", None, {resume.IDENTITY_TAG: ident}) as job:
+    with job_run(store, "fp16-o3", None, {resume.IDENTITY_TAG: ident}) as job:
         metrics = resume.adopt(store, original, job)
     assert metrics == {"wer": 0.25, "latency_p99_ms": 12.5}
     copy = MlflowClient(store.uri).get_run(job.run_id)

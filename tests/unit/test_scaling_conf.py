@@ -36,7 +36,7 @@ def test_pin_presets_are_valid_flag_sets(preset):
     assert (preset == "none") == (flags.layer_precisions == ())
     graph = demo_graph()
     if graph is not None:  # every pattern names something in the demo model
-        from sweep.build.emulate import plan
+        from sweep.builder.emulate import plan
 
         pinned = plan(flags, graph).pinned
         assert (preset == "none") == (len(pinned) == 0)
@@ -48,7 +48,7 @@ def test_searched_flag_sets_load_and_apply_to_the_demo_model(preset):
     flags = FlagSet.from_mapping(as_dict(load([f"trt={preset}"]).trt))
     graph = demo_graph()
     if graph is not None:
-        from sweep.build.emulate import plan
+        from sweep.builder.emulate import plan
 
         plan(flags, graph)  # raises if a pattern no longer names a node (re-exported model)
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from sweep.errors import PromoteError
-from sweep.selection import Candidate, Constraints, Objective, fp32_reference, select
+from sweep.promote.selection import Candidate, Constraints, Objective, fp32_reference, select
 
 TAGS = {"device": "cpu:x86_64", "builder_version": "emulate-1"}
 

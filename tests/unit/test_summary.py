@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
-from sweep import track
-from sweep.summary import (
+from sweep.tracking.store import Store, open_store
+from sweep.tracking.summary import (
     JobRow,
     child_rows,
     display_labels,
@@ -78,12 +78,12 @@ def test_plot_skips_jobs_without_figures(tmp_path: Path):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> track.Store:
-    return track.open_store(f"sqlite:///{tmp_path}/mlflow.db", "summary-test",
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path}/mlflow.db", "summary-test",
                             str(tmp_path / "artifacts"), tmp_path)
 
 
-def test_summarise_logs_csv_plot_and_counts_on_the_parent(store: track.Store, tmp_path: Path,
+def test_summarise_logs_csv_plot_and_counts_on_the_parent(store: Store, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]):
     client = MlflowClient(store.uri)
     parent = client.create_run(store.experiment_id, tags={"trt-sweep.kind": "sweep"}).info.run_id
@@ -113,7 +113,7 @@ def test_summarise_logs_csv_plot_and_counts_on_the_parent(store: track.Store, tm
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    from sweep.summary import pareto_front
+    from sweep.tracking.summary import pareto_front
 
     points = [(10, 0.2), (5, 0.3), (20, 0.1), (12, 0.25), (5, 0.35), (math.nan, 0.0)]
     assert sorted(pareto_front(points)) == [0, 1, 2]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sweep.build.tensorrt_api import TensorRTBuilder, apply_settings, builder_settings
+from sweep.builder.tensorrt_api import TensorRTBuilder, apply_settings, builder_settings
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
 

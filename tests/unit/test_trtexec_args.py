@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from sweep.build.trtexec import (
+from sweep.builder.trtexec import (
     InferenceOptions,
     TrtexecBuilder,
     check_flags_for_version,

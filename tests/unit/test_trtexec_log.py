@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.build.trtexec_log import TrtexecReport, decode_version, parse_trtexec_log
+from sweep.builder.trtexec_log import TrtexecReport, decode_version, parse_trtexec_log
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "trtexec"
 

@@ -1,0 +1,326 @@
+"""``python -m sweep.doctor``: why do the served pipeline and the ONNX pipeline disagree?
+
+Streams a few utterances through a served pipeline (a Triton endpoint given with --url,
+or one the doctor deploys itself from --model and --trt/--fp16-features) and through the
+in-process reference (fp32 ONNX Runtime, same chunking), compares them chunk by chunk
+(features from the ensemble's preprocessing step, log-probs, argmax, transcripts), then
+re-runs the reference with each of the seed's known causes injected (chunk duration,
+left-context padding, input scaling, fp16 features) and names the one the server
+reproduces. Writes report.md, divergence.png and chunks.csv, prints the report and logs
+a run to MLflow (experiment ``trt-sweep-doctor``).
+
+Examples::
+
+    # deploy the demo ensemble with fp16 features and diagnose it
+    python -m sweep.doctor --model demo_skip_preprocessor --fp16-features
+    # a running server, streamed the way a client without left context would
+    python -m sweep.doctor --model demo_skip_preprocessor --url 127.0.0.1:8001 \\
+        --client-left-context 0
+    # DALI preprocessing (in-process) against sweep/features.py
+    python -m sweep.doctor --model demo_skip_preprocessor --target dali
+
+Exit status: 0 when the served pipeline matches the reference, 1 when it differs (the
+report says why), 2 when the doctor could not compare (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweep.errors import ConfigError, SweepError
+from sweep.evaluate.decode import DecoderSpec
+from sweep.evaluate.variant import ClientVariant
+from sweep.infra.files import PROJECT_ROOT
+from sweep.model import ModelInterface
+
+EXPERIMENT = "trt-sweep-doctor"
+# Exact fp32: the emulator's TF32 default would itself be a (small) difference.
+DEFAULT_TRT = {"tf32": False}
+
+
+def load_model(name: str, onnx: str | None = None) -> ModelInterface:
+    """A model interface from conf/model/NAME.yaml (or a YAML path), as the sweep reads it."""
+    from omegaconf import OmegaConf
+
+    from sweep.config import ModelConfig
+    from sweep.job import model_interface
+
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROJECT_ROOT / "conf" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "model").glob("*.yaml"))
+        raise ConfigError(f"model config {name!r} not found (looked for {path}); expected one "
+                          f"of {known} or a YAML file.")
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"model config {path} is not a mapping.")
+    raw.pop("defaults", None)
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw)
+    if onnx:
+        cfg.onnx_path = onnx
+    return model_interface(OmegaConf.create({"model": cfg}))
+
+
+def interface_for(model: ModelInterface, onnx_path: Path) -> ModelInterface:
+    """``model`` with another export of it, whose chunk duration is read off its audio input
+    (a 300 ms export of a 400 ms reference, say)."""
+    import dataclasses
+
+    from sweep.model import read_onnx
+
+    graph = read_onnx(onnx_path, load_weights=False)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in graph.graph.input}
+    if model.audio_input not in dims:
+        raise ConfigError(f"{onnx_path} has no input {model.audio_input!r} (inputs: "
+                          f"{list(dims)}); it is not an export of {model.name}.")
+    audio = dims[model.audio_input]
+    # monolithic: (B, samples, 1); skip_preprocessor: (B, n_mels, frames of 10 ms).
+    samples = audio[1] if model.contract == "monolithic" else audio[2] * 80
+    return dataclasses.replace(model, onnx_path=Path(onnx_path),
+                               chunk_ms=samples * 1000 // model.sample_rate)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the doctor deploys when no --url is given."""
+
+    trt: dict[str, Any]
+    fp16_features: bool = False
+    server: str = "local"
+    max_batch_size: int = 4
+    ready_timeout_s: float = 120.0
+
+
+@contextmanager
+def deployed(model: ModelInterface, deployment: Deployment, workdir: Path) -> Iterator[Any]:
+    """Build (emulate) the engine, render the repository, serve it; yields the Endpoint."""
+    from sweep.builder.emulate import EmulateBuilder
+    from sweep.flags import FlagSet
+    from sweep.server import make_server
+    from sweep.server.repository import ServingOptions, render
+
+    flags = FlagSet.from_mapping(deployment.trt)
+    model.tensors()  # a mismatching export fails here, before any build
+    engine = EmulateBuilder().build(model.onnx_path, flags, workdir / "engine")
+    server = make_server(deployment.server, ready_timeout_s=deployment.ready_timeout_s)
+    repository = render(model, engine, workdir / "model_repository",
+                        site_packages=server.site_packages(),
+                        options=ServingOptions(max_batch_size=deployment.max_batch_size,
+                                               fp16_features=deployment.fp16_features))
+    with server.serving(repository, workdir / "tritonserver.log") as endpoint:
+        yield endpoint
+
+
+def write_outputs(diagnosis: Any, out_dir: Path) -> dict[str, Path]:
+    from sweep.doctor import report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"plot": report.plot(diagnosis, out_dir / report.PLOT_NAME),
+             "chunks": report.chunks_csv(diagnosis, out_dir / report.CHUNKS_NAME)}
+    text = report.markdown(diagnosis, report.PLOT_NAME)
+    paths["report"] = out_dir / report.REPORT_NAME
+    paths["report"].write_text(text, encoding="utf-8")
+    return paths
+
+
+def log_run(diagnosis: Any, paths: dict[str, Path], *, uri: str, artifact_root: str,
+            params: dict[str, Any]) -> str:
+    """One MLflow run in experiment trt-sweep-doctor (the sweep's store conventions)."""
+    from sweep.doctor import report
+    from sweep.tracking.runs import environment_tags, job_run
+    from sweep.tracking.store import open_store
+
+    store = open_store(uri, EXPERIMENT, artifact_root, Path.cwd())
+    best = diagnosis.best
+    tags = {**environment_tags(), "trt-sweep.kind": "doctor",
+            "verdict": diagnosis.verdict, "cause": best.cause.key if best else "none",
+            "contract": diagnosis.reference.contract}
+    name = f"doctor-{diagnosis.reference.name}-{best.cause.key if best else diagnosis.verdict}"
+    with job_run(store, name, None, tags) as run:
+        run.params(params)
+        run.metrics(report.metrics(diagnosis))
+        for path in paths.values():
+            run.artifact(path)
+        return run.run_id
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _trt(values: list[str]) -> dict[str, Any]:
+    import yaml
+
+    return {**DEFAULT_TRT, **{k: yaml.safe_load(v) for k, v in _pairs(values, "--trt").items()}}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweep.doctor",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ref = p.add_argument_group("reference")
+    ref.add_argument("--model", default="demo_skip_preprocessor",
+                     help="conf/model/NAME.yaml or a YAML path (default %(default)s)")
+    ref.add_argument("--onnx", help="the reference export (default: the model config's)")
+    ref.add_argument("--alt-onnx", action="append", default=[], metavar="MS=PATH",
+                     help="the same checkpoint exported at another chunk duration; tries "
+                          "chunk duration as a cause (repeatable)")
+    ref.add_argument("--reference-fp16", action="store_true",
+                     help="the reference itself rounds features to fp16 (as the seed's DALI)")
+    tgt = p.add_argument_group("served pipeline")
+    tgt.add_argument("--target", choices=["triton", "dali"], default="triton",
+                     help="triton (a server) or dali (the DALI front end, in-process)")
+    tgt.add_argument("--url", help="gRPC host:port of a running Triton; without it the doctor "
+                                   "deploys the model itself")
+    tgt.add_argument("--model-name", help="the model a client calls (default: ensemble for "
+                                          "skip_preprocessor, model for monolithic)")
+    tgt.add_argument("--timeout-s", type=float, default=10.0,
+                     help="deadline of every gRPC call (default %(default)s)")
+    tgt.add_argument("--trt", action="append", default=[], metavar="KEY=VALUE",
+                     help="flag set of a deployed engine, e.g. precision=fp16 (default exact "
+                          "fp32: tf32=false)")
+    tgt.add_argument("--fp16-features", action="store_true",
+                     help="deploy the ensemble's preprocessing with the fp16 round trip")
+    tgt.add_argument("--deploy-onnx", metavar="PATH",
+                     help="deploy this export instead of the reference (e.g. the same "
+                          "checkpoint at another chunk duration)")
+    tgt.add_argument("--server", choices=["local", "docker"], default="local")
+    cli = p.add_argument_group("client (stream the way your client does)")
+    cli.add_argument("--client-left-context", type=int, metavar="SAMPLES",
+                     help="left-context samples your client really sends (default: the "
+                          "model's)")
+    cli.add_argument("--client-scale", type=float, metavar="DIVISOR",
+                     help="what your client divides int16 samples by (default: the model's)")
+    data = p.add_argument_group("data and decoding")
+    data.add_argument("--dataset", default="demo/assets/data/demo_tiny")
+    data.add_argument("--limit", type=int, default=4, help="first N utterances (default 4)")
+    data.add_argument("--utterances", help="comma-separated utterance ids instead of --limit")
+    data.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    data.add_argument("--kenlm-path", default="demo/assets/lm_3gram.arpa")
+    data.add_argument("--beam-width", type=int, default=200)
+    data.add_argument("--decode-workers", type=int, default=0)
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help="folder for report.md, divergence.png, chunks.csv "
+                                   "(default outputs/doctor/<time>)")
+    out.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    out.add_argument("--artifact-root", default="mlruns/artifacts")
+    out.add_argument("--no-mlflow", action="store_true")
+    out.add_argument("--quiet", action="store_true", help="do not print the report")
+    return p
+
+
+def _utterances(args: argparse.Namespace, model: ModelInterface) -> list[Any]:
+    from sweep.data.manifest import load_manifest
+    from sweep.infra.files import project_path
+
+    utterances = load_manifest(project_path(args.dataset), expected_rate=model.sample_rate)
+    if args.utterances:
+        wanted = [u.strip() for u in args.utterances.split(",") if u.strip()]
+        by_id = {u.id: u for u in utterances}
+        missing = [u for u in wanted if u not in by_id]
+        if missing:
+            raise ConfigError(f"--utterances: {missing} are not in {args.dataset}.")
+        return [by_id[u] for u in wanted]
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}; expected at least 1.")
+    return utterances[: args.limit]
+
+
+def run(args: argparse.Namespace, log: Any = None) -> Any:
+    """Everything but printing; returns (diagnosis, output paths, MLflow run id)."""
+    from sweep.doctor.diagnosis import diagnose
+    from sweep.doctor.inprocess import InProcessTarget
+    from sweep.doctor.served import TritonTarget
+    from sweep.infra.files import project_path
+
+    def say(message: str) -> None:
+        if log is not None:
+            log(message)
+
+    deploy_options = [flag for flag, value in (("--trt", args.trt),
+                                               ("--fp16-features", args.fp16_features),
+                                               ("--deploy-onnx", args.deploy_onnx)) if value]
+    if args.url and (deploy_options or args.target == "dali"):
+        raise ConfigError(f"--url attaches to a running server; "
+                          f"{', '.join(deploy_options) or '--target dali'} only apply when the "
+                          "doctor deploys (or runs) the pipeline itself. Drop one or the other.")
+    model = load_model(args.model, args.onnx)
+    variant = ClientVariant(args.client_left_context, args.client_scale)
+    decoder = DecoderSpec(name=args.decoder, beam_width=args.beam_width,
+                          kenlm_path=str(project_path(args.kenlm_path))
+                          if args.decoder == "beam" else None)
+    alt = {int(k): project_path(v) for k, v in _pairs(args.alt_onnx, "--alt-onnx").items()}
+    utterances = _utterances(args, model)
+    out_dir = Path(args.out) if args.out else \
+        Path("outputs") / "doctor" / time.strftime("%Y%m%d-%H%M%S")
+    with ExitStack() as stack:
+        if args.target == "dali":
+            from sweep.data.dali import DaliLogMel
+
+            if model.contract != "skip_preprocessor":
+                raise ConfigError("--target dali needs a skip_preprocessor model: the "
+                                  "monolithic model computes its own features.")
+            target: Any = InProcessTarget(model, feature_fn=DaliLogMel(),
+                                          fp16_features=args.fp16_features, variant=variant,
+                                          label="DALI features (CPU), in-process ONNX Runtime")
+        else:
+            url, name = args.url, args.model_name or model.entry_model
+            if url is None:
+                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="doctor-")))
+                say(f"deploying {model.name} ({args.server}, trt {_trt(args.trt)}, "
+                    f"fp16 features {args.fp16_features})")
+                served = interface_for(model, project_path(args.deploy_onnx)) \
+                    if args.deploy_onnx else model
+                endpoint = stack.enter_context(deployed(
+                    served, Deployment(_trt(args.trt), args.fp16_features, args.server), work))
+                url, name = endpoint.grpc_url, endpoint.model_name
+            target = stack.enter_context(TritonTarget(url, name, model, timeout_s=args.timeout_s,
+                                                      variant=variant))
+        diagnosis = diagnose(target, model, utterances, decoder=decoder,
+                             decode_workers=args.decode_workers, alt_exports=dict(alt),
+                             reference_fp16=args.reference_fp16, log=say)
+    paths = write_outputs(diagnosis, out_dir)
+    run_id = None
+    if not args.no_mlflow:
+        params = {k: v for k, v in vars(args).items() if v not in (None, [], False)}
+        run_id = log_run(diagnosis, paths, uri=args.tracking_uri,
+                         artifact_root=args.artifact_root, params=params)
+    return diagnosis, paths, run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"doctor: {message}", file=sys.stderr, flush=True)
+
+    try:
+        diagnosis, paths, run_id = run(args, log)
+    except SweepError as exc:
+        print(f"doctor: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("doctor: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(paths["report"].read_text(encoding="utf-8"))
+    log(f"report: {paths['report']}" + (f"; MLflow run {run_id} in experiment {EXPERIMENT}"
+                                         if run_id else ""))
+    return 0 if diagnosis.verdict == "match" else 1
+

@@ -1,0 +1,152 @@
+"""Render triton_templates/ into a self-contained Triton model repository.
+
+Everything a server needs lies inside the repository (configs, model.py files, the engine
+itself), so the same folder serves from a local process or mounted read-only into a
+container; only ``site_packages`` (where numpy/onnxruntime live, as that server sees the
+filesystem) differs between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from sweep.builder.base import Engine
+from sweep.errors import ConfigError
+from sweep.infra.files import PROJECT_ROOT
+from sweep.model import ModelInterface, TensorSpec
+from sweep.server.base import ModelRepository
+
+TEMPLATES = PROJECT_ROOT / "triton_templates"
+FEATURES_PY = PROJECT_ROOT / "sweep" / "data" / "features.py"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Triton scheduling knobs (conf/server/*.yaml)."""
+
+    max_batch_size: int = 16
+    queue_delay_us: int = 1000
+    instances: int = 1
+    kind: str = "KIND_CPU"
+    intra_op_threads: int = 1
+    fp16_features: bool = False
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    triton_type: str
+    dims: tuple[int, ...]
+    reshape: bool
+
+
+def _tensor(spec: TensorSpec, reshape_rank1: bool) -> _Tensor:
+    # A batch-only ONNX tensor (B,) has no dims left once Triton strips the batch axis;
+    # Triton needs dims [1] and, for backends that see shapes (TensorRT), a reshape to [].
+    if not spec.dims:
+        return _Tensor(spec.name, spec.triton_type, (1,), reshape_rank1)
+    return _Tensor(spec.name, spec.triton_type, spec.dims, False)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _place(src: Path, dst: Path, *, link: bool) -> None:
+    """Hard-link the engine when possible: engines can be large and the cache holds the
+    original. Python sources are copied: a person who edits a rendered model.py while
+    debugging must not edit the package's template, and every later sweep with it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
+def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
+           options: ServingOptions) -> ModelRepository:
+    """Write the repository for ``model`` served with ``engine`` into ``dest``."""
+    if engine.format not in ("onnx_emulated", "tensorrt_plan"):
+        raise ConfigError(f"engine format {engine.format!r} cannot be served.")
+    if engine.format == "tensorrt_plan" and options.max_batch_size > engine.flags.max_batch:
+        raise ConfigError(
+            f"server.max_batch_size={options.max_batch_size} is larger than the plan's "
+            f"max batch {engine.flags.max_batch} (trt.max_batch); lower one or raise the other."
+        )
+    if dest.exists():
+        shutil.rmtree(dest)
+    env = _environment()
+    inputs, outputs = model.tensors()
+    plan = engine.format == "tensorrt_plan"
+    params = {
+        "site_packages": site_packages,
+        "graph_optimization_level": str(engine.runtime.get("graph_optimization_level",
+                                                           "ORT_ENABLE_ALL")),
+        "intra_op_num_threads": str(options.intra_op_threads),
+    }
+    common = {
+        "max_batch_size": options.max_batch_size,
+        "queue_delay_us": options.queue_delay_us,
+        "instances": options.instances,
+    }
+    configs: list[Path] = []
+
+    def write(name: str, text: str, files: dict[str, Path]) -> None:
+        folder = dest / name
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        (folder / "config.pbtxt").write_text(text)
+        configs.append(folder / "config.pbtxt")
+        for target, src in files.items():
+            _place(src, folder / "1" / target, link=src == engine.path)
+
+    model_files = {("model.plan" if plan else "model.onnx"): engine.path}
+    if not plan:
+        model_files |= {"model.py": TEMPLATES / "model" / "model.py",
+                        "batched.py": TEMPLATES / "common" / "batched.py"}
+    write("model", env.get_template("model/config.pbtxt.j2").render(
+        inputs=[_tensor(t, plan) for t in inputs.values()],
+        outputs=[_tensor(t, plan) for t in outputs.values()],
+        engine_format=engine.format,
+        kind=options.kind if plan else "KIND_CPU",
+        parameters={} if plan else params,
+        flags_label=engine.flags.label, flags_digest=engine.flags.digest,
+        **common), model_files)
+    models = ["model"]
+
+    if model.contract == "skip_preprocessor":
+        audio = inputs[model.audio_input]
+        n_mels, frames = audio.dims
+        context = model.chunk_samples + model.left_context_samples
+        write("preprocessing", env.get_template("preprocessing/config.pbtxt.j2").render(
+            chunk_with_context=context, n_mels=n_mels, frames=frames,
+            left_context=model.left_context_samples,
+            parameters={"site_packages": site_packages,
+                        "fp16_round_trip": str(options.fp16_features).lower()},
+            **common),
+            {"model.py": TEMPLATES / "preprocessing" / "model.py",
+             "batched.py": TEMPLATES / "common" / "batched.py",
+             "features.py": FEATURES_PY})
+        state_names = {s.input for s in model.states}
+        write("ensemble", env.get_template("ensemble/config.pbtxt.j2").render(
+            chunk_with_context=context,
+            states_in=[_tensor(inputs[n], False) for n in inputs if n in state_names],
+            outputs=[_tensor(t, False) for t in outputs.values()],
+            audio_input=model.audio_input, length_input=model.length_input,
+            **common), {})
+        models = ["preprocessing", "model", "ensemble"]
+    return ModelRepository(path=dest, entry_model=model.entry_model, models=tuple(models),
+                           configs=tuple(configs))

@@ -1,0 +1,137 @@
+"""Hydra callback: one MLflow parent run around a multirun, closed with a summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from sweep.tracking.runs import (
+    PARENT_ENV,
+    PARENT_FILE,
+    close_orphaned_runs,
+    environment_tags,
+    orphans_message,
+)
+from sweep.tracking.store import Store, open_store, redact
+
+
+def _redact_logging() -> None:
+    """Hide URI credentials in every log record: Hydra's launcher logs each job's
+    overrides, ``tracking.uri=http://user:password@host`` included. A record factory, not a
+    handler filter: Hydra replaces the handlers (launcher, every job) after the callbacks
+    that could install one have run."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "trt_sweep_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # bad arguments: logging reports those itself, at emit time
+            return record
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    factory.trt_sweep_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _redact_files(*paths: Path) -> None:
+    """Hydra saves the overrides as typed (.hydra/*.yaml, multirun.yaml) before any job
+    code runs; rewrite them without credentials."""
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean)
+
+
+def _saved_configs() -> list[Path]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    saved = Path(hc.runtime.output_dir) / ".hydra"
+    files = sorted(saved.glob("*.yaml")) if saved.is_dir() else []
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    return files
+
+
+class ParentRunCallback(Callback):
+    """Opens the parent run before the first job and closes it after the last.
+
+    Jobs find its id through the environment (same process) or a file in the sweep folder
+    (launchers that run jobs elsewhere). An interrupted sweep closes it as KILLED
+    (``close_open_parent``, called from ``sweep.__main__``).
+    """
+
+    _open: tuple[Store, str] | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _redact_logging()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _redact_logging()
+        _redact_files(*_saved_configs())
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow.tracking import MlflowClient
+
+        _redact_logging()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            store = open_store(config.tracking.uri, config.tracking.experiment,
+                                     config.tracking.artifact_root, Path.cwd())
+            closed = close_orphaned_runs(store)
+            if closed:
+                print(f"trt-sweep: {orphans_message(closed)}", file=sys.stderr)
+            client = MlflowClient(store.uri)
+            run = client.create_run(store.experiment_id, run_name=f"sweep {sweep_dir.name}",
+                                    tags={"trt-sweep.kind": "sweep",
+                                          "sweep_dir": str(sweep_dir.resolve()),
+                                          **environment_tags()})
+        except Exception as exc:
+            # Hydra turns a callback's exception into a warning and launches every job
+            # anyway; an unusable store must stop the sweep before any work. SystemExit is
+            # not an Exception, so it passes Hydra's handler.
+            print(f"trt-sweep: {redact(str(exc))}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+        os.environ[PARENT_ENV] = run.info.run_id
+        ParentRunCallback._open = (store, run.info.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        close_open_parent("FINISHED", Path(config.hydra.sweep.dir))
+
+
+def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
+    """Summarise and terminate the parent run, if one is open (idempotent)."""
+    opened = ParentRunCallback._open
+    if opened is None:
+        return
+    ParentRunCallback._open = None
+    os.environ.pop(PARENT_ENV, None)
+    store, run_id = opened
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking.summary import summarise
+
+    client = MlflowClient(store.uri)
+    try:
+        summarise(client, store, run_id, sweep_dir)
+    finally:
+        client.set_terminated(run_id, status)

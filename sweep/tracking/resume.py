@@ -1,0 +1,129 @@
+"""Resume: a job whose identical configuration already FINISHED in the same experiment is
+not run again.
+
+Rerunning an interrupted sweep (same command line) starts a new parent run; every job
+whose *identity* matches a FINISHED run of the experiment is skipped. The skipped job
+still gets its own child run under the new parent: FINISHED, tagged
+``resumed_from=<original run id>``, with the original's metrics copied and a note saying
+where they come from. Nothing is built, served or streamed. Why a run and not just a line
+on the parent: the parent's table, CSV and Pareto plot are made from its children, and a
+sweeper (Optuna) needs the job's objectives; a resumed sweep so ends with the same
+summary as an uninterrupted one. Artifacts (engine, transcripts, logs) stay on the
+original run, which the tag links to. ``+force=true`` runs every job again.
+
+Identity: a digest of what decides a job's results:
+* the flag set's digest (the engine's build configuration);
+* the ONNX file's bytes (not its path);
+* the evaluation data: each utterance's id, transcript and duration (not the folder);
+* the device the job runs on (latency is only comparable on the same hardware);
+* the settings of the builder, server, model interface, dataset, eval and decoder groups,
+  minus those that cannot change a result (:data:`IGNORED`: paths of caches, time-outs,
+  ports, GPU indices that a launcher assigns per job).
+Code changes are not part of it: after changing the sweep itself, rerun with +force=true.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweep.data.manifest import Utterance
+    from sweep.tracking.runs import JobRun
+    from sweep.tracking.store import Store
+
+IDENTITY_TAG = "trt-sweep.identity"
+RESUMED_TAG = "resumed_from"
+NOTE_TAG = "mlflow.note.content"  # shown as the run's description in the MLflow UI
+
+# The config groups (besides `trt`, which enters as the flag set's digest) whose settings
+# make a job's results.
+SETTING_GROUPS = ("builder", "server", "model", "dataset", "eval", "decoder")
+
+# Settings that cannot change what a job measures.
+IGNORED: Mapping[str, frozenset[str]] = {
+    # gpus: which GPU index, assigned per job by a launcher (Ray); the device type is in
+    # `device`. Caches and the Docker daemon's address: where, not what. Time-outs: how
+    # long to wait, not the result.
+    "builder": frozenset({"cache_dir", "cache_max_gb", "timing_cache_dir", "timeout_s",
+                          "gpus", "docker_base_url"}),
+    "server": frozenset({"ready_timeout_s", "stop_timeout_s", "grpc_port", "http_port", "gpus",
+                         "cache_dir", "log_verbose", "keep_running", "docker_base_url",
+                         "site_packages"}),
+    # The ONNX bytes are hashed; the name is a label.
+    "model": frozenset({"onnx_path", "name"}),
+    # The utterances are hashed; the folder they lie in is not a result.
+    "dataset": frozenset({"base_path"}),
+    "eval": frozenset({"request_timeout_s"}),
+    # Decoder processes: same transcripts, sooner.
+    "decoder": frozenset({"workers"}),
+}
+
+
+def relevant_settings(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The settings that enter the identity (``settings``: group -> plain mapping)."""
+    return {group: {k: v for k, v in sorted(settings.get(group, {}).items())
+                    if k not in IGNORED.get(group, frozenset())}
+            for group in SETTING_GROUPS}
+
+
+def utterances_digest(utterances: Iterable[Utterance]) -> str:
+    """The evaluation data by content (id, transcript, duration), not by location."""
+    h = hashlib.sha256()
+    for u in utterances:
+        h.update(json.dumps([u.id, u.text, round(float(u.duration), 4)],
+                            ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def job_identity(*, flags_digest: str, onnx_digest: str, data_digest: str, device: str,
+                 settings: Mapping[str, Mapping[str, Any]]) -> str:
+    """A stable digest (24 hex digits) of everything that decides a job's results."""
+    blob = json.dumps({"flags": flags_digest, "onnx": onnx_digest, "data": data_digest,
+                       "device": device, "settings": relevant_settings(settings)},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def find_finished(store: Store, identity: str) -> str | None:
+    """The FINISHED run of ``store``'s experiment with this identity, or None.
+
+    The earliest original run wins over runs that were themselves resumed, so every
+    ``resumed_from`` points at the run that measured; a resumed copy is returned only when
+    its original is gone (deleted runs are not searched).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store.uri)
+    # The identity is hex, so quoting it into the filter cannot inject anything.
+    if not all(c in "0123456789abcdef" for c in identity):
+        raise ValueError(f"not a job identity: {identity!r}")
+    runs = client.search_runs(
+        [store.experiment_id],
+        filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"], max_results=100)
+    # A FINISHED job always has its objectives; anything else is not a result to reuse.
+    usable = [r for r in runs if "wer" in r.data.metrics and "latency_p99_ms" in r.data.metrics]
+    originals = [r for r in usable if RESUMED_TAG not in r.data.tags]
+    chosen = originals or usable
+    return chosen[0].info.run_id if chosen else None
+
+
+def adopt(store: Store, source_run_id: str, job: JobRun) -> dict[str, float]:
+    """Make ``job`` the resumed copy of ``source_run_id``: its metrics, engine tags and a
+    ``resumed_from`` tag; return the metrics (the sweeper's objectives among them)."""
+    from mlflow.tracking import MlflowClient
+
+    source = MlflowClient(store.uri).get_run(source_run_id)
+    metrics = {k: float(v) for k, v in source.data.metrics.items() if not math.isnan(v)}
+    job.metrics(metrics)
+    carried = {k: v for k, v in source.data.tags.items()
+               if k in ("engine_hash", "builder_version")}
+    job.tags({**carried, RESUMED_TAG: source_run_id,
+              NOTE_TAG: f"Not run again: the identical configuration FINISHED in run "
+                        f"{source_run_id} (metrics copied from it; its artifacts stay "
+                        "there). Rerun with +force=true to measure it anew."})
+    return metrics

@@ -1,0 +1,29 @@
+"""Every MLflow tag name the sweep writes or reads, once. Values are unchanged from earlier
+releases: runs logged before still read the same."""
+
+from __future__ import annotations
+
+# What a run is: "sweep" (a multirun's parent), "job", "doctor", "precision_search", "probe".
+KIND = "trt-sweep.kind"
+# host/boot id/pid/start time of the process that ran it (closing orphaned runs).
+OWNER = "trt-sweep.owner"
+# The job's identity (flags, ONNX, data, device, settings) that resume matches.
+IDENTITY = "trt-sweep.identity"
+RESUMED_FROM = "resumed_from"
+# The reason a run ended FAILED or KILLED.
+ERROR = "error"
+PARENT_RUN = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+# promote: the run a registered version came from, and a rolled-back version.
+MODEL = "trt-sweep.model"
+ROLLED_BACK = "trt-sweep.rolled_back"
+
+# What a job records of its flag set and engine.
+FLAGS_DIGEST = "flags_digest"
+ENGINE_HASH = "engine_hash"
+ENGINE_CACHED = "engine_cached"
+ENGINE_SHA256 = "engine_sha256"
+BUILDER = "builder"
+BUILDER_VERSION = "builder_version"
+DEVICE = "device"
+TRANSPORT = "transport"
