@@ -158,7 +158,7 @@ def callbacks(url: str, requests: int, inflight: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from sweep.builder.base import Engine
+    from sweep.engine import Engine
     from sweep.flags import FlagSet
     from sweep.model import ModelInterface, StatePair
     from sweep.server.local import LocalServer

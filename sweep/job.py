@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweep.builder import Builder, make_builder
-from sweep.builder.base import Engine
 from sweep.builder.cache import EngineCache
 from sweep.config import as_dict
 from sweep.data.manifest import Utterance, load_manifest
+from sweep.engine import Engine
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.decode import DecodePool, DecoderSpec
 from sweep.evaluate.metrics import latency_summary, score

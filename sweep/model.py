@@ -14,13 +14,19 @@ fails before any build.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import onnx
 
 from sweep.errors import ModelError
 
-CONTRACTS = ("monolithic", "skip_preprocessor")
+
+class Contract(StrEnum):
+    """How a model takes audio. A StrEnum: its values are the config's and MLflow's strings."""
+
+    MONOLITHIC = "monolithic"  # T-one's public export: samples in, features inside
+    SKIP_PREPROCESSOR = "skip_preprocessor"  # the seed's fork: log-mel in, ensemble in Triton
 
 _ONNX_TO_TRITON: dict[int, str] = {
     onnx.TensorProto.FLOAT: "TYPE_FP32",
@@ -63,7 +69,7 @@ class ModelInterface:
 
     name: str
     onnx_path: Path
-    contract: str
+    contract: Contract
     audio_input: str
     logprobs_output: str
     states: tuple[StatePair, ...]
@@ -81,11 +87,13 @@ class ModelInterface:
     pad_ms: int = 300
 
     def __post_init__(self) -> None:
-        if self.contract not in CONTRACTS:
+        try:
+            object.__setattr__(self, "contract", Contract(self.contract))
+        except ValueError:
             raise ModelError(
-                f"model.contract={self.contract!r} is unknown; expected one of "
-                f"{', '.join(CONTRACTS)}."
-            )
+                f"model.contract={str(self.contract)!r} is unknown; expected one of "
+                f"{', '.join(c.value for c in Contract)}."
+            ) from None
         if (self.sample_rate * self.chunk_ms) % 1000:
             raise ModelError(
                 f"model.chunk_ms={self.chunk_ms} is not a whole number of samples at "
@@ -99,7 +107,7 @@ class ModelInterface:
     @property
     def entry_model(self) -> str:
         """The Triton model a client calls: the ensemble for the skip-preprocessor contract."""
-        return "ensemble" if self.contract == "skip_preprocessor" else "model"
+        return "ensemble" if self.contract is Contract.SKIP_PREPROCESSOR else "model"
 
     def load_graph(self) -> onnx.ModelProto:
         """Read the ONNX file (structure only), with one clear error when it cannot be read."""
@@ -126,13 +134,13 @@ class ModelInterface:
                 "matching model=... config or fix conf/model/."
             )
         audio = inputs[self.audio_input]
-        if self.contract == "monolithic" and audio.dims[:1] != (self.chunk_samples,):
+        if self.contract is Contract.MONOLITHIC and audio.dims[:1] != (self.chunk_samples,):
             raise ModelError(
                 f"{self.onnx_path}: input {self.audio_input!r} takes {audio.dims} samples per "
                 f"chunk, but model.chunk_ms={self.chunk_ms} means {self.chunk_samples}. "
                 "Set model.chunk_ms to the chunk the model was exported with."
             )
-        if self.contract == "skip_preprocessor":
+        if self.contract is Contract.SKIP_PREPROCESSOR:
             frames = self.chunk_samples // 80
             if len(audio.dims) != 2 or audio.dims[1] != frames:
                 raise ModelError(

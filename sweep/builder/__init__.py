@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sweep.builder.base import Builder, Engine
+from sweep.builder.base import Builder
+from sweep.engine import Engine
 
 __all__ = ["Builder", "Engine", "make_builder"]
 

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from sweep.builder.base import Builder, Engine
+from sweep.builder.base import Builder
+from sweep.engine import Engine
 from sweep.errors import BuildError
 from sweep.flags import FlagSet
 from sweep.infra.files import file_digest

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from sweep.builder.base import Engine
+from sweep.engine import Engine
 from sweep.errors import BuildError, ConfigError, FlagSetError, ModelError, SweepError
 from sweep.flags import FlagSet
 from sweep.infra.files import tail

@@ -100,7 +100,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sweep
 from sweep.builder import layers
-from sweep.builder.base import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError, ModelError
 from sweep.flags import FlagSet
 from sweep.model import read_onnx
@@ -750,7 +750,7 @@ class EmulateBuilder:
             metrics[f"emu_nodes_{precision}"] = float(count)
         metrics["emu_pinned_nodes"] = float(len(emulation.pinned))
         return Engine(
-            path=engine_path, format="onnx_emulated", flags=flags, builder=self.name,
+            path=engine_path, format=EngineFormat.ONNX_EMULATED, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=seconds, log_path=log.path,
             runtime=runtime, metrics=metrics, artifacts=(log.path, *artifacts),
         )

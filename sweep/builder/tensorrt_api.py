@@ -22,13 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.builder.base import Engine
-from sweep.builder.trtexec import (
-    Version,
-    check_flags_for_version,
-    onnx_input_dims,
-    resolve_layers,
-)
+from sweep.builder.trtexec import onnx_input_dims, resolve_layers
+from sweep.builder.versions import Version, check_flags_for_version
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
 
@@ -203,7 +199,7 @@ class TensorRTBuilder:
         layers_json.write_text(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
         log_path.write_text(json.dumps({"settings": settings.__dict__, "notes": notes},
                                        indent=2, default=str) + "\n")
-        return Engine(path=engine_path, format="tensorrt_plan", flags=flags,
+        return Engine(path=engine_path, format=EngineFormat.TENSORRT_PLAN, flags=flags,
                       builder=self.name, builder_version=self.version(),
                       build_seconds=seconds, log_path=log_path,
                       runtime={"tensorrt_version": trt.__version__, "notes": notes},

@@ -3,7 +3,7 @@ image through docker-py.
 
 ``trtexec_args`` is the single place that knows trtexec's spelling; it is a pure function
 (data in, list out) so the whole flag matrix is unit-tested without TensorRT.
-``check_flags_for_version`` refuses what a TensorRT release no longer has, before a GPU
+``versions.check_flags_for_version`` refuses what a TensorRT release no longer has, before a GPU
 minute is spent. ``TrtexecBuilder`` probes the image's TensorRT version, checks, builds,
 keeps the log and reads trtexec's own throughput/latency figures out of it.
 
@@ -24,15 +24,14 @@ from docker.client import DockerClient
 from docker.models.images import Image
 
 from sweep.builder import layers
-from sweep.builder.base import Engine
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
+from sweep.builder.versions import Version, check_flags_for_version
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError, ModelError
 from sweep.flags import FlagSet
 from sweep.infra import containers
 from sweep.infra.files import tail
 from sweep.model import read_onnx
-
-Version = tuple[int, int, int]
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.04-py3"
 # Where NGC's tritonserver images keep trtexec (not on PATH there); "trtexec" is tried next.
@@ -71,86 +70,6 @@ class InferenceOptions:
     cuda_graph: bool = False
     batch: int | None = None  # inference batch; None: the flag set's opt_batch
     skip: bool = False
-
-
-@dataclass(frozen=True)
-class VersionRule:
-    """One thing a TensorRT release range lacks, and where that is written."""
-
-    applies: str  # a short name for tests and messages
-    message: str
-
-
-def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
-    """Refusals for ``flags`` on TensorRT ``version`` (empty: buildable)."""
-    v = ".".join(map(str, version))
-    out: list[VersionRule] = []
-    if version < (8, 6, 0):
-        out.append(VersionRule(
-            "min-version",
-            f"TensorRT {v} is older than 8.6, the first release with builder optimisation "
-            "levels (--builderOptimizationLevel, TensorRT 8.6 release notes) that every "
-            "flag set sets. Use a tritonserver image of 23.xx or later."))
-    if version < (10, 0, 0):
-        if flags.strongly_typed:
-            out.append(VersionRule(
-                "strongly-typed-pre-10",
-                f"trt.strongly_typed=true needs TensorRT 10.0 or later (strongly typed "
-                f"networks and trtexec --stronglyTyped are not in {v}'s trtexec; they are "
-                "generally available since 10.0). Use a newer image or strongly_typed=false."))
-        if flags.precision == "bf16" or any(p == "bf16" for _, p in
-                                            flags.layer_precisions + flags.layer_output_types):
-            out.append(VersionRule(
-                "bf16-pre-10",
-                f"bf16 needs TensorRT 10.0 or later (--bf16 and the bf16 layer precision "
-                f"are not in {v}'s trtexec). Use a newer image or fp16."))
-    if version >= (11, 0, 0):
-        if not flags.strongly_typed:
-            out.append(VersionRule(
-                "weak-typing-removed",
-                f"TensorRT {v} builds strongly typed networks only: the 11.0.0 release notes "
-                "say 'Weak typing is no longer supported' (deprecated since 10.12). Set "
-                "trt.strongly_typed=true and put the precisions into the ONNX itself "
-                "(ModelOpt AutoCast), or use a TensorRT 10.x image for weakly typed sweeps."))
-        if flags.precision != "fp32":
-            out.append(VersionRule(
-                "precision-flags-removed",
-                f"trt.precision={flags.precision}: TensorRT 11 removed trtexec's precision "
-                "flags (--fp16, --bf16, --fp8, --int8, --int4, --best; 'Migrating trtexec "
-                "Usage from TensorRT 10.x to 11.x'). Reduced precision must come from the "
-                "ONNX (AutoCast, Q/DQ nodes)."))
-        if flags.layer_precisions or flags.layer_output_types or \
-                flags.precision_constraints != "none":
-            out.append(VersionRule(
-                "precision-constraints-removed",
-                "trt.layer_precisions/layer_output_types/precision_constraints: TensorRT 11 "
-                "removed BuilderFlag::kOBEY_PRECISION_CONSTRAINTS and "
-                "kPREFER_PRECISION_CONSTRAINTS ('Strong typing (always enforced)', 10.x to "
-                "11.x C++ API migration) and with them trtexec's --precisionConstraints, "
-                "--layerPrecisions and --layerOutputTypes. Pin precisions with casts in the "
-                "ONNX instead."))
-    return out
-
-
-def check_flags_for_version(flags: FlagSet, version: Version) -> list[str]:
-    """Raise FlagSetError for flags ``version`` no longer (or not yet) has; return notes
-    (deprecations that still build) for the log."""
-    refusals = _flag_rules(flags, version)
-    if refusals:
-        raise FlagSetError(" ".join(r.message for r in refusals))
-    notes: list[str] = []
-    if (10, 12, 0) <= version < (11, 0, 0) and not flags.strongly_typed:
-        notes.append(
-            "weakly typed build: TensorRT 10.12 deprecated the weak typing APIs (precision "
-            "flags, precision constraints); TensorRT 11 removes them.")
-    if flags.precision == "int8":
-        notes.append(
-            "int8 without a calibration cache or Q/DQ nodes: trtexec uses placeholder "
-            "scales, so the engine's speed is meaningful but its accuracy is not.")
-    if version >= (12, 0, 0):
-        notes.append(f"TensorRT {'.'.join(map(str, version))} is newer than the release "
-                     "notes these rules were written from (11.x); flags not re-checked.")
-    return notes
 
 
 def onnx_input_dims(onnx_path: Path) -> dict[str, tuple[int, ...]]:
@@ -474,7 +393,7 @@ class TrtexecBuilder:
         artifacts = tuple(p for p in (log_path, workdir / "layers.json",
                                       workdir / "trtexec.cmd") if p.exists())
         return Engine(
-            path=engine_file, format="tensorrt_plan", flags=flags, builder=self.name,
+            path=engine_file, format=EngineFormat.TENSORRT_PLAN, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=result.seconds, log_path=log_path,
             runtime={"tensorrt_version": ".".join(map(str, version)),
                      "trtexec_warnings": list(report.warnings), "notes": notes,

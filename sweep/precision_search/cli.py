@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep.builder.base import Engine
+from sweep.engine import Engine
 from sweep.errors import ConfigError, SweepError
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning

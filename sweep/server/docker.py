@@ -23,9 +23,7 @@ port, not by reading the daemon's message, and another free port is tried.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,9 +38,11 @@ from docker.models.containers import Container
 from sweep.errors import ServerError
 from sweep.infra import containers
 from sweep.infra.files import LABEL, tail
+from sweep.infra.ports import pick_ports, port_in_use
+from sweep.server.args import tritonserver_args
 from sweep.server.base import Endpoint, ModelRepository
-from sweep.server.health import free_port, port_in_use, triton_error_lines, wait_ready
-from sweep.server.kept import KeptServers, swap_in
+from sweep.server.health import triton_error_lines, wait_ready
+from sweep.server.kept import KeptServer, KeptServers, swap_in
 
 DEFAULT_IMAGE = "trt-sweep-cpu:latest"
 GRPC_IN_CONTAINER = 8001
@@ -56,26 +56,13 @@ __all__ = ["DockerServer", "cleanup", "error_lines", "server_command"]
 def server_command(*, grpc_port: int, http_port: int, address: str | None = None,
                    explicit: bool = False, log_verbose: int = 0) -> list[str]:
     """tritonserver's argument list in the container (the same flags as the local server)."""
-    cmd = ["tritonserver", "--model-repository=/models",
-           f"--grpc-port={grpc_port}", f"--http-port={http_port}",
-           "--allow-metrics=false", "--allow-gpu-metrics=false",
-           "--exit-on-error=true", "--strict-readiness=true",
-           # Configs are complete: skip the throw-away stub per model that auto-complete costs.
-           "--disable-auto-complete-config", f"--log-verbose={log_verbose}"]
-    if address:
-        cmd += [f"--grpc-address={address}", f"--http-address={address}"]
-    if explicit:
-        cmd.append("--model-control-mode=explicit")
-    return cmd
+    return tritonserver_args(repository="/models", grpc_port=grpc_port, http_port=http_port,
+                             address=address, explicit=explicit, log_verbose=log_verbose)
 
 
 def cleanup(label: str = LABEL, base_url: str | None = None) -> int:
     """Remove every container carrying ``label`` (all of ours); return how many."""
     return containers.cleanup(label, base_url)
-
-
-class _PortClash(Exception):
-    """A published port was taken between choosing it and Docker binding it."""
 
 
 class DockerServer:
@@ -89,7 +76,7 @@ class DockerServer:
                  ready_timeout_s: float = 60.0, keep_running: bool = False,
                  docker_base_url: str | None = None, network: str = "auto",
                  site_packages: str | None = None, log_verbose: int = 0,
-                 job: str | None = None, stop_timeout_s: int = 10, **_: object) -> None:
+                 job: str | None = None, stop_timeout_s: int = 10) -> None:
         if network not in NETWORKS:
             raise ServerError(f"server.network={network!r}; expected one of {NETWORKS}.")
         self.image = image
@@ -107,7 +94,6 @@ class DockerServer:
         self.job = job
         self.stop_timeout_s = stop_timeout_s
         self._client: DockerClient | None = None
-        self.last_swap_seconds: float | None = None
 
     # -- docker ------------------------------------------------------------------------
     def _docker(self) -> DockerClient:
@@ -124,18 +110,6 @@ class DockerServer:
             labels = (image.attrs.get("Config") or {}).get("Labels") or {}
             self._site_packages = str(labels.get(_SITE_PACKAGES_LABEL, ""))
         return self._site_packages
-
-    def _ports(self) -> tuple[int, int]:
-        for wanted in (self.grpc_port, self.http_port):
-            if wanted is not None and port_in_use(wanted, self.host):
-                raise ServerError(
-                    f"port {wanted} on {self.host} is already in use. Free it, or leave "
-                    "server.grpc_port/http_port unset to let the sweep pick free ports.")
-        grpc = self.grpc_port or free_port(self.host)
-        http = self.http_port or free_port(self.host)
-        while http == grpc:
-            http = free_port(self.host)
-        return grpc, http
 
     def _create_kwargs(self, mount: Path, grpc: int, http: int, network: str,
                        kind: str) -> dict[str, Any]:
@@ -171,7 +145,7 @@ class DockerServer:
         first: docker.errors.APIError | None = None
         for network in networks:
             for _attempt in range(3):
-                grpc, http = self._ports()
+                grpc, http = pick_ports(self.host, self.grpc_port, self.http_port)
                 container: Container | None = None
                 try:
                     container = client.containers.create(
@@ -243,8 +217,8 @@ class DockerServer:
             return
         kept.stop_timeout_s = self.stop_timeout_s
         kept.close()
-        kept.swap_root = Path(tempfile.mkdtemp(prefix=f"{LABEL}-models-"))
-        container, grpc, http, _network = self._start(kept.swap_root, explicit=True,
+        kept.root = Path(tempfile.mkdtemp(prefix=f"{LABEL}-models-"))
+        container, grpc, http, _network = self._start(kept.root, explicit=True,
                                                       kind="tritonserver-kept")
         kept.container = container
         try:
@@ -268,16 +242,14 @@ class DockerServer:
             begin = time.perf_counter()
             self._ensure_kept(kept, log_path.parent)
             container, grpc_url = kept.container, kept.grpc_url
-            assert container is not None and kept.swap_root is not None and grpc_url
+            assert container is not None and kept.root is not None and grpc_url
             pump = containers.LogPump(container, log_path, since=time.time())
             try:
-                swap_begin = time.perf_counter()
                 with _quoting_errors(log_path):
-                    swap_in(grpc_url, repository, kept.swap_root,
+                    swap_in(grpc_url, repository, kept.root,
                             timeout_s=self.ready_timeout_s, log_path=log_path,
                             alive=lambda: _alive(container, None),
                             what=f"tritonserver container {container.name}")
-                self.last_swap_seconds = time.perf_counter() - swap_begin
                 yield Endpoint(grpc_url=grpc_url, http_url=kept.http_url or "",
                                model_name=repository.entry_model, log_path=log_path,
                                startup_seconds=time.perf_counter() - begin, server=self.name)
@@ -297,31 +269,24 @@ class DockerServer:
         self.close()
 
 
-class _Kept:
+class _Kept(KeptServer):
     """The one container a configuration keeps. Shared by every DockerServer built with
     the same settings in this process: job.py makes a server per job, and a multirun's
     jobs (one after another in one process with Hydra's basic launcher) must reuse it,
     not start one each."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.container: Container | None = None
         self.pump: containers.LogPump | None = None
-        self.grpc_url: str | None = None
-        self.http_url: str | None = None
-        self.swap_root: Path | None = None
         self.stop_timeout_s = 10
 
-    def close(self) -> None:
+    def stop(self) -> None:
         container, self.container = self.container, None
         containers.remove_quietly(container, self.stop_timeout_s)
         if self.pump is not None:
             self.pump.join()
             self.pump = None
-        if self.swap_root is not None:
-            shutil.rmtree(self.swap_root, ignore_errors=True)
-            self.swap_root = None
-        self.grpc_url = self.http_url = None
 
 
 _KEPT: KeptServers[_Kept] = KeptServers(_Kept)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import tritonclient.grpc as grpcclient
 
@@ -30,12 +30,27 @@ from sweep.server.base import ModelRepository
 from sweep.server.health import quoted_errors, wait_ready
 
 
-class KeptServer(Protocol):
-    """One kept server's state: its lock serialises the jobs that use it."""
+class KeptServer:
+    """One kept server's state, shared by the local process and the container: its lock
+    serialises the jobs that use it; ``root`` is the folder it serves from (removed on
+    close). Subclasses say how the server itself stops (``stop``)."""
 
-    lock: threading.Lock
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.grpc_url: str | None = None
+        self.http_url: str | None = None
+        self.root: Path | None = None
 
-    def close(self) -> None: ...
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the server and remove what it served; the next job starts a fresh one."""
+        self.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        self.grpc_url = self.http_url = None
 
 
 K = TypeVar("K", bound=KeptServer)

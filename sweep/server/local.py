@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -35,9 +34,12 @@ from pathlib import Path
 
 from sweep.errors import ServerError
 from sweep.infra.files import LABEL
+from sweep.infra.ports import pick_ports
+from sweep.infra.processes import exit_reason, exited, stop_process, watch
+from sweep.server.args import tritonserver_args
 from sweep.server.base import Endpoint, ModelRepository
-from sweep.server.health import free_port, port_in_use, wait_ready
-from sweep.server.kept import KeptServers, swap_in
+from sweep.server.health import wait_ready
+from sweep.server.kept import KeptServer, KeptServers, swap_in
 
 _PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -100,7 +102,7 @@ class LocalServer:
 
     def __init__(self, ready_timeout_s: float = 60.0, grpc_port: int | None = None,
                  http_port: int | None = None, cache_dir: str | None = None,
-                 log_verbose: int = 0, keep_running: bool = False, **_: object) -> None:
+                 log_verbose: int = 0, keep_running: bool = False) -> None:
         self.ready_timeout_s = ready_timeout_s
         self.keep_running = keep_running
         self.grpc_port = grpc_port
@@ -115,42 +117,16 @@ class LocalServer:
     def command(self, repository: Path, grpc_port: int, http_port: int,
                 explicit: bool = False) -> list[str]:
         binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
-        return [
-            str(binary),
-            f"--model-repository={repository}",
-            f"--backend-directory={backend_directory(self.cache_dir)}",
-            # Loopback only: a sweep's server is for the sweep, not for the network.
-            "--grpc-address=127.0.0.1",
-            "--http-address=127.0.0.1",
-            f"--grpc-port={grpc_port}",
-            f"--http-port={http_port}",
-            "--allow-metrics=false",
-            "--allow-gpu-metrics=false",
-            "--exit-on-error=true",
-            "--strict-readiness=true",
-            # Our configs declare every tensor; without this flag Triton starts a throw-away
-            # python stub per model just to auto-complete the config (1.7 s of start-up).
-            "--disable-auto-complete-config",
-            f"--log-verbose={self.log_verbose}",
-            *(["--model-control-mode=explicit"] if explicit else []),
-        ]
-
-    def _ports(self) -> tuple[int, int]:
-        for wanted in (self.grpc_port, self.http_port):
-            if wanted is not None and port_in_use(wanted):
-                raise ServerError(
-                    f"port {wanted} on 127.0.0.1 is already in use. Free it, or leave "
-                    "server.grpc_port/http_port unset to let the sweep pick free ports."
-                )
-        grpc = self.grpc_port or free_port()
-        http = self.http_port or free_port()
-        while http == grpc:
-            http = free_port()
-        return grpc, http
+        # Loopback only: a sweep's server is for the sweep, not for the network.
+        return tritonserver_args(binary=str(binary), repository=str(repository),
+                                 backend_directory=str(backend_directory(self.cache_dir)),
+                                 address="127.0.0.1", grpc_port=grpc_port,
+                                 http_port=http_port, explicit=explicit,
+                                 log_verbose=self.log_verbose)
 
     def _popen(self, repository: Path, log_path: Path, explicit: bool = False
                ) -> tuple[subprocess.Popen[bytes], int, int]:
-        grpc_port, http_port = self._ports()
+        grpc_port, http_port = pick_ports("127.0.0.1", self.grpc_port, self.http_port)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         libs = _pytriton_root().parent / "nvidia_pytriton.libs"
@@ -167,7 +143,7 @@ class LocalServer:
             # server in order, instead of killing Triton under an evaluation in flight.
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
-        _watch(proc, env)
+        watch(proc, env)
         return proc, grpc_port, http_port
 
     @contextmanager
@@ -192,7 +168,7 @@ class LocalServer:
                                model_name=repository.entry_model, log_path=log_path,
                                startup_seconds=started, server=self.name)
         finally:
-            stop_process(proc, regions=regions)
+            stop_process(proc, regions=regions or _stub_shm_regions(proc.pid))
 
     # -- one kept server, models swapped -----------------------------------------------
     def _kept_key(self) -> tuple[str, ...]:
@@ -293,27 +269,20 @@ class _LogTee:
             self._src.close()
 
 
-class _Kept:
+class _Kept(KeptServer):
     """The one tritonserver a configuration keeps, shared by every LocalServer built with
     the same settings in this process (job.py makes a server per job)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.grpc_url: str | None = None
-        self.http_url: str | None = None
-        self.root: Path | None = None
         self.regions: set[Path] = set()
 
-    def close(self) -> None:
+    def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_process(proc, regions=sorted(self.regions | set(_stub_shm_regions(proc.pid))))
         self.regions.clear()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-        self.grpc_url = self.http_url = None
 
 
 _KEPT: KeptServers[_Kept] = KeptServers(_Kept)
@@ -332,31 +301,13 @@ def _saying_how_it_died(proc: subprocess.Popen[bytes], log_path: Path) -> Iterat
     except Exception as exc:
         # A client error because the server died says "connection refused"; the run's
         # reason should say that Triton died, and how.
-        if _exited(proc):
-            raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
+        if exited(proc):
+            raise ServerError(f"tritonserver {exit_reason(proc.returncode)} during the "
                               f"evaluation ({exc}); see {log_path}", log_path) from exc
         raise
     if proc.poll() is not None:
-        raise ServerError(f"tritonserver {_exit_reason(proc.returncode)} during the "
+        raise ServerError(f"tritonserver {exit_reason(proc.returncode)} during the "
                           f"evaluation; see {log_path}", log_path)
-
-
-def _exited(proc: subprocess.Popen[bytes], wait_s: float = 1.0) -> bool:
-    # A killed server's sockets close a moment before the process can be reaped.
-    try:
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"was killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def _stub_shm_regions(pgid: int) -> list[Path]:
@@ -377,97 +328,3 @@ def _stub_shm_regions(pgid: int) -> list[Path]:
     return regions
 
 
-_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _watch(proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
-    """A server must not outlive a sweep that cannot stop it (SIGKILL, the OOM killer).
-    The kernel's parent-death signal, set by util-linux's setpriv, wakes a small shell
-    outside the server's process group, which then kills that whole group: tritonserver
-    and its python-backend stubs (the stubs do not notice a dead server that nobody
-    reaped). The shell ends by itself once the server is gone."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return
-    group = proc.pid
-    script = (f'trap "kill -KILL -{group} 2>/dev/null; exit 0" TERM; '
-              f"while kill -0 {group} 2>/dev/null; do sleep 1; done")
-    _WATCHDOGS[proc.pid] = subprocess.Popen(
-        [setpriv, "--pdeathsig", "TERM", "--", "sh", "-c", script], env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-
-
-def _unwatch(proc: subprocess.Popen[bytes]) -> None:
-    watchdog = _WATCHDOGS.pop(proc.pid, None)
-    if watchdog is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(watchdog.pid, signal.SIGKILL)  # the shell and its `sleep`
-        watchdog.wait()
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,
-                 regions: list[Path] | None = None) -> None:
-    """SIGTERM the process group, wait, then SIGKILL: nothing may outlive the job, not even
-    the python-backend stubs' shared-memory ``regions``."""
-    try:
-        _stop(proc, grace_s, regions or [])
-    finally:
-        _unwatch(proc)
-        for region in regions or []:
-            with contextlib.suppress(OSError):
-                region.unlink(missing_ok=True)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float, regions: list[Path]) -> None:
-    if proc.poll() is not None:
-        # The server died on its own (or was killed): its python backend stubs live on in
-        # its process group until they notice, so the group still gets a SIGKILL.
-        _kill_group(proc.pid)
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        # A stopped (SIGSTOP'd, frozen) server only acts on SIGTERM once it runs again.
-        os.killpg(proc.pid, signal.SIGCONT)
-    except ProcessLookupError:
-        return
-    regions = regions or _stub_shm_regions(proc.pid)
-    deadline = time.monotonic() + grace_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        # Once every python-backend stub has released its shared-memory region the models
-        # are unloaded; what is left is Triton's exit loop, which polls once a second (2 s
-        # of every job). Nothing remains to clean up, so the SIGKILL below may end it.
-        if regions and not any(r.exists() for r in regions):
-            break
-        time.sleep(0.02)
-    # Also when the server exited in time: whatever of its group is left goes with it.
-    proc.poll()
-    _kill_group(proc.pid)
-    proc.wait()
-
-
-def _kill_group(pgid: int, wait_s: float = 5.0) -> None:
-    """SIGKILL a process group and wait until it is gone: SIGKILL is delivered
-    asynchronously, and the stubs (Triton's children, not ours) cannot be waited for."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
-        if _group_only_zombies(pgid):
-            return
-        time.sleep(0.02)
-
-
-def _group_only_zombies(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == pgid and \
-                    "State:\tZ" not in (entry / "status").read_text():
-                return False
-        except (OSError, ProcessLookupError):
-            continue
-    return True

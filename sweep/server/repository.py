@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from sweep.builder.base import Engine
+from sweep.engine import Engine
 from sweep.errors import ConfigError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.model import ModelInterface, TensorSpec

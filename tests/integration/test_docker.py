@@ -250,7 +250,7 @@ def test_explicit_load_swaps_engines_in_one_container(cpu_image: str, docker_cli
                     filters={"label": f"{LABEL}.job={JOB}"})
                 ids.add(c.id)
             blocks.append(time.perf_counter() - begin)
-            swaps.append(kept.last_swap_seconds)
+            swaps.append(endpoint.startup_seconds)
             assert "successfully loaded 'double'" in (tmp_path / f"kept{k}.log").read_text()
         assert len(ids) == 1, "one container served every repository"
     print(f"\nfresh container per job: {[round(b, 2) for b in fresh_blocks]} s per block; "

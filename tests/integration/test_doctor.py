@@ -150,7 +150,7 @@ def test_monolithic_scaling(tmp_path, utterances):
 
 
 def test_server_down_fails_fast_with_a_clear_message(tmp_path):
-    from sweep.server.health import free_port
+    from sweep.infra.ports import free_port
 
     t0 = time.monotonic()
     proc = subprocess.run(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from sweep.builder.base import Engine
+from sweep.engine import Engine
 from sweep.errors import ServerError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair

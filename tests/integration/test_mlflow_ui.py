@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep.server.health import free_port
+from sweep.infra.ports import free_port
 from tests.integration.conftest import run_sweep
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

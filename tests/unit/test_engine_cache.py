@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.builder.base import Engine
 from sweep.builder.cache import META, CacheFullError, EngineCache
+from sweep.engine import Engine
 from sweep.errors import BuildError
 from sweep.flags import FlagSet
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweep import features
+from sweep.data import features
 from sweep.data.features import HOP, LOG_GUARD, N_MELS, SAMPLE_RATE, WIN, log_mel
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from sweep.builder.base import Engine
 from sweep.config import as_dict
+from sweep.engine import Engine
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
 from sweep.precision_search.cli import (

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.builder.base import Engine
+from sweep.engine import Engine
 from sweep.errors import ConfigError, ModelError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair

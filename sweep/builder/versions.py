@@ -1,0 +1,92 @@
+"""Which flag sets a TensorRT release can build: the one copy of the per-version rules,
+shared by the trtexec and the Python API builders (and the dry run that plans for a GPU
+host). Each refusal names the release note or migration guide it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sweep.errors import FlagSetError
+from sweep.flags import FlagSet
+
+Version = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class VersionRule:
+    """One thing a TensorRT release range lacks, and where that is written."""
+
+    applies: str  # a short name for tests and messages
+    message: str
+
+
+def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
+    """Refusals for ``flags`` on TensorRT ``version`` (empty: buildable)."""
+    v = ".".join(map(str, version))
+    out: list[VersionRule] = []
+    if version < (8, 6, 0):
+        out.append(VersionRule(
+            "min-version",
+            f"TensorRT {v} is older than 8.6, the first release with builder optimisation "
+            "levels (--builderOptimizationLevel, TensorRT 8.6 release notes) that every "
+            "flag set sets. Use a tritonserver image of 23.xx or later."))
+    if version < (10, 0, 0):
+        if flags.strongly_typed:
+            out.append(VersionRule(
+                "strongly-typed-pre-10",
+                f"trt.strongly_typed=true needs TensorRT 10.0 or later (strongly typed "
+                f"networks and trtexec --stronglyTyped are not in {v}'s trtexec; they are "
+                "generally available since 10.0). Use a newer image or strongly_typed=false."))
+        if flags.precision == "bf16" or any(p == "bf16" for _, p in
+                                            flags.layer_precisions + flags.layer_output_types):
+            out.append(VersionRule(
+                "bf16-pre-10",
+                f"bf16 needs TensorRT 10.0 or later (--bf16 and the bf16 layer precision "
+                f"are not in {v}'s trtexec). Use a newer image or fp16."))
+    if version >= (11, 0, 0):
+        if not flags.strongly_typed:
+            out.append(VersionRule(
+                "weak-typing-removed",
+                f"TensorRT {v} builds strongly typed networks only: the 11.0.0 release notes "
+                "say 'Weak typing is no longer supported' (deprecated since 10.12). Set "
+                "trt.strongly_typed=true and put the precisions into the ONNX itself "
+                "(ModelOpt AutoCast), or use a TensorRT 10.x image for weakly typed sweeps."))
+        if flags.precision != "fp32":
+            out.append(VersionRule(
+                "precision-flags-removed",
+                f"trt.precision={flags.precision}: TensorRT 11 removed trtexec's precision "
+                "flags (--fp16, --bf16, --fp8, --int8, --int4, --best; 'Migrating trtexec "
+                "Usage from TensorRT 10.x to 11.x'). Reduced precision must come from the "
+                "ONNX (AutoCast, Q/DQ nodes)."))
+        if flags.layer_precisions or flags.layer_output_types or \
+                flags.precision_constraints != "none":
+            out.append(VersionRule(
+                "precision-constraints-removed",
+                "trt.layer_precisions/layer_output_types/precision_constraints: TensorRT 11 "
+                "removed BuilderFlag::kOBEY_PRECISION_CONSTRAINTS and "
+                "kPREFER_PRECISION_CONSTRAINTS ('Strong typing (always enforced)', 10.x to "
+                "11.x C++ API migration) and with them trtexec's --precisionConstraints, "
+                "--layerPrecisions and --layerOutputTypes. Pin precisions with casts in the "
+                "ONNX instead."))
+    return out
+
+
+def check_flags_for_version(flags: FlagSet, version: Version) -> list[str]:
+    """Raise FlagSetError for flags ``version`` no longer (or not yet) has; return notes
+    (deprecations that still build) for the log."""
+    refusals = _flag_rules(flags, version)
+    if refusals:
+        raise FlagSetError(" ".join(r.message for r in refusals))
+    notes: list[str] = []
+    if (10, 12, 0) <= version < (11, 0, 0) and not flags.strongly_typed:
+        notes.append(
+            "weakly typed build: TensorRT 10.12 deprecated the weak typing APIs (precision "
+            "flags, precision constraints); TensorRT 11 removes them.")
+    if flags.precision == "int8":
+        notes.append(
+            "int8 without a calibration cache or Q/DQ nodes: trtexec uses placeholder "
+            "scales, so the engine's speed is meaningful but its accuracy is not.")
+    if version >= (12, 0, 0):
+        notes.append(f"TensorRT {'.'.join(map(str, version))} is newer than the release "
+                     "notes these rules were written from (11.x); flags not re-checked.")
+    return notes
