@@ -161,8 +161,9 @@ def main() -> None:
     from sweep.engine import Engine
     from sweep.flags import FlagSet
     from sweep.model import ModelInterface, StatePair
+    from sweep.server.base import ServingOptions
     from sweep.server.local import LocalServer
-    from sweep.server.repository import ServingOptions, render
+    from sweep.server.repository import render
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000)

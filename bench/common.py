@@ -89,8 +89,9 @@ class ServerSetup:
 @contextmanager
 def triton(model: Any, engine: Any, setup: ServerSetup, name: str) -> Iterator[Any]:
     """A local tritonserver serving ``engine``; yields the Endpoint."""
+    from sweep.server.base import ServingOptions
     from sweep.server.local import LocalServer
-    from sweep.server.repository import ServingOptions, render
+    from sweep.server.repository import render
 
     server = LocalServer()
     folder = OUT / name

@@ -133,7 +133,8 @@ def mlflow_logging(engine: Any, repo: Any, log_path: Path) -> float:
 
 
 def stages(model: Any, engine: Any, server: Any, name: str) -> dict[str, float]:
-    from sweep.server.repository import ServingOptions, render
+    from sweep.server.base import ServingOptions
+    from sweep.server.repository import render
 
     setup = ServerSetup()
     t0 = time.perf_counter()

@@ -30,7 +30,8 @@ from sweep.infra.device import engine_device
 from sweep.infra.files import file_digest, project_path
 from sweep.model import ModelInterface, StatePair
 from sweep.server import Server, make_server
-from sweep.server.repository import ServingOptions, render
+from sweep.server.base import ServingOptions
+from sweep.server.repository import render
 from sweep.tracking import resume
 from sweep.tracking.plots import plot_latency, plot_layer_precisions
 from sweep.tracking.runs import (

@@ -107,7 +107,8 @@ def deployed(model: ModelInterface, deployment: Deployment, workdir: Path) -> It
     from sweep.builder.emulate import EmulateBuilder
     from sweep.flags import FlagSet
     from sweep.server import make_server
-    from sweep.server.repository import ServingOptions, render
+    from sweep.server.base import ServingOptions
+    from sweep.server.repository import render
 
     flags = FlagSet.from_mapping(deployment.trt)
     model.tensors()  # a mismatching export fails here, before any build

@@ -4,8 +4,39 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from sweep.engine import EngineFormat
+
+
+class InstanceKind(StrEnum):
+    """Where Triton runs a model's instances (config.pbtxt's ``instance_group.kind``)."""
+
+    CPU = "KIND_CPU"
+    GPU = "KIND_GPU"
+
+    @classmethod
+    def for_engine(cls, engine_format: EngineFormat) -> InstanceKind:
+        # Triton's TensorRT backend accepts GPU instances only ("TensorRT backend supports
+        # only GPU device"); the emulated engine runs ONNX Runtime on the CPU.
+        return cls.GPU if engine_format is EngineFormat.TENSORRT_PLAN else cls.CPU
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Triton's scheduling knobs: the one copy, read from ``server.*`` by sweep/config.py and
+    used as is by the doctor and the benchmarks. The defaults are the sweep's (measured in
+    bench/RESULTS.md): no queue delay is 30 % faster for one stream and costs nothing at 16
+    streams (requests queue behind a busy instance anyway); one instance per core with
+    ONNX Runtime on one thread. The instance kind is not a knob: it follows the engine."""
+
+    max_batch_size: int = 16
+    queue_delay_us: int = 0
+    instances: int = 2
+    intra_op_threads: int = 1
+    fp16_features: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,14 @@ from pathlib import Path
 
 import jinja2
 
-from sweep.engine import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import ConfigError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.model import ModelInterface, TensorSpec
-from sweep.server.base import ModelRepository
+from sweep.server.base import InstanceKind, ModelRepository, ServingOptions
 
 TEMPLATES = PROJECT_ROOT / "triton_templates"
 FEATURES_PY = PROJECT_ROOT / "sweep" / "data" / "features.py"
-
-
-@dataclass(frozen=True)
-class ServingOptions:
-    """Triton scheduling knobs (conf/server/*.yaml)."""
-
-    max_batch_size: int = 16
-    queue_delay_us: int = 1000
-    instances: int = 1
-    kind: str = "KIND_CPU"
-    intra_op_threads: int = 1
-    fp16_features: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,9 +68,8 @@ def _place(src: Path, dst: Path, *, link: bool) -> None:
 def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
            options: ServingOptions) -> ModelRepository:
     """Write the repository for ``model`` served with ``engine`` into ``dest``."""
-    if engine.format not in ("onnx_emulated", "tensorrt_plan"):
-        raise ConfigError(f"engine format {engine.format!r} cannot be served.")
-    if engine.format == "tensorrt_plan" and options.max_batch_size > engine.flags.max_batch:
+    plan = engine.format is EngineFormat.TENSORRT_PLAN
+    if plan and options.max_batch_size > engine.flags.max_batch:
         raise ConfigError(
             f"server.max_batch_size={options.max_batch_size} is larger than the plan's "
             f"max batch {engine.flags.max_batch} (trt.max_batch); lower one or raise the other."
@@ -91,7 +78,6 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         shutil.rmtree(dest)
     env = _environment()
     inputs, outputs = model.tensors()
-    plan = engine.format == "tensorrt_plan"
     params = {
         "site_packages": site_packages,
         "graph_optimization_level": str(engine.runtime.get("graph_optimization_level",
@@ -121,7 +107,7 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         inputs=[_tensor(t, plan) for t in inputs.values()],
         outputs=[_tensor(t, plan) for t in outputs.values()],
         engine_format=engine.format,
-        kind=options.kind if plan else "KIND_CPU",
+        kind=InstanceKind.for_engine(engine.format),
         parameters={} if plan else params,
         flags_label=engine.flags.label, flags_digest=engine.flags.digest,
         **common), model_files)

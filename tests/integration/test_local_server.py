@@ -15,9 +15,9 @@ from sweep.engine import Engine
 from sweep.errors import ServerError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
-from sweep.server.base import ModelRepository
+from sweep.server.base import ModelRepository, ServingOptions
 from sweep.server.local import LocalServer, _stub_shm_regions, close_kept
-from sweep.server.repository import ServingOptions, render
+from sweep.server.repository import render
 from tests.conftest import tiny_monolithic_onnx
 from tests.integration.conftest import our_processes
 

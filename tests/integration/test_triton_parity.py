@@ -15,8 +15,9 @@ from sweep.evaluate.reference import OrtPipeline
 from sweep.evaluate.stream import GrpcStreamer
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
+from sweep.server.base import ServingOptions
 from sweep.server.local import LocalServer
-from sweep.server.repository import ServingOptions, render
+from sweep.server.repository import render
 from tests.conftest import DEMO
 from tests.integration.conftest import our_processes
 

@@ -6,7 +6,8 @@ from sweep.engine import Engine
 from sweep.errors import ConfigError, ModelError
 from sweep.flags import FlagSet
 from sweep.model import ModelInterface, StatePair
-from sweep.server.repository import ServingOptions, render
+from sweep.server.base import ServingOptions
+from sweep.server.repository import render
 
 
 def _model(onnx_path: Path, **kw) -> ModelInterface:
@@ -56,7 +57,7 @@ def test_plan_repository_uses_tensorrt_backend(tiny_onnx, tmp_path):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not really a plan")
     repo = render(_model(tiny_onnx), _engine(plan, "tensorrt_plan"), tmp_path / "repo",
-                  site_packages="", options=ServingOptions(kind="KIND_GPU"))
+                  site_packages="", options=ServingOptions())
     config = repo.configs[0].read_text()
     assert 'platform: "tensorrt_plan"' in config and "KIND_GPU" in config
     assert "site_packages" not in config
@@ -88,3 +89,26 @@ def test_missing_and_corrupt_onnx(tmp_path):
     bad.write_bytes(b"\x00garbage\xff" * 10)
     with pytest.raises(ModelError, match="cannot be read"):
         _model(bad).tensors()
+
+
+def _instance_kinds(config_path: Path) -> list[str]:
+    """The instance kinds of a rendered config.pbtxt, read with Triton's own protobuf."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+    return [model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind)
+            for g in config.instance_group]
+
+
+def test_plan_is_served_on_gpu_instances_by_default(tiny_onnx, tmp_path):
+    # Triton's TensorRT backend refuses anything else: "TensorRT backend supports only GPU
+    # device". The kind follows the engine format; no option has to remember it.
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"x")
+    repo = render(_model(tiny_onnx), _engine(plan, "tensorrt_plan"), tmp_path / "plan",
+                  site_packages="", options=ServingOptions())
+    assert _instance_kinds(repo.configs[0]) == ["KIND_GPU"]
+    emulated = render(_model(tiny_onnx), _engine(tiny_onnx), tmp_path / "emulated",
+                      site_packages="", options=ServingOptions())
+    assert _instance_kinds(emulated.configs[0]) == ["KIND_CPU"]
