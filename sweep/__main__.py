@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweep.config import register
+from sweep.config import JobSettings, register
 from sweep.errors import SweepError
 
 register()
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A launcher that runs jobs in worker processes (Ray) may end them without running
         # their exit handlers: a server kept there would outlive the sweep.
         cfg.server.keep_running = False
-    result = job.run(cfg, workdir=Path(hc.runtime.output_dir),
+    result = job.run(JobSettings.from_cfg(cfg), workdir=Path(hc.runtime.output_dir),
                      sweep_dir=Path(hc.sweep.dir) if multirun else None,
                      job_num=hc.job.num if multirun else None)
     if not multirun and result.status != "FINISHED":

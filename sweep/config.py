@@ -1,16 +1,29 @@
-"""Structured configs: the single source of defaults and types, registered once.
+"""Structured configs: the single source of defaults and types, registered once, and the
+one place that reads Hydra's DictConfig (``JobSettings.from_cfg``).
 
 Config groups (``python -m sweep GROUP=OPTION``): trt, builder, server, model, dataset,
-eval, decoder, tracking. YAML files under conf/ are presets on these schemas only.
+eval, decoder, tracking. YAML files under conf/ are presets on these schemas only. The
+builder and server groups' schemas live with their stage (builder/base.py, server/base.py);
+everything after this module receives typed, frozen settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sweep.builder.base import BuilderConfig
+from sweep.evaluate.decode import DecoderSpec
+from sweep.infra.files import project_path
+from sweep.model import ModelInterface, StatePair
+from sweep.server.base import ServerConfig, ServingOptions
+
+if TYPE_CHECKING:
+    from sweep.data.manifest import Utterance
 
 
 @dataclass
@@ -28,56 +41,6 @@ class TrtConfig:
     opt_batch: int = 16
     max_batch: int = 16
     timing_cache: bool = True
-
-
-@dataclass
-class BuilderConfig:
-    name: str = "emulate"
-    # Emulation: ONNX Runtime threads per server-side session.
-    intra_op_threads: int = 1
-    # trtexec / tensorrt on a GPU host (trtexec runs inside this image, via docker-py):
-    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
-    gpus: str = "all"
-    timeout_s: float = 3600.0
-    trtexec_path: str = "trtexec"
-    timing_cache_dir: str | None = None
-    docker_base_url: str | None = None
-    # Run the emulate builder inside ``image`` instead of on the host (what the GPU path
-    # does with trtexec; with the CPU test image it proves the containerised step).
-    in_container: bool = False
-    # Content-addressed engine cache shared by jobs and sweeps.
-    cache_dir: str = "~/.cache/trt-sweep/engines"
-    # Size limit of the engine cache in GB: least recently used entries go; null: none.
-    cache_max_gb: float | None = None
-
-
-@dataclass
-class ServerConfig:
-    name: str = "local"
-    ready_timeout_s: float = 60.0
-    grpc_port: int | None = None
-    http_port: int | None = None
-    max_batch_size: int = 16
-    # bench/RESULTS.md: no queue delay is 30% faster for one stream and costs nothing at 16
-    # (requests queue behind a busy instance anyway); one instance per core, ORT 1 thread.
-    queue_delay_us: int = 0
-    instances: int = 2
-    # One tritonserver for all the jobs of a sweep, each job's models swapped in by an
-    # explicit load (sweep/deploy/explicit.py) instead of a server start and stop per job.
-    # On by default for server=local (bench/RESULTS.md, overhead: about 1 s a job instead
-    # of 4 s);
-    # ignored under launchers that run jobs in other processes (Ray).
-    keep_running: bool = False
-    # docker only:
-    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
-    gpus: str | None = None
-    shm_size: str = "256m"
-    network: str = "auto"
-    stop_timeout_s: int = 10
-    docker_base_url: str | None = None
-    # Where numpy<2/onnxruntime live inside the image (python-backend models); None: the
-    # image's default.
-    site_packages: str | None = None
 
 
 @dataclass
@@ -174,8 +137,107 @@ def register() -> None:
 
 
 def as_dict(node: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
     value = OmegaConf.to_container(node, resolve=True)
     assert isinstance(value, dict)
     return {str(k): v for k, v in value.items()}
+
+
+# The groups whose every setting is a job param (``group.key``) and part of its identity.
+PARAM_GROUPS = ("builder", "server", "model", "dataset", "eval", "decoder")
+
+
+def model_interface(cfg: ModelConfig) -> ModelInterface:
+    """The model group as the interface every stage reads (paths resolved)."""
+    return ModelInterface(
+        # A string here; ModelInterface checks it against Contract with one clear error.
+        name=cfg.name, onnx_path=project_path(cfg.onnx_path),
+        contract=cfg.contract,  # type: ignore[arg-type]
+        audio_input=cfg.audio_input, logprobs_output=cfg.logprobs_output,
+        length_input=cfg.length_input,
+        states=tuple(StatePair(s.input, s.output) for s in cfg.states),
+        chunk_ms=cfg.chunk_ms, sample_rate=cfg.sample_rate,
+        left_context_samples=cfg.left_context_samples, scale=cfg.scale,
+        blank_id=cfg.blank_id, pad_ms=cfg.pad_ms)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a test set lies (``<base_path>/<name>/<manifest>``, the seed's layout)."""
+
+    name: str
+    folder: Path
+    manifest: str
+    limit: int | None
+    sample_rate: int
+
+    def load(self) -> list[Utterance]:
+        """The utterances, every manifest line and audio file checked."""
+        from sweep.data.manifest import load_manifest
+
+        utterances = load_manifest(self.folder, expected_rate=self.sample_rate,
+                                   manifest_name=self.manifest)
+        return utterances[: self.limit] if self.limit else utterances
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """One job's configuration, read once from Hydra's config and frozen.
+
+    ``trt`` stays a mapping: FlagSet validates it inside the job, so a flag set TensorRT
+    would reject still gets its FAILED run with the params it had. The model interface is
+    built inside the job for the same reason (``model_interface()``).
+    """
+
+    trt: dict[str, Any]
+    builder: BuilderConfig
+    server: ServerConfig
+    serving: ServingOptions
+    model_config: ModelConfig
+    dataset: DatasetSpec
+    eval: EvalConfig
+    decoder: DecoderSpec
+    decode_workers: int
+    tracking: TrackingConfig
+    force: bool
+    # Every param group as plain data: the run's params and the resume identity.
+    groups: dict[str, dict[str, Any]]
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> JobSettings:
+        def typed(node: Any, schema: type) -> Any:
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+
+        builder: BuilderConfig = typed(cfg.builder, BuilderConfig)
+        server: ServerConfig = typed(cfg.server, ServerConfig)
+        model: ModelConfig = typed(cfg.model, ModelConfig)
+        evaluation: EvalConfig = typed(cfg.eval, EvalConfig)
+        decoder = as_dict(cfg.decoder)
+        spec = DecoderSpec.from_config(decoder, resolve=project_path)
+        return cls(
+            trt=as_dict(cfg.trt), builder=builder, server=server,
+            serving=ServingOptions(max_batch_size=server.max_batch_size,
+                                   queue_delay_us=server.queue_delay_us,
+                                   instances=server.instances,
+                                   intra_op_threads=builder.intra_op_threads,
+                                   fp16_features=evaluation.fp16_features),
+            model_config=model,
+            dataset=DatasetSpec(name=cfg.dataset.name,
+                                folder=project_path(cfg.dataset.base_path) / cfg.dataset.name,
+                                manifest=cfg.dataset.manifest, limit=cfg.dataset.limit,
+                                sample_rate=model.sample_rate),
+            eval=evaluation, decoder=spec,
+            # Greedy takes microseconds an utterance: decoded inline. Beam search with
+            # KenLM runs in worker processes, off the streaming event loop.
+            decode_workers=int(decoder.get("workers", 0)) if spec.name == "beam" else 0,
+            tracking=typed(cfg.tracking, TrackingConfig),
+            force=bool(cfg.get("force", False)),
+            groups={g: as_dict(cfg[g]) for g in PARAM_GROUPS})
+
+    def model_interface(self) -> ModelInterface:
+        return model_interface(self.model_config)
+
+    def params(self) -> dict[str, Any]:
+        """``group.key`` for every setting of the param groups (states are the model's
+        interface, listed by the model's name)."""
+        return {f"{group}.{key}": value for group, values in self.groups.items()
+                for key, value in values.items() if key != "states"}

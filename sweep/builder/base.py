@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from sweep.engine import Engine
 from sweep.flags import FlagSet
+
+
+@dataclass
+class BuilderConfig:
+    name: str = "emulate"
+    # Emulation: ONNX Runtime threads per server-side session.
+    intra_op_threads: int = 1
+    # trtexec / tensorrt on a GPU host (trtexec runs inside this image, via docker-py):
+    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
+    gpus: str = "all"
+    timeout_s: float = 3600.0
+    trtexec_path: str = "trtexec"
+    timing_cache_dir: str | None = None
+    docker_base_url: str | None = None
+    # Run the emulate builder inside ``image`` instead of on the host (what the GPU path
+    # does with trtexec; with the CPU test image it proves the containerised step).
+    in_container: bool = False
+    # Content-addressed engine cache shared by jobs and sweeps.
+    cache_dir: str = "~/.cache/trt-sweep/engines"
+    # Size limit of the engine cache in GB: least recently used entries go; null: none.
+    cache_max_gb: float | None = None
 
 
 @runtime_checkable

@@ -77,7 +77,7 @@ class ContainerBuilder:
     def __init__(self, builder: str = "emulate", image: str = "trt-sweep-cpu:latest",
                  options: Mapping[str, Any] | None = None, gpus: GpuSpec = None,
                  timeout_s: float = 1800.0, docker_base_url: str | None = None,
-                 job: str | None = None, **_: object) -> None:
+                 job: str | None = None) -> None:
         self.name = builder
         self.image = image
         self.options = dict(options or {})

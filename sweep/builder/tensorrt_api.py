@@ -138,7 +138,7 @@ class TensorRTBuilder:
 
     name = "tensorrt"
 
-    def __init__(self, timing_cache_dir: str | Path | None = None, **_: object) -> None:
+    def __init__(self, timing_cache_dir: str | Path | None = None) -> None:
         self.trt = _import_tensorrt()  # refuse at construction, before a sweep starts
         self.timing_cache_dir = Path(timing_cache_dir) if timing_cache_dir else None
 

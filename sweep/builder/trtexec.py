@@ -255,7 +255,7 @@ class TrtexecBuilder:
                  inference: InferenceOptions | Mapping[str, object] | None = None,
                  timing_cache_dir: str | Path | None = None,
                  probe_timeout_s: float = 120.0, run_as_caller: bool = True,
-                 job: str | None = None, **_: object) -> None:
+                 job: str | None = None) -> None:
         self.image = image
         self.gpus = gpus
         self.timeout_s = float(timeout_s)

@@ -17,7 +17,7 @@ import numpy as np
 from sweep.data.manifest import Utterance
 from sweep.evaluate.reference import FeatureFn, OrtPipeline, UtteranceTrace
 from sweep.evaluate.variant import ClientVariant
-from sweep.model import ModelInterface
+from sweep.model import Contract, ModelInterface
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def known_causes(model: ModelInterface, *, reference_fp16: bool = False,
     """The causes that apply to this contract, and why the others do not."""
     causes: list[Cause] = []
     skipped: dict[str, str] = {}
-    ensemble = model.contract == "skip_preprocessor"
+    ensemble = model.contract is Contract.SKIP_PREPROCESSOR
     for chunk_ms, path in sorted((alt_exports or {}).items()):
         if chunk_ms != model.chunk_ms:
             causes.append(Cause("chunk_duration", "chunk duration",

@@ -39,7 +39,7 @@ from sweep.errors import ConfigError, SweepError
 from sweep.evaluate.decode import DecoderSpec
 from sweep.evaluate.variant import ClientVariant
 from sweep.infra.files import PROJECT_ROOT
-from sweep.model import ModelInterface
+from sweep.model import Contract, ModelInterface
 
 EXPERIMENT = "trt-sweep-doctor"
 # Exact fp32: the emulator's TF32 default would itself be a (small) difference.
@@ -50,8 +50,7 @@ def load_model(name: str, onnx: str | None = None) -> ModelInterface:
     """A model interface from conf/model/NAME.yaml (or a YAML path), as the sweep reads it."""
     from omegaconf import OmegaConf
 
-    from sweep.config import ModelConfig
-    from sweep.job import model_interface
+    from sweep.config import ModelConfig, model_interface
 
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
@@ -67,7 +66,9 @@ def load_model(name: str, onnx: str | None = None) -> ModelInterface:
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw)
     if onnx:
         cfg.onnx_path = onnx
-    return model_interface(OmegaConf.create({"model": cfg}))
+    typed = OmegaConf.to_object(cfg)
+    assert isinstance(typed, ModelConfig)
+    return model_interface(typed)
 
 
 def interface_for(model: ModelInterface, onnx_path: Path) -> ModelInterface:
@@ -85,19 +86,19 @@ def interface_for(model: ModelInterface, onnx_path: Path) -> ModelInterface:
                           f"{list(dims)}); it is not an export of {model.name}.")
     audio = dims[model.audio_input]
     # monolithic: (B, samples, 1); skip_preprocessor: (B, n_mels, frames of 10 ms).
-    samples = audio[1] if model.contract == "monolithic" else audio[2] * 80
+    samples = audio[1] if model.contract is Contract.MONOLITHIC else audio[2] * 80
     return dataclasses.replace(model, onnx_path=Path(onnx_path),
                                chunk_ms=samples * 1000 // model.sample_rate)
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """What the doctor deploys when no --url is given."""
+    """What the doctor deploys when no --url is given: a flag set on the emulator, served
+    with the sweep's own serving defaults."""
 
     trt: dict[str, Any]
     fp16_features: bool = False
     server: str = "local"
-    max_batch_size: int = 4
     ready_timeout_s: float = 120.0
 
 
@@ -107,19 +108,17 @@ def deployed(model: ModelInterface, deployment: Deployment, workdir: Path) -> It
     from sweep.builder.emulate import EmulateBuilder
     from sweep.flags import FlagSet
     from sweep.server import make_server
-    from sweep.server.base import ServingOptions
-    from sweep.server.repository import render
+    from sweep.server.base import ServerConfig, ServingOptions
+    from sweep.server.serve import serve
 
     flags = FlagSet.from_mapping(deployment.trt)
     model.tensors()  # a mismatching export fails here, before any build
     engine = EmulateBuilder().build(model.onnx_path, flags, workdir / "engine")
-    server = make_server(deployment.server, ready_timeout_s=deployment.ready_timeout_s)
-    repository = render(model, engine, workdir / "model_repository",
-                        site_packages=server.site_packages(),
-                        options=ServingOptions(max_batch_size=deployment.max_batch_size,
-                                               fp16_features=deployment.fp16_features))
-    with server.serving(repository, workdir / "tritonserver.log") as endpoint:
-        yield endpoint
+    server = make_server(ServerConfig(name=deployment.server,
+                                      ready_timeout_s=deployment.ready_timeout_s))
+    with serve(model, engine, server, workdir,
+               ServingOptions(fp16_features=deployment.fp16_features)) as served:
+        yield served.endpoint
 
 
 def write_outputs(diagnosis: Any, out_dir: Path) -> dict[str, Path]:
@@ -274,7 +273,7 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
         if args.target == "dali":
             from sweep.data.dali import DaliLogMel
 
-            if model.contract != "skip_preprocessor":
+            if model.contract is not Contract.SKIP_PREPROCESSOR:
                 raise ConfigError("--target dali needs a skip_preprocessor model: the "
                                   "monolithic model computes its own features.")
             target: Any = InProcessTarget(model, feature_fn=DaliLogMel(),

@@ -18,7 +18,7 @@ from sweep.errors import DoctorError, ModelError
 from sweep.evaluate.reference import UtteranceTrace
 from sweep.evaluate.stream import chunk_inputs
 from sweep.evaluate.variant import ClientVariant
-from sweep.model import ModelInterface
+from sweep.model import Contract, ModelInterface
 
 _NUMPY = {"FP32": np.float32, "FP16": np.float16, "INT32": np.int32, "INT64": np.int64,
           "FP64": np.float64}
@@ -127,7 +127,7 @@ class TritonTarget:
             ref_in, ref_out = ref.tensors()
         except ModelError as exc:
             raise DoctorError(f"the reference export cannot be used: {exc}") from exc
-        audio = "AUDIO_CHUNK" if ref.contract == "skip_preprocessor" else ref.audio_input
+        audio = "AUDIO_CHUNK" if ref.contract is Contract.SKIP_PREPROCESSOR else ref.audio_input
         want_in = {audio: "FP32" if audio == "AUDIO_CHUNK" else ref_in[audio].triton_type[5:]}
         want_in |= {p.input: ref_in[p.input].triton_type[5:] for p in ref.states}
         want_out = {ref.logprobs_output: ref_out[ref.logprobs_output].triton_type[5:]}

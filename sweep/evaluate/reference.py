@@ -25,7 +25,7 @@ from sweep.evaluate.stream import (
     stream_utterance,
 )
 from sweep.evaluate.variant import ClientVariant
-from sweep.model import ModelInterface
+from sweep.model import Contract, ModelInterface
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 """float audio (B, samples) -> log-mel (B, n_mels, frames)."""
@@ -138,7 +138,7 @@ class OrtPipeline:
         state = initial_state(self.model, self.inputs)
         logprobs: list[np.ndarray] = []
         features: list[np.ndarray] | None = (
-            [] if self.model.contract == "skip_preprocessor" else None)
+            [] if self.model.contract is Contract.SKIP_PREPROCESSOR else None)
         for chunk in chunk_inputs(self.model, samples, variant):
             if "AUDIO_CHUNK" in chunk:
                 mel = self.features(chunk["AUDIO_CHUNK"])

@@ -17,7 +17,7 @@ import numpy as np
 from sweep.data.manifest import Utterance, read_audio
 from sweep.errors import EvaluationError
 from sweep.evaluate.variant import ClientVariant
-from sweep.model import ModelInterface, TensorSpec
+from sweep.model import Contract, ModelInterface, TensorSpec
 
 _TRITON_DTYPES = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64",
                   "float64": "FP64"}
@@ -74,7 +74,7 @@ def chunk_inputs(model: ModelInterface, samples: np.ndarray,
     """
     audio = padded_audio(model, samples)
     n = model.chunk_samples
-    if model.contract == "monolithic":
+    if model.contract is Contract.MONOLITHIC:
         if variant is not None and variant.scale is not None:
             audio = (audio.astype(np.float32) / np.float32(variant.scale)).astype(np.int32)
         for start in range(0, audio.size, n):

@@ -402,31 +402,30 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.wer_budget < 0 or (args.max_frame_flips is not None and args.max_frame_flips < 0):
         raise ConfigError("--wer-budget and --max-frame-flips must be >= 0.")
-    from sweep import job
     from sweep.builder.cache import EngineCache
     from sweep.builder.emulate import EmulateBuilder
-    from sweep.config import as_dict
-    from sweep.evaluate.decode import DecoderSpec
+    from sweep.config import JobSettings
     from sweep.evaluate.reference import OrtPipeline
+    from sweep.infra.files import PROJECT_ROOT
     from sweep.model import read_onnx
 
-    cfg = _compose(args.overrides)
-    if cfg.builder.name != "emulate":
-        raise ConfigError(f"builder={cfg.builder.name}: precision-search probes build with the "
-                          "emulator (builder=emulate); sweep the flag set it writes with "
-                          "builder=trtexec on a GPU host.")
-    model = job.model_interface(cfg)
+    settings = JobSettings.from_cfg(_compose(args.overrides))
+    if settings.builder.name != "emulate":
+        raise ConfigError(f"builder={settings.builder.name}: precision-search probes build "
+                          "with the emulator (builder=emulate); sweep the flag set it writes "
+                          "with builder=trtexec on a GPU host.")
+    model = settings.model_interface()
     model.tensors()
-    utterances = job.dataset(cfg)
-    base = FlagSet.from_mapping(as_dict(cfg.trt))
-    decoder = DecoderSpec.from_config(as_dict(cfg.decoder), resolve=job.project_path).build()
-    cache = EngineCache(cfg.builder.cache_dir)
+    utterances = settings.dataset.load()
+    base = FlagSet.from_mapping(settings.trt)
+    decoder = settings.decoder.build()
+    cache = EngineCache(settings.builder.cache_dir)
     builder = EmulateBuilder(intra_op_num_threads=args.threads)
 
     def transcribe(path: Path, engine: Engine) -> tuple[list[str], list[np.ndarray]]:
         level = engine.runtime.get("graph_optimization_level", "ORT_ENABLE_ALL")
         run = OrtPipeline(model, path, graph_optimization_level=level, threads=args.threads,
-                          fp16_features=cfg.eval.fp16_features).run(utterances)
+                          fp16_features=settings.eval.fp16_features).run(utterances)
         return ([decoder.decode(r.logprobs) for r in run.results],
                 [np.asarray(r.logprobs) for r in run.results])
 
@@ -435,15 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     candidates = pinning.candidates(read_onnx(model.onnx_path), args.target)
     criteria = Criteria(args.wer_budget, args.max_frame_flips)
     name = f"{args.target}_search"
-    output = args.output or job.PROJECT_ROOT / "conf" / "trt" / f"{name}.yaml"
-    store = open_store(cfg.tracking.uri, cfg.tracking.experiment,
-                             cfg.tracking.artifact_root, Path.cwd())
+    output = args.output or PROJECT_ROOT / "conf" / "trt" / f"{name}.yaml"
+    tracking = settings.tracking
+    store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd())
     runs = SearchRuns(store, f"precision search {args.target} ({criteria.describe()})", {
         "search.target": args.target, "search.wer_budget": args.wer_budget,
         "search.max_frame_flips": args.max_frame_flips, "search.granularity": args.granularity,
         "search.max_probes": args.max_probes, "search.candidates": len(candidates),
-        "model.onnx_path": model.onnx_path, "dataset.name": cfg.dataset.name,
-        "dataset.utterances": len(utterances), "decoder.name": cfg.decoder.name,
+        "model.onnx_path": model.onnx_path, "dataset.name": settings.dataset.name,
+        "dataset.utterances": len(utterances), "decoder.name": settings.decoder.name,
         **base.params()})
     print(f"precision search: {args.target}, {criteria.describe()}, {len(candidates)} candidate "
           f"nodes, {len(utterances)} utterances; MLflow parent run {runs.run_id}",
@@ -461,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.target} with {len(result.pinned_nodes)} of {len(candidates)} candidate "
             f"nodes kept in FP32, {len(search.probes)} probes"
             f"{'' if result.complete else ' (stopped at --max-probes: not minimal)'}.",
-            f"Criterion: {criteria.describe()}, on {cfg.dataset.name} "
-            f"({len(utterances)} utterances), decoder {cfg.decoder.name}.",
+            f"Criterion: {criteria.describe()}, on {settings.dataset.name} "
+            f"({len(utterances)} utterances), decoder {settings.decoder.name}.",
             f"Baseline (fp32) WER {result.baseline.wer:.4f}; this flag set: WER "
             f"{result.final.score.wer:.4f}, frame flips {result.final.score.frame_flips:.5f}.",
             f"Model {model.onnx_path.name}. Use: python -m sweep trt={output.stem}",

@@ -39,6 +39,36 @@ class ServingOptions:
     fp16_features: bool = False
 
 
+@dataclass
+class ServerConfig:
+    """The ``server`` config group (``server=local|docker``)."""
+
+    name: str = "local"
+    ready_timeout_s: float = 60.0
+    grpc_port: int | None = None
+    http_port: int | None = None
+    # Scheduling: ServingOptions holds the defaults (and says why they are what they are).
+    max_batch_size: int = ServingOptions.max_batch_size
+    queue_delay_us: int = ServingOptions.queue_delay_us
+    instances: int = ServingOptions.instances
+    # One tritonserver for all the jobs of a sweep, each job's models swapped in by an
+    # explicit load (sweep/server/kept.py) instead of a server start and stop per job.
+    # On by default for server=local (bench/RESULTS.md, overhead: about 1 s a job instead
+    # of 4 s);
+    # ignored under launchers that run jobs in other processes (Ray).
+    keep_running: bool = False
+    # docker only:
+    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
+    gpus: str | None = None
+    shm_size: str = "256m"
+    network: str = "auto"
+    stop_timeout_s: int = 10
+    docker_base_url: str | None = None
+    # Where numpy<2/onnxruntime live inside the image (python-backend models); None: the
+    # image's default.
+    site_packages: str | None = None
+
+
 @dataclass(frozen=True)
 class ModelRepository:
     """A rendered Triton model repository on disk."""

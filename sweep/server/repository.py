@@ -18,7 +18,7 @@ import jinja2
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import ConfigError
 from sweep.infra.files import PROJECT_ROOT
-from sweep.model import ModelInterface, TensorSpec
+from sweep.model import Contract, ModelInterface, TensorSpec
 from sweep.server.base import InstanceKind, ModelRepository, ServingOptions
 
 TEMPLATES = PROJECT_ROOT / "triton_templates"
@@ -113,7 +113,7 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         **common), model_files)
     models = ["model"]
 
-    if model.contract == "skip_preprocessor":
+    if model.contract is Contract.SKIP_PREPROCESSOR:
         audio = inputs[model.audio_input]
         n_mels, frames = audio.dims
         context = model.chunk_samples + model.left_context_samples

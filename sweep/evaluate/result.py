@@ -1,0 +1,28 @@
+"""What a job's evaluation measured: the figures that become the run's metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sweep.evaluate.metrics import Scores, latency_summary
+from sweep.evaluate.stream import StreamRun
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores, per-chunk latency and throughput of one streamed pass over the test set,
+    with the seconds each phase took. ``metrics()`` is the run's metric table (names
+    unchanged since the first release: comparisons across sweeps keep working)."""
+
+    scores: Scores
+    run: StreamRun
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        run = self.run
+        return {"wer": self.scores.wer, "cer": self.scores.cer,
+                **latency_summary(run.latencies_ms),
+                "throughput_chunks_s": run.chunks / run.wall_seconds,
+                "rtf": run.wall_seconds / max(run.audio_seconds, 1e-9),
+                "eval_seconds": run.wall_seconds, "chunks": float(run.chunks),
+                "utterances": float(len(run.results)), **self.timings}
