@@ -212,7 +212,7 @@ class JobSettings:
         model: ModelConfig = typed(cfg.model, ModelConfig)
         evaluation: EvalConfig = typed(cfg.eval, EvalConfig)
         decoder = as_dict(cfg.decoder)
-        spec = DecoderSpec.from_config(decoder, resolve=project_path)
+        spec = DecoderSpec.from_config(decoder, resolve=project_path, blank_id=model.blank_id)
         return cls(
             trt=as_dict(cfg.trt), builder=builder, server=server,
             serving=ServingOptions(max_batch_size=server.max_batch_size,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -400,9 +400,3 @@ class TrtexecBuilder:
                      "trtexec_missing": list(report.missing)},
             metrics=report.metrics(batch=None if self.inference.skip else batch),
             artifacts=artifacts)
-
-
-def describe(args: Sequence[str]) -> str:
-    """One line per option, for logs and docs."""
-    return " \\\n  ".join(args)
-

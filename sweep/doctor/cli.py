@@ -262,7 +262,7 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
                           "doctor deploys (or runs) the pipeline itself. Drop one or the other.")
     model = load_model(args.model, args.onnx)
     variant = ClientVariant(args.client_left_context, args.client_scale)
-    decoder = DecoderSpec(name=args.decoder, beam_width=args.beam_width,
+    decoder = DecoderSpec(name=args.decoder, beam_width=args.beam_width, blank_id=model.blank_id,
                           kenlm_path=str(project_path(args.kenlm_path))
                           if args.decoder == "beam" else None)
     alt = {int(k): project_path(v) for k, v in _pairs(args.alt_onnx, "--alt-onnx").items()}

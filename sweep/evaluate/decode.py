@@ -46,6 +46,17 @@ def collapse(ids: np.ndarray, blank_id: int = BLANK_ID) -> list[int]:
     return [int(i) for i in ids[keep] if i != blank_id]
 
 
+def labels(vocabulary: tuple[str, ...] = VOCABULARY, blank_id: int = BLANK_ID) -> list[str]:
+    """The model's output classes in order: the alphabet with "" at the blank's index
+    (``model.blank_id``; T-one's is the last, 34)."""
+    if not 0 <= blank_id <= len(vocabulary):
+        raise ConfigError(f"model.blank_id={blank_id}; expected 0..{len(vocabulary)} for an "
+                          f"alphabet of {len(vocabulary)} labels plus the blank.")
+    out = list(vocabulary)
+    out.insert(blank_id, "")
+    return out
+
+
 def _check_logprobs(logprobs: np.ndarray, classes: int) -> np.ndarray:
     array = np.asarray(logprobs)
     if array.ndim != 2 or array.shape[1] != classes:
@@ -60,13 +71,13 @@ class GreedyDecoder:
 
     def __init__(self, vocabulary: tuple[str, ...] = VOCABULARY, blank_id: int = BLANK_ID
                  ) -> None:
-        self.vocabulary = vocabulary
+        self.labels = labels(vocabulary, blank_id)
         self.blank_id = blank_id
 
     def decode(self, logprobs: np.ndarray) -> str:
-        array = _check_logprobs(logprobs, len(self.vocabulary) + 1)
+        array = _check_logprobs(logprobs, len(self.labels))
         ids = collapse(array.argmax(axis=-1), self.blank_id)
-        return " ".join("".join(self.vocabulary[i] for i in ids).split())
+        return " ".join("".join(self.labels[i] for i in ids).split())
 
 
 class BeamDecoder:
@@ -81,7 +92,8 @@ class BeamDecoder:
     name = "beam"
 
     def __init__(self, kenlm_path: str | Path | None, beam_width: int = 200, alpha: float = 0.4,
-                 beta: float = 0.9, vocabulary: tuple[str, ...] = VOCABULARY, *,
+                 beta: float = 0.9, vocabulary: tuple[str, ...] = VOCABULARY,
+                 blank_id: int = BLANK_ID, *,
                  unigrams: list[str] | None = None, beam_prune_logp: float = -10.0,
                  token_min_logp: float = -5.0) -> None:
         from pyctcdecode import build_ctcdecoder
@@ -91,15 +103,15 @@ class BeamDecoder:
                               "ARPA or KenLM binary model (the demo's: demo/assets/lm_3gram.arpa).")
         if beam_width < 1:
             raise ConfigError(f"decoder.beam_width={beam_width}; expected at least 1.")
-        # pyctcdecode wants "" for the blank, which is the last class here.
-        labels = [*vocabulary, ""]
-        self.classes = len(labels)
+        # pyctcdecode wants "" for the blank, at the blank's index.
+        classes = labels(vocabulary, blank_id)
+        self.classes = len(classes)
         self.beam_width = beam_width
         self.beam_prune_logp = beam_prune_logp
         self.token_min_logp = token_min_logp
         try:
             self._decoder = build_ctcdecoder(
-                labels, kenlm_model_path=str(kenlm_path) if kenlm_path else None,
+                classes, kenlm_model_path=str(kenlm_path) if kenlm_path else None,
                 unigrams=unigrams, alpha=alpha, beta=beta)
         except Exception as exc:  # kenlm raises OSError/RuntimeError with its own wording
             raise ConfigError(f"decoder.kenlm_path={kenlm_path} cannot be loaded by KenLM "
@@ -117,13 +129,6 @@ class BeamDecoder:
         return " ".join(text.split())
 
 
-def make_decoder(name: str, **options: object) -> Decoder:
-    if name == "greedy":
-        return GreedyDecoder()
-    if name == "beam":
-        return BeamDecoder(**options)  # type: ignore[arg-type]
-    raise ConfigError(f"decoder={name!r} is unknown; expected greedy or beam.")
-
 
 @dataclass(frozen=True)
 class DecoderSpec:
@@ -134,6 +139,7 @@ class DecoderSpec:
     beam_width: int = 200
     alpha: float = 0.4
     beta: float = 0.9
+    blank_id: int = BLANK_ID  # the model's (model.blank_id)
 
     def __post_init__(self) -> None:
         if self.name not in DECODERS:
@@ -141,7 +147,8 @@ class DecoderSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any],
-                    resolve: Callable[[str], Path] | None = None) -> DecoderSpec:
+                    resolve: Callable[[str], Path] | None = None,
+                    blank_id: int = BLANK_ID) -> DecoderSpec:
         """From the ``decoder`` config group; ``resolve`` turns a configured path into a
         file (the sweep's ``project_path``)."""
         path = cfg.get("kenlm_path")
@@ -149,13 +156,14 @@ class DecoderSpec:
             path = str(resolve(path))
         return cls(name=str(cfg.get("name", "greedy")), kenlm_path=path or None,
                    beam_width=int(cfg.get("beam_width", 200)),
-                   alpha=float(cfg.get("alpha", 0.4)), beta=float(cfg.get("beta", 0.9)))
+                   alpha=float(cfg.get("alpha", 0.4)), beta=float(cfg.get("beta", 0.9)),
+                   blank_id=blank_id)
 
     def build(self) -> Decoder:
         if self.name == "greedy":
-            return GreedyDecoder()
+            return GreedyDecoder(blank_id=self.blank_id)
         return BeamDecoder(self.kenlm_path, beam_width=self.beam_width, alpha=self.alpha,
-                           beta=self.beta)
+                           beta=self.beta, blank_id=self.blank_id)
 
 
 # Messages from a worker: ("ready", pid, build_seconds) | ("error", id_or_None, text)

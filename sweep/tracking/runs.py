@@ -143,8 +143,6 @@ class JobRun:
         elif path.exists():
             self.client.log_artifact(self.run_id, str(path), folder)
 
-    def text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
 
 
 @contextmanager
