@@ -29,5 +29,5 @@ def test_a_blank_first_model_decodes_with_its_blank_id(name: str) -> None:
 def test_labels_put_the_blank_where_the_model_has_it() -> None:
     assert labels(blank_id=len(VOCABULARY))[-1] == ""
     assert labels(blank_id=0)[0] == "" and labels(blank_id=0)[1] == VOCABULARY[0]
-    with pytest.raises(ConfigError, match="model.blank_id=99"):
+    with pytest.raises(ConfigError, match=r"model\.blank_id=99"):
         labels(blank_id=99)
