@@ -14,12 +14,12 @@ from sweep.config import as_dict
 from sweep.engine import Engine
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
-from sweep.precision_search.cli import (
+from sweep.precision_search.outputs import flag_set_yaml
+from sweep.precision_search.search import (
     Criteria,
     PrecisionSearchError,
     Score,
     Search,
-    flag_set_yaml,
     frame_flips,
 )
 
