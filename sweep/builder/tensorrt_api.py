@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from sweep.builder.versions import Version, check_flags_for_version
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
+from sweep.model import read_onnx
 
 # FlagSet precision names -> TensorRT DataType attribute names (trt.float32, ...).
 _DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8",
@@ -50,12 +51,16 @@ class BuilderSettings:
         field(default_factory=dict)
     timing_cache: bool = True
     profiling_verbosity: str = "DETAILED"
+    # Every ONNX node name: a layer named <node>_<N> belongs to <node> only if no node of
+    # the graph has that name itself.
+    node_names: frozenset[str] = frozenset()
 
 
 def builder_settings(flags: FlagSet, shapes: Mapping[str, tuple[int, ...]], *,
                      layer_precisions: Mapping[str, str] | None = None,
                      layer_output_types: Mapping[str, str] | None = None,
-                     version: Version | None = None) -> BuilderSettings:
+                     version: Version | None = None,
+                     node_names: Iterable[str] = ()) -> BuilderSettings:
     """The builder configuration for ``flags`` (the API twin of ``trtexec_args``)."""
     if version is not None:
         check_flags_for_version(flags, version)
@@ -83,7 +88,7 @@ def builder_settings(flags: FlagSet, shapes: Mapping[str, tuple[int, ...]], *,
         optimization_level=int(flags.opt_level),
         layer_precisions={k: _DTYPE[v] for k, v in (layer_precisions or {}).items()},
         layer_output_types={k: _DTYPE[v] for k, v in (layer_output_types or {}).items()},
-        profile=profile, timing_cache=flags.timing_cache)
+        profile=profile, timing_cache=flags.timing_cache, node_names=frozenset(node_names))
 
 
 def apply_settings(trt: Any, builder: Any, network: Any, config: Any,
@@ -103,16 +108,37 @@ def apply_settings(trt: Any, builder: Any, network: Any, config: Any,
     seen: set[str] = set()
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.name in settings.layer_precisions:
-            layer.precision = getattr(trt, settings.layer_precisions[layer.name])
-            seen.add(layer.name)
-        if layer.name in settings.layer_output_types:
-            dtype = getattr(trt, settings.layer_output_types[layer.name])
+        pinned = _pinned_node(layer.name, settings.layer_precisions, settings.node_names)
+        if pinned is not None:
+            layer.precision = getattr(trt, settings.layer_precisions[pinned])
+            seen.add(pinned)
+        typed = _pinned_node(layer.name, settings.layer_output_types, settings.node_names)
+        if typed is not None:
+            dtype = getattr(trt, settings.layer_output_types[typed])
             for output in range(layer.num_outputs):
                 layer.set_output_type(output, dtype)
-            seen.add(layer.name)
+            seen.add(typed)
     wanted = set(settings.layer_precisions) | set(settings.layer_output_types)
     return sorted(wanted - seen)
+
+
+def _node_names(onnx_path: Path, *pins: Mapping[str, str]) -> frozenset[str]:
+    if not any(pins):
+        return frozenset()
+    graph = read_onnx(onnx_path, load_weights=False).graph
+    return frozenset(n.name for n in graph.node if n.name)
+
+
+def _pinned_node(layer: str, pins: Mapping[str, str], node_names: frozenset[str]
+                 ) -> str | None:
+    """The pinned ONNX node a layer comes from: the node itself, or one of the further
+    layers the ONNX parser makes of it (``<node>_<N>``) where no ONNX node has that name."""
+    if layer in pins:
+        return layer
+    base, sep, index = layer.rpartition("_")
+    if sep and index.isdigit() and base in pins and layer not in node_names:
+        return base
+    return None
 
 
 def _import_tensorrt() -> Any:
@@ -156,7 +182,8 @@ class TensorRTBuilder:
         precisions, output_types = resolve_layers(onnx_path, flags)
         settings = builder_settings(flags, onnx_input_dims(onnx_path),
                                     layer_precisions=precisions,
-                                    layer_output_types=output_types, version=version)
+                                    layer_output_types=output_types, version=version,
+                                    node_names=_node_names(onnx_path, precisions, output_types))
         start = time.perf_counter()
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)

@@ -227,6 +227,20 @@ def resolve_layers(onnx_path: Path, flags: FlagSet
             layers.resolve(graph, flags.layer_output_types))
 
 
+def layer_patterns(onnx_path: Path, flags: FlagSet
+                   ) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The flag set's pins as trtexec spells them: every pinned node and the layers the ONNX
+    parser derives from it (``<node>_*``, ``layers.trtexec_layers``), with notes for the
+    build log where a derived layer cannot be pinned safely."""
+    precisions, output_types = resolve_layers(onnx_path, flags)
+    if not (precisions or output_types):
+        return {}, {}, []
+    graph = read_onnx(onnx_path, load_weights=False).graph
+    pins, notes = layers.trtexec_layers(graph, precisions)
+    outs, out_notes = layers.trtexec_layers(graph, output_types)
+    return dict(pins), dict(outs), notes + out_notes
+
+
 _RUNNING = re.compile(r"\[TensorRT v(\d+)\]")
 
 
@@ -335,7 +349,7 @@ class TrtexecBuilder:
                 timing_cache: str = "/cache/timing.cache") -> list[str]:
         """The exact argument list a build runs (program first), as paths in the container."""
         shapes = onnx_input_dims(onnx_path)
-        precisions, output_types = resolve_layers(onnx_path, flags)
+        precisions, output_types, _ = layer_patterns(onnx_path, flags)
         return [self._trtexec or self.trtexec_path, *trtexec_args(
             flags, f"/onnx/{onnx_path.name}", "/work/model.plan", shapes,
             layer_precisions=precisions, layer_output_types=output_types,
@@ -348,7 +362,7 @@ class TrtexecBuilder:
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         version = self.probe(workdir)
-        notes = check_flags_for_version(flags, version)
+        notes = check_flags_for_version(flags, version) + layer_patterns(onnx_path, flags)[2]
         volumes = {str(workdir): {"bind": "/work", "mode": "rw"},
                    str(onnx_path.parent): {"bind": "/onnx", "mode": "ro"}}
         timing_cache = "/work/timing.cache"

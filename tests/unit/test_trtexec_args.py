@@ -307,8 +307,11 @@ def test_builder_command_from_onnx(tmp_path: Path) -> None:
     assert cmd[0] == "/usr/src/tensorrt/bin/trtexec"
     assert cmd[1] == "--onnx=/onnx/m.onnx"
     assert "--minShapes=signal:1x2400x1,state:1x64,len:1" in cmd
+    # Each pinned node also pins the further layers TensorRT's ONNX parser makes of it.
     assert ("--layerPrecisions=/enc/layers.0/norm/LayerNormalization:fp32,"
-            "/enc/layers.1/norm/LayerNormalization:fp32") in cmd
+            "/enc/layers.0/norm/LayerNormalization_*:fp32,"
+            "/enc/layers.1/norm/LayerNormalization:fp32,"
+            "/enc/layers.1/norm/LayerNormalization_*:fp32") in cmd
     assert "--timingCacheFile=/cache/timing.cache" in cmd
     assert "--exportLayerInfo=/work/layers.json" in cmd
 
