@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -42,6 +43,14 @@ _STALE_TMP_S = 24 * 3600.0
 class CacheFullError(BuildError):
     """The disk under the engine cache ran out of space while an entry was being stored."""
 
+
+
+def timing_cache_name(tensorrt_version: str, device: str) -> str:
+    """The timing cache file for one TensorRT version on one GPU model. trtexec accepts a
+    cache written by another GPU or release without a word and its timings then mislead
+    the tactic choice, so one shared cache folder holds a file per (version, GPU)."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{tensorrt_version}-{device}").strip("-")
+    return f"timing-{slug}.cache"
 
 
 def cache_key(onnx_digest: str, flags: FlagSet, builder: str, builder_version: str,

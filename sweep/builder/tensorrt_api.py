@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweep.builder.cache import timing_cache_name
 from sweep.builder.trtexec import onnx_input_dims, resolve_layers
 from sweep.builder.versions import Version, check_flags_for_version
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
+from sweep.infra.device import host_device
 from sweep.model import read_onnx
 
 # FlagSet precision names -> TensorRT DataType attribute names (trt.float32, ...).
@@ -204,7 +206,8 @@ class TensorRTBuilder:
                 f"layer names {unmatched[:10]} from the flag set's patterns are not layers of "
                 "the parsed network (the ONNX parser renamed or fused them); pin the layers "
                 "TensorRT reports instead.")
-        cache_file = (self.timing_cache_dir or workdir) / "timing.cache"
+        cache_file = (self.timing_cache_dir or workdir) / timing_cache_name(
+            ".".join(map(str, version)), host_device())
         if settings.timing_cache:
             cache = config.create_timing_cache(cache_file.read_bytes()
                                                if cache_file.exists() else b"")

@@ -24,12 +24,14 @@ from docker.client import DockerClient
 from docker.models.images import Image
 
 from sweep.builder import layers
+from sweep.builder.cache import timing_cache_name
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
 from sweep.builder.versions import Version, check_flags_for_version
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError, ModelError
 from sweep.flags import FlagSet
 from sweep.infra import containers
+from sweep.infra.device import host_device
 from sweep.infra.files import tail
 from sweep.model import read_onnx
 
@@ -367,13 +369,14 @@ class TrtexecBuilder:
                    str(onnx_path.parent): {"bind": "/onnx", "mode": "ro"}}
         timing_cache = "/work/timing.cache"
         if self.timing_cache_dir is not None:
-            # Shared across builds (same GPU model and TensorRT version, or TensorRT
-            # rejects it). docker-py keys mounts by host path, so one folder, one mount.
+            # Shared across builds of one TensorRT version on one GPU model: a file each.
+            # docker-py keys mounts by host path, so one folder, one mount.
             cache_dir = self.timing_cache_dir.resolve()
             cache_dir.mkdir(parents=True, exist_ok=True)
             if str(cache_dir) not in volumes:
                 volumes[str(cache_dir)] = {"bind": "/cache", "mode": "rw"}
-                timing_cache = "/cache/timing.cache"
+                name = timing_cache_name(".".join(map(str, version)), host_device())
+                timing_cache = f"/cache/{name}"
         command = self.command(onnx_path, flags, version, timing_cache)
         log_path = workdir / "build.log"
         (workdir / "trtexec.cmd").write_text(" ".join(command) + "\n")

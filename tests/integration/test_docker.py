@@ -359,7 +359,13 @@ def test_trtexec_builder_runs_the_command_list(fake_trt_images: dict[str, str],
     argv = json.loads((tmp_path / "work" / "argv.json").read_text())
     assert argv == builder.command(onnx_path, flags, (10, 9, 0))[1:]
     assert "--layerPrecisions=logsoftmax:fp32,matmul:fp32" in argv
-    assert (tmp_path / "tcache" / "timing.cache").exists()
+    # One timing cache per TensorRT version and GPU model (trtexec takes any without a word).
+    from sweep.builder.cache import timing_cache_name
+    from sweep.infra.device import host_device
+
+    written = [p.name for p in (tmp_path / "tcache").iterdir()]
+    assert written == [timing_cache_name("10.9.0", host_device())]
+    assert f"--timingCacheFile=/cache/{written[0]}" in argv
     assert (tmp_path / "work" / "layers.json").exists()
     log = engine.log_path.read_text()
     assert "the ONNX folder is read-only" in log

@@ -71,3 +71,12 @@ def test_python_api_pins_derived_layers_unless_they_are_nodes() -> None:
     assert _pinned_node("/enc/norm_2", pins, nodes) == "/enc/norm"
     assert _pinned_node("/enc/norm_x", pins, nodes) is None
     assert _pinned_node("/enc/MatMul_1", {"/enc/MatMul": "FLOAT"}, nodes) is None
+
+
+def test_timing_cache_is_keyed_by_tensorrt_version_and_gpu() -> None:
+    from sweep.builder.cache import timing_cache_name
+
+    a = timing_cache_name("10.9.0", "gpu:NVIDIA H100 80GB HBM3")
+    assert a == "timing-10.9.0-gpu-NVIDIA-H100-80GB-HBM3.cache"
+    assert a != timing_cache_name("11.0.0", "gpu:NVIDIA H100 80GB HBM3")
+    assert a != timing_cache_name("10.9.0", "gpu:NVIDIA A100-SXM4-80GB")
