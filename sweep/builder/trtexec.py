@@ -52,6 +52,7 @@ MANAGED = frozenset({
     "builderOptimizationLevel", "minShapes", "optShapes", "maxShapes", "shapes",
     "timingCacheFile", "exportLayerInfo", "profilingVerbosity", "skipInference",
     "duration", "warmUp", "useSpinWait", "noDataTransfers", "useCudaGraph",
+    "noSpinWait", "includeDataTransfers", "noCudaGraph",
 })
 _EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _EXTRA_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-x,]*$")
@@ -124,6 +125,19 @@ def _layer_spec(option: str, resolved: Mapping[str, str]) -> str:
     return ",".join(parts)
 
 
+def timing_pass_args(inference: InferenceOptions, version: Version | None) -> list[str]:
+    """The timing pass's switches, spelled so that they mean the same on 10.x and 11.x:
+    trtexec 11 flipped the defaults (data transfers off, CUDA graphs and spin-wait on) and
+    made the old switches no-ops, so the same command line would measure other things."""
+    if version is not None and version >= (11, 0, 0):
+        return [*(["--includeDataTransfers"] if inference.data_transfers else []),
+                *([] if inference.cuda_graph else ["--noCudaGraph"]),
+                *([] if inference.spin_wait else ["--noSpinWait"])]
+    return [*(["--useSpinWait"] if inference.spin_wait else []),
+            *([] if inference.data_transfers else ["--noDataTransfers"]),
+            *(["--useCudaGraph"] if inference.cuda_graph else [])]
+
+
 def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
                  shapes: Mapping[str, tuple[int, ...]], *,
                  layer_precisions: Mapping[str, str] | None = None,
@@ -193,12 +207,7 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
         args += [f"--shapes={_shape_spec(shapes, batch)}",
                  f"--warmUp={int(inference.warmup_ms)}",
                  f"--duration={int(inference.duration_s)}"]
-        if inference.spin_wait:
-            args.append("--useSpinWait")
-        if not inference.data_transfers:
-            args.append("--noDataTransfers")
-        if inference.cuda_graph:
-            args.append("--useCudaGraph")
+        args += timing_pass_args(inference, version)
 
     for key, value in flags.extra:
         if not _EXTRA_KEY.match(key) or key in MANAGED:
@@ -413,6 +422,11 @@ class TrtexecBuilder:
             path=engine_file, format=EngineFormat.TENSORRT_PLAN, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=result.seconds, log_path=log_path,
             runtime={"tensorrt_version": ".".join(map(str, version)),
+                     # What trtexec's own figures (trt_* metrics) included.
+                     "timing_pass": {} if self.inference.skip else {
+                         "data_transfers": self.inference.data_transfers,
+                         "cuda_graph": self.inference.cuda_graph,
+                         "spin_wait": self.inference.spin_wait},
                      "trtexec_warnings": list(report.warnings), "notes": notes,
                      "trtexec_missing": list(report.missing)},
             metrics=report.metrics(batch=None if self.inference.skip else batch),

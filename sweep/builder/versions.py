@@ -44,7 +44,9 @@ def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
                 f"bf16 needs TensorRT 10.0 or later (--bf16 and the bf16 layer precision "
                 f"are not in {v}'s trtexec). Use a newer image or fp16."))
     if version >= (11, 0, 0):
-        if not flags.strongly_typed:
+        weak = flags.precision != "fp32" or flags.layer_precisions or \
+            flags.layer_output_types or flags.precision_constraints != "none"
+        if not flags.strongly_typed and weak:
             out.append(VersionRule(
                 "weak-typing-removed",
                 f"TensorRT {v} builds strongly typed networks only: the 11.0.0 release notes "
@@ -82,6 +84,12 @@ def check_flags_for_version(flags: FlagSet, version: Version) -> list[str]:
         notes.append(
             "weakly typed build: TensorRT 10.12 deprecated the weak typing APIs (precision "
             "flags, precision constraints); TensorRT 11 removes them.")
+    if version >= (11, 0, 0) and not flags.strongly_typed:
+        # fp32 without pins asks nothing of weak typing: the same network, typed by its
+        # ONNX, which is all TensorRT 11 builds.
+        notes.append(f"TensorRT {'.'.join(map(str, version))} builds every network strongly "
+                     "typed; this fp32 flag set without pins is the same build as "
+                     "trt.strongly_typed=true.")
     if flags.precision == "int8":
         notes.append(
             "int8 without a calibration cache or Q/DQ nodes: trtexec uses placeholder "

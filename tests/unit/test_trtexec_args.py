@@ -252,7 +252,10 @@ def test_version_matrix() -> None:
     # 11.0 removes it.
     assert check_flags_for_version(typed, (11, 0, 0)) == []
     with pytest.raises(FlagSetError, match="Weak typing is no longer supported"):
-        check_flags_for_version(flags(), (11, 0, 0))
+        check_flags_for_version(flags(precision="fp16"), (11, 0, 0))
+    # fp32 without pins needs nothing of weak typing: it builds on 11 (the default image),
+    # strongly typed, and the note says so.
+    assert any("strongly typed" in n for n in check_flags_for_version(flags(), (11, 0, 0)))
     with pytest.raises(FlagSetError, match="--fp16") as info:
         check_flags_for_version(pins, (11, 1, 0))
     assert "kOBEY_PRECISION_CONSTRAINTS" in str(info.value)
@@ -321,3 +324,19 @@ def test_builder_does_nothing_until_called_then_needs_docker(tmp_path: Path) -> 
     assert builder.name == "trtexec"
     with pytest.raises(DockerUnavailableError, match="dockerd"):
         builder.version()
+
+
+def test_timing_pass_means_the_same_on_10_and_11() -> None:
+    # The sweep's default: transfers in, no CUDA graph, spin-wait (what Triton pays per chunk).
+    ten = args(flags(), version=(10, 16, 0), inference=InferenceOptions())
+    eleven = args(flags(strongly_typed=True), version=(11, 4, 0), inference=InferenceOptions())
+    assert "--useSpinWait" in ten and "--noDataTransfers" not in ten
+    assert "--useCudaGraph" not in ten
+    # 11 turned transfers off and CUDA graphs on by default: say so explicitly.
+    assert "--includeDataTransfers" in eleven and "--noCudaGraph" in eleven
+    assert not {"--useSpinWait", "--noDataTransfers", "--useCudaGraph"} & set(eleven)
+    pure = args(flags(strongly_typed=True), version=(11, 4, 0),
+                inference=InferenceOptions(data_transfers=False, cuda_graph=True,
+                                           spin_wait=False))
+    assert "--noSpinWait" in pure and "--includeDataTransfers" not in pure
+    assert "--noCudaGraph" not in pure
