@@ -10,6 +10,14 @@ from typing import Any
 
 from sweep.flags import FlagSet
 
+# NVIDIA's tritonserver image that builds (trtexec) and serves (Triton's TensorRT backend)
+# a plan on a GPU host: both must be the same release, a plan runs only on the TensorRT
+# that built it. 26.06 is the first release on TensorRT 11 (11.0, strongly typed only);
+# older images keep working through the per-version rules (sweep/builder/versions.py).
+DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.06-py3"
+# The newest release on TensorRT 10.x, for weakly typed sweeps (precision flags and pins).
+TENSORRT_10_IMAGE = "nvcr.io/nvidia/tritonserver:26.05-py3"
+
 
 class EngineFormat(StrEnum):
     """What a builder made, which says how Triton serves it (values as in engine.json)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from sweep.engine import Engine
+from sweep.engine import DEFAULT_IMAGE, Engine
 from sweep.flags import FlagSet
 
 
@@ -16,7 +16,7 @@ class BuilderConfig:
     # Emulation: ONNX Runtime threads per server-side session.
     intra_op_threads: int = 1
     # trtexec / tensorrt on a GPU host (trtexec runs inside this image, via docker-py):
-    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
+    image: str = DEFAULT_IMAGE
     gpus: str = "all"
     timeout_s: float = 3600.0
     trtexec_path: str = "trtexec"

@@ -27,7 +27,7 @@ from sweep.builder import layers
 from sweep.builder.cache import timing_cache_name
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
 from sweep.builder.versions import Version, check_flags_for_version
-from sweep.engine import Engine, EngineFormat
+from sweep.engine import DEFAULT_IMAGE, Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError, ModelError
 from sweep.flags import FlagSet
 from sweep.infra import containers
@@ -35,7 +35,6 @@ from sweep.infra.device import host_device
 from sweep.infra.files import tail
 from sweep.model import read_onnx
 
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.04-py3"
 # Where NGC's tritonserver images keep trtexec (not on PATH there); "trtexec" is tried next.
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sweep.engine import TENSORRT_10_IMAGE
 from sweep.errors import FlagSetError
 from sweep.flags import FlagSet
 
@@ -52,7 +53,8 @@ def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
                 f"TensorRT {v} builds strongly typed networks only: the 11.0.0 release notes "
                 "say 'Weak typing is no longer supported' (deprecated since 10.12). Set "
                 "trt.strongly_typed=true and put the precisions into the ONNX itself "
-                "(ModelOpt AutoCast), or use a TensorRT 10.x image for weakly typed sweeps."))
+                "(ModelOpt AutoCast), or use a TensorRT 10.x image for weakly typed sweeps: "
+                f"builder.image={TENSORRT_10_IMAGE} server.image={TENSORRT_10_IMAGE}."))
         if flags.precision != "fp32":
             out.append(VersionRule(
                 "precision-flags-removed",

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from sweep.engine import EngineFormat
+from sweep.engine import DEFAULT_IMAGE, EngineFormat
 
 
 class InstanceKind(StrEnum):
@@ -58,7 +58,7 @@ class ServerConfig:
     # ignored under launchers that run jobs in other processes (Ray).
     keep_running: bool = False
     # docker only:
-    image: str = "nvcr.io/nvidia/tritonserver:25.04-py3"
+    image: str = DEFAULT_IMAGE
     gpus: str | None = None
     shm_size: str = "256m"
     network: str = "auto"
