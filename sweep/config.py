@@ -146,6 +146,24 @@ def as_dict(node: Any) -> dict[str, Any]:
 PARAM_GROUPS = ("builder", "server", "model", "dataset", "eval", "decoder")
 
 
+def gpu_host_settings(cfg: DictConfig) -> tuple[BuilderConfig, ServerConfig]:
+    """The builder and server groups alone: what the preflight checks need (a multirun's
+    callback sees the config before any job's flag set is chosen)."""
+    builder = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BuilderConfig),
+                                                  cfg.builder))
+    server = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ServerConfig),
+                                                 cfg.server))
+    assert isinstance(builder, BuilderConfig) and isinstance(server, ServerConfig)
+    return builder, server
+
+
+def tracking_settings(cfg: DictConfig) -> TrackingConfig:
+    tracking = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrackingConfig),
+                                                   cfg.tracking))
+    assert isinstance(tracking, TrackingConfig)
+    return tracking
+
+
 def model_interface(cfg: ModelConfig) -> ModelInterface:
     """The model group as the interface every stage reads (paths resolved)."""
     return ModelInterface(

@@ -17,7 +17,7 @@ class BuilderConfig:
     intra_op_threads: int = 1
     # trtexec / tensorrt on a GPU host (trtexec runs inside this image, via docker-py):
     image: str = DEFAULT_IMAGE
-    gpus: str = "all"
+    gpus: str | None = "all"
     timeout_s: float = 3600.0
     trtexec_path: str = "trtexec"
     timing_cache_dir: str | None = None

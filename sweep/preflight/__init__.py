@@ -1,0 +1,1 @@
+"""``python -m sweep.preflight``: will a sweep with these settings run on this host?"""

@@ -1,0 +1,7 @@
+"""``python -m sweep.preflight``."""
+
+import sys
+
+from sweep.preflight.cli import main
+
+sys.exit(main())
