@@ -9,15 +9,13 @@ own per-node profile at batch 1 and 16 summed by op type. The ratio of per-chunk
 times the core count, bounds what 16 streams can gain over one stream before any serving
 cost is counted.
 
-Run: python bench/batching.py [--repeat 5]
+Run: python -m bench.batching [--repeat 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
@@ -116,11 +113,9 @@ def op_profile(path: Path, batch: int, rng: np.random.Generator, runs: int = 20
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = bench_parser(__doc__, repeat=5)
     ap.add_argument("--seconds", type=float, default=2.0, help="per batch size and round")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
     header = machine_line()
@@ -170,7 +165,7 @@ def main() -> None:
           "thread, and cores that add up (a GPU is another matter)."]
     text = "\n".join(md)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section("batching", text)
 
 

@@ -4,39 +4,37 @@ memory, for both model contracts, 1 and 4 streams, against in-process ONNX Runti
 Not a benchmark: the check that the shared-memory transport (sweep/evaluate/stream.py,
 GrpcStreamer(transport=...)) changes speed only. Exits non-zero on any difference.
 
-Run: python bench/check_transport.py [--utterances 8]
+Run: python -m bench.check_transport [--utterances 8]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import OUT, ROOT, bench_parser, fp32_engine, utterances
+from sweep.model import Contract, ModelInterface, StatePair
+from sweep.server.base import ServingOptions
+from sweep.server.local import LocalServer
+from sweep.server.serve import serve
 
-from bench.common import OUT, ROOT, ServerSetup, fp32_engine, triton, utterances
 
-
-def models() -> dict[str, Any]:
-    from sweep.model import ModelInterface, StatePair
-
+def models() -> dict[str, ModelInterface]:
     assets = ROOT / "demo" / "assets"
     found: dict[str, ModelInterface] = {}
     mono = assets / "demo_monolithic.onnx"
     if mono.exists():
         found["monolithic"] = ModelInterface(
-            name="demo_monolithic", onnx_path=mono, contract="monolithic",
+            name="demo_monolithic", onnx_path=mono, contract=Contract.MONOLITHIC,
             audio_input="signal", logprobs_output="logprobs",
             states=(StatePair("state", "state_next"),))
     skip = assets / "demo_skip_preprocessor.onnx"
     if skip.exists():
         found["skip_preprocessor"] = ModelInterface(
-            name="demo_skip_preprocessor", onnx_path=skip, contract="skip_preprocessor",
-            audio_input="audio_signal", logprobs_output="logprobs", length_input="length",
+            name="demo_skip_preprocessor", onnx_path=skip,
+            contract=Contract.SKIP_PREPROCESSOR, audio_input="audio_signal",
+            logprobs_output="logprobs", length_input="length",
             states=(StatePair("cache_last_time", "cache_last_time_next"),
                     StatePair("cache_last_channel", "cache_last_channel_next"),
                     StatePair("cache_last_chan_len", "cache_last_chan_len_next")))
@@ -44,7 +42,7 @@ def models() -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, write=None)  # a check: no rounds, no RESULTS.md section
     ap.add_argument("--utterances", type=int, default=8)
     args = ap.parse_args()
 
@@ -57,7 +55,9 @@ def main() -> None:
         engine = fp32_engine(model)
         reference = OrtPipeline(model, engine.path, graph_optimization_level=str(
             engine.runtime["graph_optimization_level"])).run(utts)
-        with triton(model, engine, ServerSetup(), f"check-{contract}") as ep:
+        with serve(model, engine, LocalServer(), OUT / f"check-{contract}",
+                   ServingOptions()) as served:
+            ep = served.endpoint
             runs = {}
             for transport in ("grpc", "shm", "auto"):
                 for streams in (1, 4):

@@ -10,14 +10,14 @@ second, interleaved rounds, ratios against unary measured in the same run. It an
 whether another way of calling would leave more CPU for the model at 16 streams
 (targets 1 and 2).
 
-Run: python bench/client_calls.py [--requests 3000] [--repeat 3]
+The server runs with the sweep's settings (ServingOptions).
+
+Run: python -m bench.client_calls [--requests 3000] [--repeat 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +25,21 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine_line, median, save_json, table, write_section
-from tests.conftest import tiny_monolithic_onnx
+from bench.common import (
+    bench_parser,
+    machine_line,
+    median,
+    save_json,
+    table,
+    tiny_onnx,
+    write_section,
+)
+from sweep.engine import Engine, EngineFormat
+from sweep.flags import FlagSet
+from sweep.model import Contract, ModelInterface, StatePair
+from sweep.server.base import ServingOptions
+from sweep.server.local import LocalServer
+from sweep.server.serve import serve
 
 
 def _inputs(module: Any) -> list[Any]:
@@ -158,18 +169,9 @@ def callbacks(url: str, requests: int, inflight: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from sweep.engine import Engine
-    from sweep.flags import FlagSet
-    from sweep.model import ModelInterface, StatePair
-    from sweep.server.base import ServingOptions
-    from sweep.server.local import LocalServer
-    from sweep.server.repository import render
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, repeat=3)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--inflight", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
     header = machine_line()
@@ -179,18 +181,16 @@ def main() -> None:
              "callbacks, no event loop": callbacks}
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = tiny_monolithic_onnx(Path(tmp) / "tiny.onnx")
-        model = ModelInterface(name="tiny", onnx_path=onnx_path, contract="monolithic",
-                               audio_input="signal", logprobs_output="logprobs",
+        onnx_path = tiny_onnx(Path(tmp) / "tiny.onnx")
+        model = ModelInterface(name="tiny", onnx_path=onnx_path,
+                               contract=Contract.MONOLITHIC, audio_input="signal",
+                               logprobs_output="logprobs",
                                states=(StatePair("state", "state_next"),))
-        engine = Engine(path=onnx_path, format="onnx_emulated", flags=FlagSet(),
+        engine = Engine(path=onnx_path, format=EngineFormat.ONNX_EMULATED, flags=FlagSet(),
                         builder="none", builder_version="0", build_seconds=0.0,
                         log_path=onnx_path)
-        server = LocalServer()
-        repository = render(model, engine, Path(tmp) / "repo",
-                            site_packages=server.site_packages(),
-                            options=ServingOptions(instances=2))
-        with server.serving(repository, Path(tmp) / "tritonserver.log") as endpoint:
+        with serve(model, engine, LocalServer(), Path(tmp), ServingOptions()) as served:
+            endpoint = served.endpoint
             asyncio.run(unary(endpoint.grpc_url, 200, args.inflight))  # warm up
             for _ in range(args.repeat):
                 for name, fn in modes.items():
@@ -214,7 +214,7 @@ def main() -> None:
                  "x unary"], rows)]
     text = "\n".join(md)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section("client_calls", text)
 
 

@@ -1,5 +1,6 @@
-"""What the benchmarks share: the demo model and engine, a local Triton, the statistics API,
-per-process CPU accounting, and the RESULTS.md writer.
+"""What the benchmarks share: the demo model and engine, the options every script takes,
+the statistics API, per-process CPU accounting, and the RESULTS.md writer. Triton is
+served as the sweep serves it: ``sweep.server.serve.serve`` with ``ServingOptions``.
 
 Every benchmark measures its baseline in the same run and reports ratios, because this
 machine (2 vCPUs, shared with other work) drifts by tens of percent between minutes.
@@ -7,6 +8,7 @@ machine (2 vCPUs, shared with other work) drifts by tens of percent between minu
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -14,13 +16,18 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from sweep.server.base import ServingOptions
+
+if TYPE_CHECKING:
+    from sweep.data.manifest import Utterance
+    from sweep.engine import Engine
+    from sweep.model import ModelInterface
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -42,15 +49,15 @@ def onnx_path() -> Path:
     raise SystemExit("no demo model: set BENCH_ONNX=/path/to/demo_monolithic.onnx")
 
 
-def demo_model(path: Path | None = None) -> Any:
-    from sweep.model import ModelInterface, StatePair
+def demo_model(path: Path | None = None) -> ModelInterface:
+    from sweep.model import Contract, ModelInterface, StatePair
 
     return ModelInterface(name="demo_monolithic", onnx_path=path or onnx_path(),
-                          contract="monolithic", audio_input="signal",
+                          contract=Contract.MONOLITHIC, audio_input="signal",
                           logprobs_output="logprobs", states=(StatePair("state", "state_next"),))
 
 
-def utterances(limit: int | None = None) -> list[Any]:
+def utterances(limit: int | None = None) -> list[Utterance]:
     from sweep.data.manifest import load_manifest
 
     utts = load_manifest(DATASET)
@@ -61,48 +68,113 @@ def utterances(limit: int | None = None) -> list[Any]:
 FP32_FLAGS: dict[str, Any] = {"precision": "fp32", "tf32": False}
 
 
-def fp32_engine(model: Any, flags: dict[str, Any] | None = None) -> Any:
-    """The emulated fp32 engine, from a cache under bench/out (built once)."""
-    from sweep.builder.cache import EngineCache
-    from sweep.builder.emulate import EmulateBuilder
+def fp32_engine(model: ModelInterface, flags: dict[str, Any] | None = None) -> Engine:
+    """The emulated fp32 engine, built as a job builds it (``build_engine``, the emulate
+    builder's defaults) into an engine cache under bench/out (built once)."""
+    from sweep.builder import build_engine
+    from sweep.builder.base import BuilderConfig
     from sweep.flags import FlagSet
 
-    return EngineCache(OUT / "engines").build(
-        EmulateBuilder(), model.onnx_path, FlagSet.from_mapping(flags or FP32_FLAGS), "cpu")
+    return build_engine(BuilderConfig(name="emulate", cache_dir=str(OUT / "engines")),
+                        model.onnx_path, FlagSet.from_mapping(flags or FP32_FLAGS))
 
 
-@dataclass(frozen=True)
-class ServerSetup:
-    """The Triton scheduling knobs a benchmark varies (sweep/config.py ServerConfig)."""
+def tiny_onnx(path: Path, chunk: int = 3200, frames: int = 20, state: int = 10) -> Path:
+    """A tiny model in the monolithic contract (INT32 samples -> frames x 35 logprobs, a
+    20x160 MatMul; the state accumulates the chunk's mean): what a call costs, without the
+    model's cost. Built here, so that bench/ does not depend on tests/."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    max_batch_size: int = 16
-    queue_delay_us: int = 1000
-    instances: int = 1
-    intra_op_threads: int = 1
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(rng.randn(chunk // frames, 35).astype(np.float32) * 1e-3,
+                                     "W"),
+             numpy_helper.from_array(np.array([0, frames, chunk // frames], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [
+        helper.make_node("Cast", ["signal"], ["f"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Reshape", ["f", "shape"], ["r"], name="reshape"),
+        helper.make_node("MatMul", ["r", "W"], ["m"], name="matmul"),
+        helper.make_node("LogSoftmax", ["m"], ["logprobs"], axis=-1, name="logsoftmax"),
+        helper.make_node("ReduceMean", ["f"], ["mean"], axes=[1, 2], keepdims=0, name="mean"),
+        helper.make_node("Unsqueeze", ["mean", "axis1"], ["mean2"], name="unsqueeze"),
+        helper.make_node("Add", ["state", "mean2"], ["state_next"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("signal", TensorProto.INT32, ["batch", chunk, 1]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", state])],
+        [helper.make_tensor_value_info("logprobs", TensorProto.FLOAT, ["batch", frames, 35]),
+         helper.make_tensor_value_info("state_next", TensorProto.FLOAT, ["batch", state])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
 
-    @property
-    def label(self) -> str:
-        return (f"inst={self.instances} thr={self.intra_op_threads} "
-                f"delay={self.queue_delay_us}us mbs={self.max_batch_size}")
+
+# -- options every script shares -----------------------------------------------------------
+
+def bench_parser(doc: str | None, *, repeat: int | None = None, write: bool | None = True,
+                 quiet_timeout: float | None = None, serving: bool = False
+                 ) -> argparse.ArgumentParser:
+    """A script's parser (its description: the first paragraph of ``doc``) with the options
+    the benchmarks share, each defined here only:
+
+    * ``--repeat N`` (default ``repeat``; None: the script has no rounds): interleaved rounds.
+    * ``--no-write`` (``write=True``: the script writes its RESULTS.md section unless told
+      not to) or ``--write`` (``write=False``: it writes only when told to); both set
+      ``args.write``. None: neither.
+    * ``--quiet-cores C --quiet-timeout S`` (default ``quiet_timeout``; None: neither):
+      before each measured run, wait up to S seconds until other processes use fewer than
+      C cores (``wait_quiet``).
+    * with ``serving``, Triton's scheduling knobs ``--instances --threads --queue-delay-us
+      --max-batch``, defaulting to the sweep's own (``ServingOptions``); read them back
+      with ``serving_options(args)``.
+    """
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)  # run as python -m bench.X
+    ap = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None,
+                                 description=(doc or "").split("\n\n")[0])
+    if repeat is not None:
+        ap.add_argument("--repeat", type=int, default=repeat,
+                        help="interleaved rounds (medians or minima are reported)")
+    if write is True:
+        ap.add_argument("--no-write", dest="write", action="store_false",
+                        help="print only; leave RESULTS.md alone")
+    elif write is False:
+        ap.add_argument("--write", dest="write", action="store_true",
+                        help="also write the script's section of RESULTS.md")
+    if quiet_timeout is not None:
+        ap.add_argument("--quiet-cores", type=float, default=0.3,
+                        help="before each run, wait until other processes use fewer cores")
+        ap.add_argument("--quiet-timeout", type=float, default=quiet_timeout,
+                        help="seconds to wait for that at most (0: do not wait)")
+    if serving:
+        knobs = ap.add_argument_group("server settings (default: the sweep's, ServingOptions)")
+        knobs.add_argument("--instances", type=int, default=ServingOptions.instances,
+                           help="Triton model instances")
+        knobs.add_argument("--threads", type=int, default=ServingOptions.intra_op_threads,
+                           help="ONNX Runtime intra-op threads per instance")
+        knobs.add_argument("--queue-delay-us", type=int,
+                           default=ServingOptions.queue_delay_us,
+                           help="the dynamic batcher's max queue delay")
+        knobs.add_argument("--max-batch", type=int, default=ServingOptions.max_batch_size,
+                           help="the model's max batch size")
+    return ap
 
 
-@contextmanager
-def triton(model: Any, engine: Any, setup: ServerSetup, name: str) -> Iterator[Any]:
-    """A local tritonserver serving ``engine``; yields the Endpoint."""
-    from sweep.server.base import ServingOptions
-    from sweep.server.local import LocalServer
-    from sweep.server.repository import render
+def serving_options(args: argparse.Namespace) -> ServingOptions:
+    """The server settings ``bench_parser(serving=True)`` parsed."""
+    return ServingOptions(max_batch_size=args.max_batch, queue_delay_us=args.queue_delay_us,
+                          instances=args.instances, intra_op_threads=args.threads)
 
-    server = LocalServer()
-    folder = OUT / name
-    repo = render(model, engine, folder / "model_repository",
-                  site_packages=server.site_packages(),
-                  options=ServingOptions(max_batch_size=setup.max_batch_size,
-                                         queue_delay_us=setup.queue_delay_us,
-                                         instances=setup.instances,
-                                         intra_op_threads=setup.intra_op_threads))
-    with server.serving(repo, folder / "tritonserver.log") as endpoint:
-        yield endpoint
+
+def serving_label(options: ServingOptions) -> str:
+    """A setting's name in the tables: ``inst=2 thr=1 delay=0us mbs=16``."""
+    return (f"inst={options.instances} thr={options.intra_op_threads} "
+            f"delay={options.queue_delay_us}us mbs={options.max_batch_size}")
 
 
 # -- per-process CPU -----------------------------------------------------------------------

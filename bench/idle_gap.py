@@ -9,23 +9,19 @@ script measures that with no serving at all: the fp32 emulated demo engine in on
 on one thread, as each Triton instance runs it, with a sleep of 0 to 5 ms before each run,
 batch 1 and 4, medians of ``--repeat`` interleaved rounds.
 
-Run: python bench/idle_gap.py [--repeat 5]
+Run: python -m bench.idle_gap [--repeat 5]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.batching import feed, session
 from bench.common import (
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
@@ -54,10 +50,8 @@ def run_ms(sess: Any, inputs: dict[str, np.ndarray], pause_s: float, runs: int) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = bench_parser(__doc__, repeat=5)
     ap.add_argument("--runs", type=int, default=150, help="runs per pause, batch and round")
-    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
     header = machine_line()
@@ -95,7 +89,7 @@ def main() -> None:
           "back to back, with the same inputs on the same session."]
     text = "\n".join(md)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section("idle_gap", text)
 
 

@@ -8,54 +8,52 @@ wall second (median), the batch sizes Triton formed, and the CPU each process sp
 chunk (the figure that decides throughput once both cores are busy, and the one least
 disturbed by other users of the machine).
 
-Run: python bench/levers.py --setups 1:1:1000,1:2:1000,2:1:1000,1:1:0 --streams 1,16
-     (a setup is INSTANCES:THREADS:QUEUE_DELAY_US[:MAX_BATCH])
+Run: python -m bench.levers --setups 1:1:1000,1:2:1000,2:1:1000,1:1:0 --streams 1,16
+     (a setup is INSTANCES:THREADS:QUEUE_DELAY_US[:MAX_BATCH]; MAX_BATCH defaults to the
+     sweep's, ServingOptions.max_batch_size)
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
+    OUT,
     CpuMeter,
-    ServerSetup,
     StatsProbe,
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
     median,
     percentiles,
     save_json,
+    serving_label,
     table,
-    triton,
     utterances,
     wait_quiet,
     write_section,
 )
+from sweep.server.base import ServingOptions
+from sweep.server.local import LocalServer
+from sweep.server.serve import serve
 
 
-def parse(spec: str) -> ServerSetup:
+def parse(spec: str) -> ServingOptions:
     parts = [int(p) for p in spec.split(":")]
     inst, thr, delay = parts[:3]
-    return ServerSetup(instances=inst, intra_op_threads=thr, queue_delay_us=delay,
-                       max_batch_size=parts[3] if len(parts) > 3 else 16)
+    return ServingOptions(instances=inst, intra_op_threads=thr, queue_delay_us=delay,
+                          max_batch_size=parts[3] if len(parts) > 3
+                          else ServingOptions.max_batch_size)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Unlike the other scripts, levers.py writes its section only when asked (--write).
+    ap = bench_parser(__doc__, repeat=3, write=False, quiet_timeout=30.0)
     ap.add_argument("--setups", default="1:1:1000,1:2:1000,2:1:1000,1:1:0,1:1:4000")
     ap.add_argument("--streams", default="1,16")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--utterances", type=int, default=100)
-    ap.add_argument("--quiet-cores", type=float, default=0.3)
-    ap.add_argument("--quiet-timeout", type=float, default=30.0)
-    ap.add_argument("--write", action="store_true", help="also write RESULTS.md's section")
     args = ap.parse_args()
 
     from sweep.evaluate.stream import GrpcStreamer
@@ -71,9 +69,11 @@ def main() -> None:
     with ExitStack() as stack:
         endpoints = []
         for i, setup in enumerate(setups):
-            ep = stack.enter_context(triton(model, engine, setup, f"levers-{i}"))
+            served = stack.enter_context(serve(model, engine, LocalServer(),
+                                               OUT / f"levers-{i}", setup))
+            ep = served.endpoint
             GrpcStreamer(model, ep.grpc_url, ep.model_name, streams=16).run(utts[:32])
-            endpoints.append((setup, ep, CpuMeter(str(ep.log_path.parent / "model_repository")),
+            endpoints.append((setup, ep, CpuMeter(str(served.repository.path)),
                               StatsProbe(ep.grpc_url)))
         for rnd in range(args.repeat):
             for n in streams:
@@ -92,8 +92,8 @@ def main() -> None:
                                    if k not in ("other", "wall")},
                            "other_cores": cpu["other"] / cpu["wall"]}
                     row["cpu"]["total"] = sum(row["cpu"].values())
-                    runs.setdefault((setup.label, n), []).append(row)
-                    print(f"round {rnd} {setup.label:36s} streams {n:3d}: "
+                    runs.setdefault((serving_label(setup), n), []).append(row)
+                    print(f"round {rnd} {serving_label(setup):36s} streams {n:3d}: "
                           f"{row['audio_s_per_s']:6.1f} audio-s/s p50 {p50:6.1f} ms "
                           f"batch {row['mean_batch']:4.1f} cpu ms/chunk " +
                           " ".join(f"{k} {v:.2f}" for k, v in row["cpu"].items()) +
@@ -101,8 +101,8 @@ def main() -> None:
     rows = []
     for setup in setups:
         for n in streams:
-            rs = runs[(setup.label, n)]
-            rows.append([setup.label, n, median([r["audio_s_per_s"] for r in rs]),
+            rs = runs[(serving_label(setup), n)]
+            rows.append([serving_label(setup), n, median([r["audio_s_per_s"] for r in rs]),
                          median([r["p50_ms"] for r in rs]), median([r["p99_ms"] for r in rs]),
                          median([r["mean_batch"] for r in rs]),
                          *[median([r["cpu"][k] for r in rs]) for k in

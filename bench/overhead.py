@@ -1,34 +1,32 @@
 """Target 4: what a sweep job costs besides building and evaluating.
 
-A. The real job: ``sweep.job.run`` (Hydra config, MLflow run, engine from the cache,
-   render, start, ready, stream ONE utterance, stop, score, log), with the engine build,
-   the streaming and the decoding timed from inside and subtracted. What remains is the
-   per-job overhead a sweep pays: target <= 3 s local, <= 6 s docker.
-B. The same job's stages on their own: render the repository; start until READY; stop;
-   MLflow logging (run, params, tags, the artifacts a job logs, metrics, end).
+A. The real job: ``sweep.job.run`` (Hydra config read by ``JobSettings.from_cfg``, MLflow
+   run, engine from the cache, render, start, ready, stream ONE utterance, stop, score,
+   log), with the engine build, the streaming and the decoding timed from inside and
+   subtracted. What remains is the per-job overhead a sweep pays: target <= 3 s local,
+   <= 6 s docker.
+B. The same job's stages on their own, served as the job serves (``serve``, the sweep's
+   ServingOptions): render the repository; start until READY; stop; MLflow logging (run,
+   params, tags, the artifacts a job logs, metrics, end).
 Both for a server per job and for the kept server (``server.keep_running``: one
 tritonserver per sweep in explicit model-control mode, each job's models reloaded into it),
 locally and, when a Docker daemon and the image are there, in Docker.
 
-Run: python bench/overhead.py [--repeat 5] [--no-docker]
+Run: python -m bench.overhead [--repeat 5] [--no-docker]
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
     OUT,
     ROOT,
-    ServerSetup,
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
@@ -39,6 +37,7 @@ from bench.common import (
     verdict,
     write_section,
 )
+from sweep.server.base import ServerConfig
 
 WORK = OUT / "overhead"
 
@@ -60,16 +59,21 @@ def compose(overrides: list[str]) -> Any:
 
 def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
     """One sweep.job.run; returns its wall time and the parts that are not overhead."""
-    import sweep.job as job
+    import sweep.job as sweep_job
+    from sweep.builder.base import BuilderConfig
+    from sweep.config import JobSettings
+    from sweep.engine import Engine
+    from sweep.flags import FlagSet
 
     timed: dict[str, float] = {"build": 0.0, "stream": 0.0}
-    build_engine = job.build_engine
-    streamer_cls = job.GrpcStreamer
+    build_engine = sweep_job.build_engine
+    streamer_cls = sweep_job.GrpcStreamer
 
-    def timed_build(*a: Any, **k: Any) -> Any:
+    def timed_build(cfg: BuilderConfig, onnx_path: Path, flags: FlagSet,
+                    job: str | None = None) -> Engine:
         t = time.perf_counter()
         try:
-            return build_engine(*a, **k)
+            return build_engine(cfg, onnx_path, flags, job)
         finally:
             timed["build"] += time.perf_counter() - t
 
@@ -87,13 +91,16 @@ def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
         f"server={server}", f"tracking.uri=sqlite:///{store}/mlflow.db",
         f"tracking.artifact_root={store}/artifacts",
         f"builder.cache_dir={OUT / 'engines-job'}", "+force=true", *extra])
-    job.build_engine, job.GrpcStreamer = timed_build, TimedStreamer  # type: ignore[misc]
+    # job.run looks both up in its module when it calls them.
+    sweep_job.build_engine = timed_build
+    sweep_job.GrpcStreamer = TimedStreamer  # type: ignore[misc]
     try:
-        t0 = time.perf_counter()
-        result = job.run(cfg, WORK / f"job-{server}-{index}")
+        t0 = time.perf_counter()  # reading the config is part of a job's overhead
+        result = sweep_job.run(JobSettings.from_cfg(cfg), WORK / f"job-{server}-{index}")
         wall = time.perf_counter() - t0
     finally:
-        job.build_engine, job.GrpcStreamer = build_engine, streamer_cls  # type: ignore[misc]
+        sweep_job.build_engine = build_engine
+        sweep_job.GrpcStreamer = streamer_cls  # type: ignore[misc]
     if result.status != "FINISHED":
         raise SystemExit(f"the {server} job failed: {result.error}")
     decode = result.metrics.get("decode_seconds", 0.0)
@@ -132,25 +139,22 @@ def mlflow_logging(engine: Any, repo: Any, log_path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def stages(model: Any, engine: Any, server: Any, name: str) -> dict[str, float]:
+def stages(model: Any, engine: Any, server: ServerConfig, name: str) -> dict[str, float]:
+    """Render, start+ready (or swap), stop: ``serve`` as the job calls it, with the job's
+    serving settings (ServingOptions) and its server (``make_server``); then MLflow."""
+    from sweep.server import make_server
     from sweep.server.base import ServingOptions
-    from sweep.server.repository import render
+    from sweep.server.serve import serve
 
-    setup = ServerSetup()
+    launcher = make_server(server)
+    marks: list[float] = []
     t0 = time.perf_counter()
-    repo = render(model, engine, WORK / f"stage-{name}" / "model_repository",
-                  site_packages=server.site_packages(),
-                  options=ServingOptions(max_batch_size=setup.max_batch_size,
-                                         queue_delay_us=setup.queue_delay_us,
-                                         instances=setup.instances))
-    t1 = time.perf_counter()
-    log_path = WORK / f"stage-{name}" / "tritonserver.log"
-    ctx = server.serving(repo, log_path)
-    ctx.__enter__()
-    t2 = time.perf_counter()
-    ctx.__exit__(None, None, None)
+    with serve(model, engine, launcher, WORK / f"stage-{name}", ServingOptions(),
+               rendered=lambda _: marks.append(time.perf_counter())) as served:
+        t2 = time.perf_counter()
     t3 = time.perf_counter()
-    logging = mlflow_logging(engine, repo, log_path)
+    t1 = marks[0]
+    logging = mlflow_logging(engine, served.repository, served.log_path)
     return {"render": t1 - t0, "start_ready": t2 - t1, "stop": t3 - t2, "mlflow": logging,
             "total": t3 - t0 + logging}
 
@@ -160,7 +164,7 @@ def docker_usable(image: str) -> str | None:
     try:
         from sweep.server.docker import DockerServer
     except ImportError as exc:
-        return f"sweep/deploy/docker.py cannot be imported ({exc})"
+        return f"sweep/server/docker.py cannot be imported ({exc})"
     try:
         import docker
 
@@ -185,15 +189,12 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = bench_parser(__doc__, repeat=5)
     ap.add_argument("--no-docker", action="store_true")
     ap.add_argument("--image", default="trt-sweep-cpu:latest")
-    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
     from sweep.server import close_kept
-    from sweep.server.local import LocalServer
 
     header = machine_line()
     print(header, flush=True)
@@ -223,11 +224,12 @@ def main() -> None:
     jobs("local", {"local_kept": kept, "local_fresh": fresh})
 
     # B: the stages alone.
+    local, local_kept = ServerConfig("local"), ServerConfig("local", keep_running=True)
     results["stages_local_fresh"] = repeat(args.repeat, lambda: stages(
-        model, engine, LocalServer(), "local"))
-    stages(model, engine, LocalServer(keep_running=True), "local-kept")  # starts it
+        model, engine, local, "local"))
+    stages(model, engine, local_kept, "local-kept")  # starts it
     results["stages_local_kept"] = repeat(args.repeat, lambda: stages(
-        model, engine, LocalServer(keep_running=True), "local-kept"))
+        model, engine, local_kept, "local-kept"))
     results["close_local_stages"] = timed(close_kept)
 
     docker_note = "not measured (--no-docker)"
@@ -236,17 +238,15 @@ def main() -> None:
         if why:
             docker_note = f"not measured: {why}"
         else:
-            from sweep.server.docker import DockerServer
-
             image = [f"server.image={args.image}"]
             jobs("docker", {"docker_fresh": image + fresh, "docker_kept": image + kept})
+            docker = ServerConfig("docker", image=args.image)
+            docker_kept = ServerConfig("docker", image=args.image, keep_running=True)
             results["stages_docker_fresh"] = repeat(args.repeat, lambda: stages(
-                model, engine, DockerServer(image=args.image), "docker"))
-            stages(model, engine, DockerServer(image=args.image, keep_running=True),
-                   "docker-kept")
+                model, engine, docker, "docker"))
+            stages(model, engine, docker_kept, "docker-kept")
             results["stages_docker_kept"] = repeat(args.repeat, lambda: stages(
-                model, engine, DockerServer(image=args.image, keep_running=True),
-                "docker-kept"))
+                model, engine, docker_kept, "docker-kept"))
             close_kept()
             docker_note = f"image {args.image}"
     save_json("overhead", results)
@@ -291,7 +291,7 @@ def main() -> None:
                 stage_rows)]
     text = "\n".join(md)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section("overhead", text)
 
 

@@ -7,36 +7,35 @@ samples this process (the client) and every stub for ``--seconds``; halfway thro
 bench/out/profile-TRANSPORT/; the top frames (self and inclusive) are printed and, unless
 --no-write, written to RESULTS.md.
 
-Run: python bench/profile.py [--streams 16] [--seconds 10] [--transport auto|grpc|shm]
+Run: python -m bench.profile [--streams 16] [--seconds 10] [--transport auto|grpc|shm]
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
     OUT,
     CpuMeter,
-    ServerSetup,
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
     server_pids,
+    serving_label,
+    serving_options,
     table,
-    triton,
     utterances,
     write_section,
 )
+from sweep.server.local import LocalServer
+from sweep.server.serve import serve
 
 Shares = list[tuple[float, str]]
 
@@ -78,17 +77,12 @@ def threads_cpu(pid: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from sweep.config import ServerConfig
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # The server settings: the sweep's own (ServingOptions) unless told otherwise.
+    ap = bench_parser(__doc__, serving=True)
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--transport", default="auto")
-    # The shipped server settings (sweep/config.py).
-    ap.add_argument("--instances", type=int, default=ServerConfig.instances)
-    ap.add_argument("--queue-delay-us", type=int, default=ServerConfig.queue_delay_us)
-    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if not shutil.which("py-spy"):
         raise SystemExit("py-spy is not installed: pip install py-spy")
@@ -104,10 +98,11 @@ def main() -> None:
     model = demo_model()
     engine = fp32_engine(model)
     utts = utterances()
-    setup = ServerSetup(instances=args.instances, queue_delay_us=args.queue_delay_us)
+    setup = serving_options(args)
     sections: list[str] = []
-    with triton(model, engine, setup, "profile") as ep:
-        marker = str(ep.log_path.parent / "model_repository")
+    with serve(model, engine, LocalServer(), OUT / "profile", setup) as served:
+        ep = served.endpoint
+        marker = str(served.repository.path)
         GrpcStreamer(model, ep.grpc_url, ep.model_name, streams=16).run(utts[:32])
         pids = server_pids(marker)
         targets = {"client": os.getpid(),
@@ -168,10 +163,10 @@ def main() -> None:
                               [[f"{p:.1f}", f"`{f}`"] for p, f in incl[:10]]))
     text = "\n".join([
         f"## Profile, {args.streams} streams (bench/profile.py)\n", header, "",
-        f"Server: {setup.label}; transport {streamer.used_transport}; py-spy {args.rate} Hz, "
-        f"non-blocking, {args.seconds:.0f} s.\n", "\n\n".join(sections)])
+        f"Server: {serving_label(setup)}; transport {streamer.used_transport}; py-spy "
+        f"{args.rate} Hz, non-blocking, {args.seconds:.0f} s.\n", "\n\n".join(sections)])
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section(f"profile-{streamer.used_transport}", text)
 
 

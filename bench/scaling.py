@@ -7,7 +7,9 @@ sizes are interleaved over ``--repeat`` rounds. Targets: the least-squares line 
 (utterances, seconds) has R^2 >= 0.98; the client's peak RSS grows <= 50 MB from 50 to 200
 utterances.
 
-Run: python bench/scaling.py [--repeat 3] [--streams 16]
+The server runs with the sweep's settings (ServingOptions).
+
+Run: python -m bench.scaling [--repeat 3] [--streams 16]
 """
 
 from __future__ import annotations
@@ -21,18 +23,18 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
+    OUT,
+    ROOT,
     CpuMeter,
-    ServerSetup,
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
     median,
     save_json,
+    serving_label,
     table,
-    triton,
     utterances,
     verdict,
     wait_quiet,
@@ -80,18 +82,19 @@ def r_squared(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, repeat=3, quiet_timeout=30.0)
     ap.add_argument("--sizes", default="50,100,200")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--streams", type=int, default=16)
-    ap.add_argument("--quiet-cores", type=float, default=0.3)
-    ap.add_argument("--quiet-timeout", type=float, default=30.0)
-    ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--child", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.streams)
         return
+
+    # Imported here, not for the child: its RSS is what the client alone needs.
+    from sweep.server.base import ServingOptions
+    from sweep.server.local import LocalServer
+    from sweep.server.serve import serve
 
     header = machine_line()
     print(header, flush=True)
@@ -99,8 +102,10 @@ def main() -> None:
     engine = fp32_engine(model)
     sizes = [int(s) for s in args.sizes.split(",")]
     runs: list[dict[str, Any]] = []
-    with triton(model, engine, ServerSetup(), "scaling") as ep:
-        meter = CpuMeter(str(ep.log_path.parent / "model_repository"))
+    options = ServingOptions()
+    with serve(model, engine, LocalServer(), OUT / "scaling", options) as served:
+        ep = served.endpoint
+        meter = CpuMeter(str(served.repository.path))
         from sweep.evaluate.stream import GrpcStreamer
 
         GrpcStreamer(model, ep.grpc_url, ep.model_name, streams=16).run(utterances(32))
@@ -109,9 +114,9 @@ def main() -> None:
                 wait_quiet(meter, args.quiet_cores, args.quiet_timeout)
                 c0 = meter.sample()
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", ep.grpc_url, str(n),
-                     "--streams", str(args.streams)], capture_output=True, text=True,
-                    check=True)
+                    [sys.executable, "-m", "bench.scaling", "--child", ep.grpc_url, str(n),
+                     "--streams", str(args.streams)], cwd=ROOT, capture_output=True,
+                    text=True, check=True)
                 cpu = CpuMeter.delta(c0, meter.sample())
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 row["round"] = rnd
@@ -150,7 +155,8 @@ def main() -> None:
     text = "\n".join([
         "## Scaling with the test set (bench/scaling.py)\n", header, "",
         f"{args.streams} streams, one client process per run (transport "
-        f"{runs[0]['transport']}), medians of {args.repeat} interleaved rounds.\n",
+        f"{runs[0]['transport']}), server {serving_label(options)}, medians of "
+        f"{args.repeat} interleaved rounds.\n",
         table(["utterances", "audio s", "eval s (fastest)", "eval s (median)", "linear fit s",
                "CPU s (client+server)", "RSS before MB",
                "RSS after MB", "peak RSS MB", "others' cores"], rows), "",
@@ -165,7 +171,7 @@ def main() -> None:
             ["5b. client peak RSS growth 50 -> 200 utterances", f"{growth:+.1f} MB",
              "<= 50 MB", verdict(growth <= 50)]])])
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section("scaling", text)
 
 

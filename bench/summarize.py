@@ -1,20 +1,15 @@
 """The targets of every benchmark in one table, from the JSON the scripts left in bench/out/:
 writes the "summary" section at the top of bench/RESULTS.md. Measures nothing itself.
 
-Run: python bench/summarize.py   (after throughput.py, overhead.py, scaling.py, batching.py,
-idle_gap.py)
+Run: python -m bench.summarize   (after throughput, overhead, scaling, batching, idle_gap)
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import OUT, median, table, verdict, write_section
+from bench.common import OUT, bench_parser, median, table, verdict, write_section
 from bench.throughput import replay_cpu_ms, targets
 
 CHUNK_S = 0.4  # the demo model's chunk
@@ -166,6 +161,7 @@ def why_not_target_2() -> list[str]:
 
 
 def main() -> None:
+    args = bench_parser(__doc__).parse_args()
     rows: list[list[str]] = []
     rows += throughput_rows("throughput")
     over = load("overhead")
@@ -206,7 +202,8 @@ def main() -> None:
         table(["target", "setting", "measured", "wanted", "verdict", "note"], rows),
         *(["", *why] if why else [])])
     print(text)
-    write_section("summary", text, first=True)
+    if args.write:
+        write_section("summary", text, first=True)
 
 
 if __name__ == "__main__":

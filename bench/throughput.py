@@ -13,39 +13,40 @@ sizes formed, queue and compute time) and the CPU each process used per chunk.
 3. client-observed mean chunk latency / Triton's queue + compute per request, 16 streams
                                                                          target <= 1.15
 
-Run: python bench/throughput.py [--repeat 3] [--instances 1 --threads 1 ...]
+Run: python -m bench.throughput [--repeat 3] [--instances 1 --threads 1 ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
+    OUT,
     CpuMeter,
-    ServerSetup,
     StatsProbe,
+    bench_parser,
     demo_model,
     fp32_engine,
     machine_line,
     median,
     percentiles,
     save_json,
+    serving_label,
+    serving_options,
     table,
-    triton,
     utterances,
     verdict,
     wait_quiet,
     write_section,
 )
+from sweep.server.local import LocalServer
+from sweep.server.serve import serve
 
 
 class OrtReplay:
@@ -223,17 +224,10 @@ def measure(streamer: Any, utts: list[Any], meter: CpuMeter, probe: StatsProbe,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Server settings: the sweep's own (ServingOptions), so that the bench measures what runs.
+    ap = bench_parser(__doc__, repeat=3, quiet_timeout=60.0, serving=True)
     ap.add_argument("--streams", default="1,4,16,64")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--utterances", type=int, default=None, help="default: all 200")
-    from sweep.config import BuilderConfig, ServerConfig
-
-    # Defaults: the sweep's own (sweep/config.py), so that the bench measures what runs.
-    ap.add_argument("--instances", type=int, default=ServerConfig.instances)
-    ap.add_argument("--threads", type=int, default=BuilderConfig.intra_op_threads)
-    ap.add_argument("--queue-delay-us", type=int, default=ServerConfig.queue_delay_us)
-    ap.add_argument("--max-batch", type=int, default=ServerConfig.max_batch_size)
     ap.add_argument("--section", default="throughput",
                     help="RESULTS.md section to write (to keep runs of several settings)")
     ap.add_argument("--transport", default="auto", choices=("auto", "shm", "grpc"),
@@ -241,11 +235,6 @@ def main() -> None:
     ap.add_argument("--baseline-transport", default="grpc",
                     help="also run 1 and 16 streams with this transport each round "
                          "(the before/after of the shared-memory transport); 'none': skip")
-    ap.add_argument("--quiet-cores", type=float, default=0.3,
-                    help="before each run, wait until other processes use fewer cores")
-    ap.add_argument("--quiet-timeout", type=float, default=60.0,
-                    help="seconds to wait for that at most (0: do not wait)")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     args = ap.parse_args()
 
     import os
@@ -257,9 +246,8 @@ def main() -> None:
     engine = fp32_engine(model)
     utts = utterances(args.utterances)
     streams = [int(s) for s in args.streams.split(",")]
-    setup = ServerSetup(max_batch_size=args.max_batch, queue_delay_us=args.queue_delay_us,
-                        instances=args.instances, intra_op_threads=args.threads)
-    print(f"{header}\nserver: {setup.label}; {len(utts)} utterances, "
+    setup = serving_options(args)
+    print(f"{header}\nserver: {serving_label(setup)}; {len(utts)} utterances, "
           f"{sum(u.duration for u in utts):.0f} s of audio", flush=True)
     replay = OrtReplay(model, engine, setup.instances, setup.intra_op_threads, utts)
     replay.warm(list(range(1, setup.max_batch_size + 1)))
@@ -268,8 +256,9 @@ def main() -> None:
     if args.baseline_transport != "none":
         plan += [(args.baseline_transport, n) for n in (1, 16)]
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in plan}
-    with triton(model, engine, setup, "throughput") as endpoint:
-        meter = CpuMeter(str(endpoint.log_path.parent / "model_repository"))
+    with serve(model, engine, LocalServer(), OUT / "throughput", setup) as served:
+        endpoint = served.endpoint
+        meter = CpuMeter(str(served.repository.path))
         probe = StatsProbe(endpoint.grpc_url)
         # Warm-up: every batch size gets its first (slow) ONNX Runtime run here.
         for transport in {t for t, _ in plan}:
@@ -315,17 +304,18 @@ def main() -> None:
                      med(key, "mean_batch"), med(key, "infer_ms_per_chunk"),
                      cpu(key, "client"), cpu(key, "tritonserver"), cpu(key, "stub"),
                      cpu(key, "total"), med(key, "other_cores")])
-    result: dict[str, Any] = {"setup": setup.__dict__, "ceilings": limits,
+    settings = dataclasses.asdict(setup)
+    result: dict[str, Any] = {"setup": settings, "ceilings": limits,
                               "transport": main_t, "baseline_transport": args.baseline_transport,
                               "cores": os.cpu_count() or 1, "audio_per_chunk": per_chunk,
                               "runs": {f"{t} {n}": v for (t, n), v in runs.items()}}
-    checks, extra = targets(runs, limits, setup.__dict__, main_t, args.baseline_transport,
+    checks, extra = targets(runs, limits, settings, main_t, args.baseline_transport,
                             os.cpu_count() or 1, per_chunk)
     result.update(extra)
     result["checks"] = checks
     save_json(args.section, result)
     md = ["## Evaluation throughput (bench/throughput.py)\n", header, "",
-          f"Server: {setup.label} (fp32 emulated engine, python backend); "
+          f"Server: {serving_label(setup)} (fp32 emulated engine, python backend); "
           f"{len(utts)} utterances ({sum(u.duration for u in utts):.0f} s of audio) per run; "
           f"medians of {args.repeat} interleaved rounds. Client transport {used} "
           f"(`--transport {main_t}`)"
@@ -352,7 +342,7 @@ def main() -> None:
           table(["target", "measured", "wanted", "verdict", "note"], [list(c) for c in checks])]
     text = "\n".join(md)
     print(text)
-    if not args.no_write:
+    if args.write:
         write_section(args.section, text)
 
 
