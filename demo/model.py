@@ -1,6 +1,6 @@
 """A small streaming Conformer-CTC acoustic model that honours T-one's ONNX contracts.
 
-Pipeline: log-mel front end (the same maths as ``sweep/features.py``, as convolutions) ->
+Pipeline: log-mel front end (the same maths as ``sweep/data/features.py``, as convolutions) ->
 causal 1-D conv subsampling (2x: 10 ms feature frames -> 20 ms output frames) ->
 conformer blocks (macaron feed-forward, chunk-wise multi-head self-attention with a
 left-context KV cache, causal depthwise convolution with a cache, LayerNorm everywhere) ->

@@ -53,7 +53,7 @@ def build_pipeline(batch_size: int, *, fp16_round_trip: bool = False,
     def pipeline() -> Any:
         audio = fn.external_source(name="AUDIO_CHUNK", dtype=types.FLOAT, ndim=1)
         # border="zero": y[0] = x[0]. The symmetric Hann window is 0 at a frame's first
-        # sample, so the border never reaches the features (see sweep/features.py).
+        # sample, so the border never reaches the features (see sweep/data/features.py).
         x = fn.preemphasis_filter(audio, preemph_coeff=PREEMPHASIS, border="zero")
         spec = fn.spectrogram(x, nfft=N_FFT, window_length=WIN, window_step=HOP,
                               center_windows=False, power=2,

@@ -16,7 +16,7 @@ Examples::
     # a running server, streamed the way a client without left context would
     python -m sweep.doctor --model demo_skip_preprocessor --url 127.0.0.1:8001 \\
         --client-left-context 0
-    # DALI preprocessing (in-process) against sweep/features.py
+    # DALI preprocessing (in-process) against sweep/data/features.py
     python -m sweep.doctor --model demo_skip_preprocessor --target dali
 
 Exit status: 0 when the served pipeline matches the reference, 1 when it differs (the

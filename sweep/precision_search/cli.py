@@ -7,7 +7,7 @@ engine to keep its accuracy, written as a ready flag set.
 Arguments after the options are the sweep's own Hydra overrides (model, dataset, decoder,
 tracking, builder.cache_dir, trt.opt_level, trt.tf32, ...).
 
-The search (sweep/pinning.py): a baseline probe (the same flag set in fp32, nothing
+The search (sweep/precision_search/pinning.py): a baseline probe (the same flag set in fp32, nothing
 pinned) sets the reference; if the target precision with nothing pinned already meets the
 budget, the answer is "pin nothing". Otherwise, starting from every candidate node pinned
 (which reproduces the baseline), groups of nodes in topological order are unpinned while

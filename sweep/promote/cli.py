@@ -1,8 +1,8 @@
 """``python -m sweep.promote``: from a finished sweep to the engine in production.
 
-Picks one job of a sweep (``sweep/selection.py``: constraints, then one objective),
+Picks one job of a sweep (``sweep/promote/selection.py``: constraints, then one objective),
 registers its engine as an MLflow model version with an alias, and installs it as a new
-version of a Triton model repository (``sweep/deploy/install.py``). ``--dry-run`` only
+version of a Triton model repository (``sweep/server/install.py``). ``--dry-run`` only
 shows the choice; ``--rollback`` takes the newest installed version back out.
 
 Exit codes: 0 done, 2 refused (a ``PromoteError``/``SweepError`` says why), 1 a failure

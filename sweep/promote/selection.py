@@ -1,6 +1,6 @@
 """Which job of a finished sweep goes to production: constraints first, then one objective.
 
-Pure data in, data out: ``sweep/promote.py`` reads the runs from MLflow into
+Pure data in, data out: ``sweep/promote/cli.py`` reads the runs from MLflow into
 ``Candidate`` records and prints the ``Selection``; nothing here talks to a store.
 
 Rules (docs/promote.md):

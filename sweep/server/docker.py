@@ -8,7 +8,7 @@ Two modes, one interface (``serving`` is a context manager, as for the local ser
 * ``keep_running=True``: one container, started on the first block with
   ``--model-control-mode=explicit`` on a swap folder mounted read-only at /models; each
   block hard-links its repository into the swap folder and reloads its models through
-  tritonclient (sweep/deploy/explicit.py). The container goes at ``close()``
+  tritonclient (sweep/server/explicit.py). The container goes at ``close()``
   (or interpreter exit). Every DockerServer of the same settings in one process shares
   that container, so a multirun's jobs reuse it. Saves the container start and stop per
   job; the numbers are in docs/.report_gpu_path.md.

@@ -11,7 +11,7 @@ Two modes, one interface (``serving`` is a context manager, as for the Docker se
   rendered repository and stops it when the block exits, whatever happens inside.
 * ``keep_running=True`` (what a multirun uses, see sweep/__main__.py): one tritonserver in
   explicit model-control mode, shared by every LocalServer of the same settings in this
-  process; each block swaps its models in (sweep/deploy/explicit.py), and what the server
+  process; each block swaps its models in (sweep/server/explicit.py), and what the server
   logs meanwhile is copied into the block's log file. A block that fails in any way stops
   the kept server, so the next job starts on a fresh one. The server goes at
   ``close_kept()`` or interpreter exit.

@@ -1,7 +1,7 @@
 """Pictures for MLflow runs and reports (matplotlib, Agg backend: no display needed).
 
 Each function takes data or a path to it and writes one PNG; logging it is the caller's
-business (``sweep/track.py``).
+business (``sweep/tracking/runs.py``).
 """
 
 from __future__ import annotations
