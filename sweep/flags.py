@@ -2,7 +2,7 @@
 
 A ``FlagSet`` is the identity of an engine: its ``digest`` (with the ONNX bytes and the
 builder) keys the engine cache and tags every MLflow run. Builders turn it into their own
-settings (``build/trtexec.py``: a trtexec argument list; ``build/emulate.py``: an ONNX
+settings (``builder/trtexec.py``: a trtexec argument list; ``builder/emulate.py``: an ONNX
 Runtime emulation plan); nothing else interprets it.
 """
 

@@ -28,7 +28,7 @@ flag set is built once) and streams the test set through it with ONNX Runtime
 as a sweep job, without starting Triton per probe (seconds each, and latency is not what a
 probe measures). The served emulated engine computes the same numbers (see
 tests/integration/test_triton_parity.py). Probes always build with the emulator, which
-rounds tensor storage, not kernel internals (build/emulate.py): on a GPU host, sweep the
+rounds tensor storage, not kernel internals (builder/emulate.py): on a GPU host, sweep the
 written flag set with builder=trtexec to confirm it, and pin more if a real engine needs it.
 
 MLflow: a parent run (tag ``trt-sweep.kind=precision_search``) with one child run per
