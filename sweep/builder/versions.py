@@ -12,6 +12,18 @@ from sweep.flags import FlagSet
 
 Version = tuple[int, int, int]
 
+# trtexec options (read off samples/common/sampleOptions.cpp at v10.16, v11.0 and v11.1)
+# that ``trt.extra`` could name but one side of the 10 -> 11 boundary lacks; the precision
+# options the flag set itself spells are refused by the rules below.
+REMOVED_IN_11 = frozenset({"calibProfile", "minShapesCalib", "optShapesCalib",
+                           "maxShapesCalib", "weightless", "restricted", "calib"})
+ADDED_IN_11_0 = frozenset({"includeDataTransfers", "noSpinWait", "noCudaGraph"})
+ADDED_IN_11_1 = frozenset({"saveAllEngines", "setBuildRoute", "refPair", "loadRefOutputs",
+                           "accuracyAlgorithm", "atol", "rtol", "accuracyThreshold",
+                           "helpBuildRoute", "tuneBuildRoutes", "tuneBuildRouteFile",
+                           "tuningSearch", "tuningTimeOut", "tuningCacheFile", "continue",
+                           "dryRun", "tuningResultFile"})
+
 
 @dataclass(frozen=True)
 class VersionRule:
@@ -72,6 +84,14 @@ def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
                 "11.x C++ API migration) and with them trtexec's --precisionConstraints, "
                 "--layerPrecisions and --layerOutputTypes. Pin precisions with casts in the "
                 "ONNX instead."))
+    for key, _ in flags.extra:
+        where = (f"trt.extra.{key}: trtexec {v} has no --{key}")
+        if version >= (11, 0, 0) and key in REMOVED_IN_11:
+            out.append(VersionRule("extra-removed", f"{where} (removed in 11.0)."))
+        elif version < (11, 0, 0) and key in ADDED_IN_11_0 | ADDED_IN_11_1:
+            out.append(VersionRule("extra-too-new", f"{where} (new in trtexec 11)."))
+        elif version < (11, 1, 0) and key in ADDED_IN_11_1:
+            out.append(VersionRule("extra-too-new", f"{where} (new in trtexec 11.1)."))
     return out
 
 

@@ -189,10 +189,6 @@ def test_fp32_weak_build_gets_the_tf32_notice(tmp_path: Path) -> None:
 
 
 # -- what the sweep emits for 11.x that the 11.x tables disagree with --------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "trtexec_args emits --useSpinWait on TensorRT 11 (InferenceOptions.spin_wait defaults to "
-    "True); trtexec 11 accepts it as a deprecated no-op and warns '--useSpinWait is "
-    "deprecated. Spin wait is now enabled by default. Use --noSpinWait to disable spin wait.'"))
 def test_sweep_argv_for_11_prints_no_deprecation_warning(tmp_path: Path) -> None:
     argv = sweep_argv(tmp_path, {"strongly_typed": True}, (11, 4, 0))
     result = trtexec(tmp_path, V11, *argv)
@@ -205,11 +201,6 @@ def test_sweep_argv_for_11_prints_no_deprecation_warning(tmp_path: Path) -> None
     ({"spin_wait": False}, "--noSpinWait"),
     ({"cuda_graph": False}, "--noCudaGraph"),
 ], ids=["data_transfers", "spin_wait", "cuda_graph"])
-@pytest.mark.xfail(strict=True, reason=(
-    "TensorRT 11 flipped trtexec's timing defaults (transfers off, spin-wait on, CUDA graphs "
-    "on): InferenceOptions asks for transfers on / spin-wait off / CUDA graphs off, which on "
-    "11.x needs --includeDataTransfers / --noSpinWait / --noCudaGraph; trtexec_args emits "
-    "none of them, so the same settings measure different things on 10.x and 11.x"))
 def test_sweep_argv_for_11_keeps_the_timing_settings(tmp_path: Path, setting: dict[str, bool],
                                                      needed: str) -> None:
     assert needed in option_names(V11) and needed not in option_names(V10)
@@ -221,10 +212,6 @@ def test_sweep_argv_for_11_keeps_the_timing_settings(tmp_path: Path, setting: di
 
 @pytest.mark.parametrize(("version", "key"), [(V10, "noSpinWait"), (V11, "weightless")],
                          ids=["10.16-noSpinWait", "11.x-weightless"])
-@pytest.mark.xfail(strict=True, reason=(
-    "trt.extra keys are not checked against the TensorRT version: an option the release's "
-    "trtexec does not have (--noSpinWait on 10.16, --weightless on 11.x) reaches trtexec and "
-    "fails there with 'Unknown option' instead of being refused before the build"))
 def test_extra_option_missing_from_the_version_is_refused(tmp_path: Path, version: str,
                                                           key: str) -> None:
     from sweep.errors import FlagSetError
