@@ -32,7 +32,7 @@ TEMPLATES = ROOT / "triton_templates"
 MODES = {"10": ("101600", "10.16.0", "2.62.0"), "11": ("110100", "11.1.0", "2.68.0")}
 
 
-def build_standin_image(docker_client: DockerClient, base: str, mode: str, tag: str) -> str:
+def build_standin_image(client: DockerClient, base: str, mode: str, tag: str) -> str:
     banner, trt, triton = MODES[mode]
     with tempfile.TemporaryDirectory() as ctx:
         for name in ("trtexec.py", "trtexec_options.json", "tritonserver.py",
@@ -54,8 +54,8 @@ def build_standin_image(docker_client: DockerClient, base: str, mode: str, tag: 
             # What NGC images declare, and what the preflight reads.
             f"ENV FAKE_TRT_VERSION={banner} TRT_VERSION={trt} "
             f"NVIDIA_TRITON_SERVER_VERSION={triton}\n")
-        docker_client.images.build(path=ctx, tag=tag, rm=True, forcerm=True, pull=False,
-                                   labels={LABEL: "1", STANDIN_LABEL: "true"})
+        client.images.build(path=ctx, tag=tag, rm=True, forcerm=True, pull=False,
+                            labels={LABEL: "1", STANDIN_LABEL: "true"})
     return tag
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from triton_rules import Model, check_repository, load_repository  # noqa: E402
+from triton_rules import Model, check_repository, load_repository
 
 REAL = os.environ.get("TRITONSERVER_REAL", "/usr/local/bin/tritonserver-real")
 TEMPLATES = Path(os.environ.get("STANDIN_TEMPLATES", "/opt/standins/templates"))
