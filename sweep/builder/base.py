@@ -9,6 +9,9 @@ from typing import Protocol, runtime_checkable
 from sweep.engine import DEFAULT_IMAGE, Engine
 from sweep.flags import FlagSet
 
+# Where NGC's tritonserver images keep trtexec: not on PATH there ("trtexec" is tried next).
+DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+
 
 @dataclass
 class BuilderConfig:
@@ -19,7 +22,7 @@ class BuilderConfig:
     image: str = DEFAULT_IMAGE
     gpus: str | None = "all"
     timeout_s: float = 3600.0
-    trtexec_path: str = "trtexec"
+    trtexec_path: str = DEFAULT_TRTEXEC
     timing_cache_dir: str | None = None
     docker_base_url: str | None = None
     # Run the emulate builder inside ``image`` instead of on the host (what the GPU path

@@ -24,6 +24,7 @@ from docker.client import DockerClient
 from docker.models.images import Image
 
 from sweep.builder import layers
+from sweep.builder.base import DEFAULT_TRTEXEC
 from sweep.builder.cache import timing_cache_name
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
 from sweep.builder.versions import Version, check_flags_for_version
@@ -34,9 +35,6 @@ from sweep.infra import containers
 from sweep.infra.device import host_device
 from sweep.infra.files import tail
 from sweep.model import read_onnx
-
-# Where NGC's tritonserver images keep trtexec (not on PATH there); "trtexec" is tried next.
-DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 
 # trtexec's --layerPrecisions / --layerOutputTypes grammar (10.x --help):
 # precision ::= "fp32"|"fp16"|"bf16"|"int32"|"int8" — no fp8 per layer.
