@@ -32,7 +32,8 @@ from tests.conftest import ROOT, tiny_monolithic_onnx
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 JOB = f"pytest-{uuid.uuid4().hex[:8]}"  # every container of this session carries it
-FAKE_TRTEXEC = Path(__file__).with_name("fake_trtexec.py")
+# The strict stand-in: trtexec's own option tables for 10.16 / 11.0 / 11.1.
+STANDIN_TRTEXEC = ROOT / "tests" / "standins"
 
 
 @pytest.fixture(scope="session")
@@ -322,10 +323,11 @@ def fake_trt_images(cpu_image: str, docker_client: DockerClient) -> Iterator[dic
     tags = {}
     for name, version in (("10", "100900"), ("11", "110000")):
         with tempfile.TemporaryDirectory() as ctx:
-            shutil.copy(FAKE_TRTEXEC, Path(ctx) / "trtexec")
+            shutil.copy(STANDIN_TRTEXEC / "trtexec.py", Path(ctx) / "trtexec")
+            shutil.copy(STANDIN_TRTEXEC / "trtexec_options.json", Path(ctx))
             (Path(ctx) / "Dockerfile").write_text(
                 f"FROM {cpu_image}\n"
-                "COPY trtexec /usr/src/tensorrt/bin/trtexec\n"
+                "COPY trtexec trtexec_options.json /usr/src/tensorrt/bin/\n"
                 "RUN chmod 755 /usr/src/tensorrt/bin/trtexec\n"
                 f"ENV FAKE_TRT_VERSION={version}\n")
             tag = f"trt-sweep-fake-trtexec:{name}-{JOB}"
@@ -350,22 +352,25 @@ def test_trtexec_builder_runs_the_command_list(fake_trt_images: dict[str, str],
                              timing_cache_dir=tmp_path / "tcache")
     engine = builder.build(onnx_path, flags, tmp_path / "work")
     assert engine.format == "tensorrt_plan" and engine.builder == "trtexec"
-    assert engine.path.read_bytes() == b"fake plan"
+    # The stand-in's plan: its header, then the ONNX it was built from.
+    plan = engine.path.read_bytes()
+    assert plan.startswith(b"TRT-SWEEP-STANDIN-PLAN\n")
+    assert plan.endswith(onnx_path.read_bytes())
     assert engine.builder_version.startswith("TensorRT 10.9.0 (trt-sweep-fake-trtexec:")
     assert engine.metrics["trt_throughput_qps"] == 130.298
     assert engine.metrics["trt_throughput_items_per_s"] == pytest.approx(130.298 * 16)
     assert engine.metrics["trt_latency_p99_ms"] == 12.9675
     assert engine.metrics["trt_build_s"] == 1.5
-    argv = json.loads((tmp_path / "work" / "argv.json").read_text())
-    assert argv == builder.command(onnx_path, flags, (10, 9, 0))[1:]
-    assert "--layerPrecisions=logsoftmax:fp32,matmul:fp32" in argv
     # One timing cache per TensorRT version and GPU model (trtexec takes any without a word).
     from sweep.builder.cache import timing_cache_name
     from sweep.infra.device import host_device
 
-    written = [p.name for p in (tmp_path / "tcache").iterdir()]
-    assert written == [timing_cache_name("10.9.0", host_device())]
-    assert f"--timingCacheFile=/cache/{written[0]}" in argv
+    cache_name = timing_cache_name("10.9.0", host_device())
+    argv = json.loads((tmp_path / "work" / "argv.json").read_text())
+    assert argv == builder.command(onnx_path, flags, (10, 9, 0), f"/cache/{cache_name}")[1:]
+    assert ("--layerPrecisions=logsoftmax:fp32,logsoftmax_*:fp32,matmul:fp32,matmul_*:fp32"
+            in argv)
+    assert [p.name for p in (tmp_path / "tcache").iterdir()] == [cache_name]
     assert (tmp_path / "work" / "layers.json").exists()
     log = engine.log_path.read_text()
     assert "the ONNX folder is read-only" in log
