@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
-from types import FrameType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sweep import cli
+from sweep.cli import ExitCode
 from sweep.config import register
-from sweep.errors import SweepError
 
 register()
 
@@ -43,37 +41,21 @@ def _jobs_run_here(launcher: DictConfig) -> bool:
     return str(launcher.get("_target_", "")).endswith(".BasicLauncher")
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes the same path as Ctrl-C: the running job ends KILLED, its server is
-    # stopped by the context managers, and the parent run is closed below. Re-raised as
-    # SIGINT so that whoever handles Ctrl-C now handles it: asyncio.run cancels the
-    # evaluation's task, elsewhere Python raises KeyboardInterrupt. Raising it here directly
-    # can land inside a grpc aio callback, which swallows it ("Exception ignored in
-    # CallbackWrapper.functor_run") and leaves the event loop waiting forever.
-    if callable(signal.getsignal(signal.SIGINT)):
-        signal.raise_signal(signal.SIGINT)
-    else:  # SIGINT ignored (a background job of a script): nobody would act on it
-        raise KeyboardInterrupt(f"signal {signum}")
-
-
 def entry() -> None:
     from sweep.server import close_kept
     from sweep.tracking.callback import close_open_parent
 
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        main()
-    except KeyboardInterrupt:
-        close_open_parent("KILLED")
-        print("trt-sweep: interrupted; the running job was marked KILLED.", file=sys.stderr)
-        raise SystemExit(130) from None
-    except SweepError as exc:
-        close_open_parent("FAILED")
-        print(f"trt-sweep: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    finally:
-        close_kept()  # the servers kept across the jobs go with the sweep
-        close_open_parent("FAILED")
+    def cleanup(code: ExitCode | None) -> None:
+        try:
+            if code == ExitCode.INTERRUPTED:
+                close_open_parent("KILLED")  # the running job was marked KILLED
+        finally:
+            close_kept()  # the servers kept across the jobs go with the sweep
+            close_open_parent("FAILED")  # a sweep that did not reach its end
+
+    cli.exit_with(lambda: cli.guard(
+        main, "trt-sweep", interrupted="interrupted; the running job was marked KILLED.",
+        cleanup=cleanup))
 
 
 if __name__ == "__main__":

@@ -40,18 +40,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
+from sweep import cli
 from sweep.builder.base import Engine
 from sweep.errors import ConfigError, SweepError
 from sweep.flags import FlagSet
@@ -496,20 +495,6 @@ def main(argv: list[str] | None = None) -> int:
             runs.finish(status)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes Ctrl-C's path: the probe's run and the parent end KILLED.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def entry() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        raise SystemExit(main())
-    except SweepError as exc:
-        print(f"precision_search: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("precision_search: interrupted; the MLflow run was marked KILLED.",
-              file=sys.stderr)
-        raise SystemExit(130) from None
-
+    cli.exit_with(lambda: cli.guard(
+        main, "precision_search", interrupted="interrupted; the MLflow run was marked KILLED."))

@@ -5,8 +5,8 @@ registers its engine as an MLflow model version with an alias, and installs it a
 version of a Triton model repository (``sweep/deploy/install.py``). ``--dry-run`` only
 shows the choice; ``--rollback`` takes the newest installed version back out.
 
-Exit codes: 0 done, 2 refused (a ``PromoteError``/``SweepError`` says why), 1 a failure
-of MLflow itself. See docs/promote.md.
+Exit codes (``sweep/cli.py``): 0 done, 2 refused (a ``PromoteError``/``SweepError`` says
+why), 1 a failure of MLflow itself, 130 interrupted. See docs/promote.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from sweep import cli
+from sweep.cli import ExitCode
 from sweep.errors import PromoteError, SweepError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.promote import install
@@ -512,18 +514,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's download progress bars would bury the promotion's own output in logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     console = _console()
-    try:
-        if args.rollback:
-            rollback(console, args.tracking_uri, args.repository_root, args.model_name,
-                     args.alias)
-        else:
-            promote(args, console)
-    except SweepError as exc:
+
+    def body() -> ExitCode:
+        try:
+            if args.rollback:
+                rollback(console, args.tracking_uri, args.repository_root, args.model_name,
+                         args.alias)
+            else:
+                promote(args, console)
+        except MlflowException as exc:
+            print(f"promote failed: MLflow: {exc.message}", file=sys.stderr)
+            return ExitCode.MLFLOW_FAILED
+        return ExitCode.OK
+
+    def refused(exc: SweepError) -> None:
         Console(stderr=True, soft_wrap=True, highlight=False).print(
             Text("promote refused: ", style="bold red") + Text(str(exc)))
-        return 2
-    except MlflowException as exc:
-        print(f"promote failed: MLflow: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+
+    return cli.guard(body, "promote", refused=refused)
 
