@@ -1,4 +1,9 @@
-"""``python -m sweep`` (one job) and ``python -m sweep -m trt.opt_level=0,5 ...`` (multirun)."""
+"""``python -m sweep`` (one job) and ``python -m sweep -m trt.opt_level=0,5 ...`` (multirun).
+
+Exit codes (``sweep/cli.py``): 0 every job FINISHED; 3 some jobs FAILED; 4 no job FINISHED
+(a single run that failed too); 2 refused (a ``SweepError``: the store, the config);
+130 interrupted (Ctrl-C, SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from omegaconf import DictConfig
 from sweep import cli
 from sweep.cli import ExitCode
 from sweep.config import register
+from sweep.errors import TrackingError
 
 register()
 
@@ -31,7 +37,7 @@ def main(cfg: DictConfig) -> tuple[float, float]:
                      job_num=hc.job.num if multirun else None)
     if not multirun and result.status != "FINISHED":
         # A single run has no sweep to go on with: exit non-zero so scripts notice.
-        raise SystemExit(1)
+        raise cli.Exit(*cli.jobs_outcome([result.status], single=True))
     return result.objectives
 
 
@@ -41,9 +47,44 @@ def _jobs_run_here(launcher: DictConfig) -> bool:
     return str(launcher.get("_target_", "")).endswith(".BasicLauncher")
 
 
+def multirun_outcome() -> None:
+    """After a multirun: raise ``cli.Exit`` with SOME_JOBS_FAILED or ALL_JOBS_FAILED when
+    jobs did not finish; nothing when all FINISHED, or when no multirun ran here.
+
+    The jobs' statuses are read from the parent run's child runs in MLflow, not counted from
+    the task function's returns in this process: a launcher that runs jobs in other
+    processes (Ray, on this host or on others) runs the task function there, so this
+    process never sees a job's result, while every job, wherever it runs, records its run
+    under the parent in the sweep's store. With Hydra's basic launcher the runs are the same
+    records, and the table printed at the end of the sweep is read from them too, so the
+    count always agrees with that table."""
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking.callback import ParentRunCallback
+    from sweep.tracking.summary import child_rows
+
+    closed, ParentRunCallback.closed = ParentRunCallback.closed, None
+    if closed is None:  # a single run (it raised its own outcome), or --help, --cfg ...
+        return
+    store, parent_id = closed
+    try:
+        statuses = [row.status for row in child_rows(MlflowClient(store.uri), store, parent_id)]
+    except Exception as exc:
+        raise TrackingError(f"the sweep ended, but its jobs' statuses cannot be read from the "
+                            f"tracking store ({type(exc).__name__}): check the runs of parent "
+                            f"run {parent_id}.") from exc
+    code, message = cli.jobs_outcome(statuses)
+    if code != ExitCode.OK:
+        raise cli.Exit(code, message)
+
+
 def entry() -> None:
     from sweep.server import close_kept
     from sweep.tracking.callback import close_open_parent
+
+    def sweep() -> None:
+        main()
+        multirun_outcome()
 
     def cleanup(code: ExitCode | None) -> None:
         try:
@@ -54,7 +95,7 @@ def entry() -> None:
             close_open_parent("FAILED")  # a sweep that did not reach its end
 
     cli.exit_with(lambda: cli.guard(
-        main, "trt-sweep", interrupted="interrupted; the running job was marked KILLED.",
+        sweep, "trt-sweep", interrupted="interrupted; the running job was marked KILLED.",
         cleanup=cleanup))
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from types import FrameType
 from typing import NoReturn
@@ -45,6 +46,28 @@ class Exit(SystemExit):
         super().__init__(int(code))
         self.exit_code = code
         self.message = message
+
+
+def jobs_outcome(statuses: Sequence[str], *, single: bool = False
+                 ) -> tuple[ExitCode, str | None]:
+    """The exit code of a sweep whose jobs ended with ``statuses`` (MLflow run statuses),
+    and the line that says so (None when every job FINISHED)."""
+    total = len(statuses)
+    if total == 0:
+        # Hydra launches at least one job: none left a run, so none could be recorded.
+        return ExitCode.ALL_JOBS_FAILED, ("no job of the sweep left a run in the tracking "
+                                          "store (see the messages above)")
+    unfinished = Counter(s for s in statuses if s != "FINISHED")
+    failed = sum(unfinished.values())
+    if not failed:
+        return ExitCode.OK, None
+    code = ExitCode.ALL_JOBS_FAILED if failed == total else ExitCode.SOME_JOBS_FAILED
+    if single:
+        return code, f"the job {statuses[0]} (see the message above / its run's error tag)"
+    how = "FAILED" if set(unfinished) == {"FAILED"} else "did not finish (" + ", ".join(
+        f"{n} {status}" for status, n in sorted(unfinished.items())) + ")"
+    return code, (f"{failed} of {total} jobs {how} (see the table above / their runs' error "
+                  "tag)")
 
 
 def guard(body: Callable[[], int | None], prog: str, *, interrupted: str = "interrupted",
