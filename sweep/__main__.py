@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from sweep import cli
 from sweep.cli import ExitCode
 from sweep.config import register
-from sweep.errors import TrackingError
+from sweep.errors import SweepError, TrackingError
 
 register()
 
@@ -32,9 +32,16 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A launcher that runs jobs in worker processes (Ray) may end them without running
         # their exit handlers: a server kept there would outlive the sweep.
         cfg.server.keep_running = False
-    result = job.run(cfg, workdir=Path(hc.runtime.output_dir),
-                     sweep_dir=Path(hc.sweep.dir) if multirun else None,
-                     job_num=hc.job.num if multirun else None)
+    try:
+        result = job.run(cfg, workdir=Path(hc.runtime.output_dir),
+                         sweep_dir=Path(hc.sweep.dir) if multirun else None,
+                         job_num=hc.job.num if multirun else None)
+    except SweepError as exc:  # before the job's run exists: the store cannot be used
+        if multirun:
+            raise
+        # Hydra would print it as a traceback and exit 1; a single run refuses as every
+        # command does. (A multirun's store was checked by its parent-run callback.)
+        raise cli.Exit(ExitCode.REFUSED, str(exc)) from None
     if not multirun and result.status != "FINISHED":
         # A single run has no sweep to go on with: exit non-zero so scripts notice.
         raise cli.Exit(*cli.jobs_outcome([result.status], single=True))

@@ -3,9 +3,14 @@ says how many failed: a script need not parse the table."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import pytest
 
 from sweep.cli import ExitCode
+from tests.conftest import ROOT
 from tests.integration.conftest import our_processes, run_sweep
 
 pytestmark = pytest.mark.integration
@@ -39,3 +44,19 @@ def test_a_single_run_that_failed(tmp_path):
     assert proc.returncode == ExitCode.ALL_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: the job FAILED (see the message above / its "
                                        "run's error tag)")
+
+
+def test_a_single_run_refused_by_its_store(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    proc = subprocess.run([sys.executable, "-m", "sweep", *SMALL,
+                           f"tracking.uri=http://127.0.0.1:{port}",
+                           f"tracking.artifact_root={tmp_path}/artifacts",
+                           f"builder.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.REFUSED, proc.stderr[-3000:]
+    assert _last_line(proc.stderr).startswith(
+        f"trt-sweep: the MLflow tracking server at 127.0.0.1:{port} (tracking.uri) does not "
+        "answer"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
