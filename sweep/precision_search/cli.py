@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     from sweep.config import as_dict
     from sweep.evaluate.decode import DecoderSpec
     from sweep.evaluate.reference import OrtPipeline
+    from sweep.infra.files import PROJECT_ROOT
     from sweep.model import read_onnx
 
     cfg = _compose(args.overrides)
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     candidates = pinning.candidates(read_onnx(model.onnx_path), args.target)
     criteria = Criteria(args.wer_budget, args.max_frame_flips)
     name = f"{args.target}_search"
-    output = args.output or job.PROJECT_ROOT / "conf" / "trt" / f"{name}.yaml"
+    output = args.output or PROJECT_ROOT / "conf" / "trt" / f"{name}.yaml"
     store = open_store(cfg.tracking.uri, cfg.tracking.experiment,
                              cfg.tracking.artifact_root, Path.cwd())
     runs = SearchRuns(store, f"precision search {args.target} ({criteria.describe()})", {
