@@ -241,7 +241,17 @@ def prepare_bundle(client: Any, selection: Selection, sweep_id: str, dst: Path) 
             f"recorded {recorded} (tag engine_sha256). The artifact changed after the job ran; "
             "nothing was registered or installed. Re-run that job to rebuild and re-log it."
         )
-    _download(client, chosen.run_id, "model_repository", dst)
+    # The Triton config of the engine (render() logs one folder per model of the job's
+    # repository): without it a version would be installed that Triton loads with the
+    # previous version's config, or not at all.
+    repository = _download(client, chosen.run_id, "model_repository", dst)
+    if repository is None or not (repository / "model" / "config.pbtxt").is_file():
+        raise PromoteError(
+            f"run {chosen.run_id} has no model_repository/model/config.pbtxt artifact (the "
+            "Triton config the job served its engine with), or it cannot be read from the "
+            "artifact store; nothing was registered or installed. Re-run the job (+force=true "
+            "if its configuration FINISHED before) so that it logs its model_repository/ "
+            "again, or promote another run (--parent-run-id, --objective).")
     if engine_name == "model.onnx":
         (dst / "serving").mkdir()
         for name, src in SERVING_FILES.items():
