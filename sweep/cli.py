@@ -10,7 +10,8 @@
 | 4 | ``ALL_JOBS_FAILED`` | sweep: no job FINISHED (also: a single run that failed) |
 | 130 | ``INTERRUPTED`` | Ctrl-C or SIGTERM; what was running is marked KILLED |
 
-Command-line mistakes exit 2 with argparse's or Hydra's usage message.
+Command-line mistakes exit 2 with argparse's or Hydra's usage message; an override Hydra
+cannot apply to the config (an unknown key, a wrong type) exits 1, Hydra's own code.
 """
 
 from __future__ import annotations
