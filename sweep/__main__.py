@@ -1,19 +1,23 @@
-"""``python -m sweep`` (one job) and ``python -m sweep -m trt.opt_level=0,5 ...`` (multirun)."""
+"""``python -m sweep`` (one job) and ``python -m sweep -m trt.opt_level=0,5 ...`` (multirun).
+
+Exit codes (``sweep/cli.py``): 0 every job FINISHED; 3 some jobs FAILED; 4 no job FINISHED
+(a single run that failed too); 2 refused (a ``SweepError``: the store, the config);
+130 interrupted (Ctrl-C, SIGTERM).
+"""
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
-from types import FrameType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sweep import cli
+from sweep.cli import ExitCode
 from sweep.config import JobSettings, register
-from sweep.errors import SweepError
+from sweep.errors import SweepError, TrackingError
 
 register()
 
@@ -28,12 +32,19 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A launcher that runs jobs in worker processes (Ray) may end them without running
         # their exit handlers: a server kept there would outlive the sweep.
         cfg.server.keep_running = False
-    result = job.run(JobSettings.from_cfg(cfg), workdir=Path(hc.runtime.output_dir),
-                     sweep_dir=Path(hc.sweep.dir) if multirun else None,
-                     job_num=hc.job.num if multirun else None)
+    try:
+        result = job.run(JobSettings.from_cfg(cfg), workdir=Path(hc.runtime.output_dir),
+                         sweep_dir=Path(hc.sweep.dir) if multirun else None,
+                         job_num=hc.job.num if multirun else None)
+    except SweepError as exc:  # before the job's run exists: the store cannot be used
+        if multirun:
+            raise
+        # Hydra would print it as a traceback and exit 1; a single run refuses as every
+        # command does. (A multirun's store was checked by its parent-run callback.)
+        raise cli.Exit(ExitCode.REFUSED, str(exc)) from None
     if not multirun and result.status != "FINISHED":
         # A single run has no sweep to go on with: exit non-zero so scripts notice.
-        raise SystemExit(1)
+        raise cli.Exit(*cli.jobs_outcome([result.status], single=True))
     return result.objectives
 
 
@@ -43,37 +54,56 @@ def _jobs_run_here(launcher: DictConfig) -> bool:
     return str(launcher.get("_target_", "")).endswith(".BasicLauncher")
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes the same path as Ctrl-C: the running job ends KILLED, its server is
-    # stopped by the context managers, and the parent run is closed below. Re-raised as
-    # SIGINT so that whoever handles Ctrl-C now handles it: asyncio.run cancels the
-    # evaluation's task, elsewhere Python raises KeyboardInterrupt. Raising it here directly
-    # can land inside a grpc aio callback, which swallows it ("Exception ignored in
-    # CallbackWrapper.functor_run") and leaves the event loop waiting forever.
-    if callable(signal.getsignal(signal.SIGINT)):
-        signal.raise_signal(signal.SIGINT)
-    else:  # SIGINT ignored (a background job of a script): nobody would act on it
-        raise KeyboardInterrupt(f"signal {signum}")
+def multirun_outcome() -> None:
+    """After a multirun: raise ``cli.Exit`` with SOME_JOBS_FAILED or ALL_JOBS_FAILED when
+    jobs did not finish; nothing when all FINISHED, or when no multirun ran here.
+
+    The jobs' statuses are read from the parent run's child runs in MLflow, not counted from
+    the task function's returns in this process: a launcher that runs jobs in other
+    processes (Ray, on this host or on others) runs the task function there, so this
+    process never sees a job's result, while every job, wherever it runs, records its run
+    under the parent in the sweep's store. With Hydra's basic launcher the runs are the same
+    records, and the table printed at the end of the sweep is read from them too, so the
+    count always agrees with that table."""
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking.callback import ParentRunCallback
+    from sweep.tracking.summary import child_rows
+
+    closed, ParentRunCallback.closed = ParentRunCallback.closed, None
+    if closed is None:  # a single run (it raised its own outcome), or --help, --cfg ...
+        return
+    store, parent_id = closed
+    try:
+        statuses = [row.status for row in child_rows(MlflowClient(store.uri), store, parent_id)]
+    except Exception as exc:
+        raise TrackingError(f"the sweep ended, but its jobs' statuses cannot be read from the "
+                            f"tracking store ({type(exc).__name__}): check the runs of parent "
+                            f"run {parent_id}.") from exc
+    code, message = cli.jobs_outcome(statuses)
+    if code != ExitCode.OK:
+        raise cli.Exit(code, message)
 
 
 def entry() -> None:
     from sweep.server import close_kept
     from sweep.tracking.callback import close_open_parent
 
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    def sweep() -> None:
         main()
-    except KeyboardInterrupt:
-        close_open_parent("KILLED")
-        print("trt-sweep: interrupted; the running job was marked KILLED.", file=sys.stderr)
-        raise SystemExit(130) from None
-    except SweepError as exc:
-        close_open_parent("FAILED")
-        print(f"trt-sweep: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    finally:
-        close_kept()  # the servers kept across the jobs go with the sweep
-        close_open_parent("FAILED")
+        multirun_outcome()
+
+    def cleanup(code: ExitCode | None) -> None:
+        try:
+            if code == ExitCode.INTERRUPTED:
+                close_open_parent("KILLED")  # the running job was marked KILLED
+        finally:
+            close_kept()  # the servers kept across the jobs go with the sweep
+            close_open_parent("FAILED")  # a sweep that did not reach its end
+
+    cli.exit_with(lambda: cli.guard(
+        sweep, "trt-sweep", interrupted="interrupted; the running job was marked KILLED.",
+        cleanup=cleanup))
 
 
 if __name__ == "__main__":

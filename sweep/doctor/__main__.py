@@ -1,7 +1,6 @@
 """``python -m sweep.doctor``."""
 
-import sys
-
+from sweep.cli import exit_with
 from sweep.doctor.cli import main
 
-sys.exit(main())
+exit_with(main)

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import ConfigError, SweepError
+from sweep import cli
+from sweep.cli import ExitCode
+from sweep.errors import ConfigError
 from sweep.evaluate.decode import DecoderSpec
 from sweep.evaluate.variant import ClientVariant
 from sweep.infra.files import PROJECT_ROOT
@@ -310,17 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"doctor: {message}", file=sys.stderr, flush=True)
 
-    try:
+    def doctor() -> ExitCode:
         diagnosis, paths, run_id = run(args, log)
-    except SweepError as exc:
-        print(f"doctor: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("doctor: interrupted", file=sys.stderr)
-        return 130
-    if not args.quiet:
-        print(paths["report"].read_text(encoding="utf-8"))
-    log(f"report: {paths['report']}" + (f"; MLflow run {run_id} in experiment {EXPERIMENT}"
-                                         if run_id else ""))
-    return 0 if diagnosis.verdict == "match" else 1
+        if not args.quiet:
+            print(paths["report"].read_text(encoding="utf-8"))
+        log(f"report: {paths['report']}" + (f"; MLflow run {run_id} in experiment {EXPERIMENT}"
+                                             if run_id else ""))
+        return ExitCode.OK if diagnosis.verdict == "match" else ExitCode.DIFFERS
+
+    return cli.guard(doctor, "doctor")
 

@@ -77,14 +77,18 @@ class TritonTarget:
     # -- connecting -------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import grpc
         from tritonclient.utils import InferenceServerException
 
         try:
             return fn(*args, client_timeout=self.timeout_s, **kwargs)
         except InferenceServerException as exc:
             message = exc.message() or str(exc)
-            if "Deadline" in message or "failed to connect" in message.lower() or \
-                    "unavailable" in message.lower():
+            # tritonclient.grpc keeps the call's gRPC status as str(grpc.StatusCode.X):
+            # UNAVAILABLE (nothing listens, connection lost) and DEADLINE_EXCEEDED (nobody
+            # answered in time) both mean no server answers there.
+            if exc.status() in (str(grpc.StatusCode.UNAVAILABLE),
+                                str(grpc.StatusCode.DEADLINE_EXCEEDED)):
                 raise DoctorError(
                     f"no Triton server answers at {self.url} (gRPC) for {what} within "
                     f"{self.timeout_s:g} s: {message.strip()}. Is it running, and is "

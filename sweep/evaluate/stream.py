@@ -327,6 +327,9 @@ class GrpcStreamer:
                         slots.name, client_timeout=self.timeout_s)
                     break
                 except Exception as exc:
+                    # Only the wording tells "in use" apart: Triton 2.51-2.52 answer it with
+                    # gRPC INTERNAL, the status of every other failure to unregister too (a
+                    # failed munmap); from 2.53 on Triton defers the unregister and says OK.
                     if "in use" not in str(exc):
                         break  # the server is gone or never had it: nothing to release
                     await asyncio.sleep(0.01)

@@ -39,18 +39,17 @@ probe (``probe``): its pins, WER, CER, frame flips, pass/fail; the parent gets t
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
+from sweep import cli
 from sweep.engine import Engine
-from sweep.errors import ConfigError, SweepError
+from sweep.errors import ConfigError
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
 from sweep.precision_search.outputs import SearchRuns, flag_set_yaml, write_probes_csv
@@ -193,19 +192,6 @@ def main(argv: list[str] | None = None) -> int:
             runs.finish(status)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes Ctrl-C's path: the probe's run and the parent end KILLED.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def entry() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        raise SystemExit(main())
-    except SweepError as exc:
-        print(f"precision_search: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("precision_search: interrupted; the MLflow run was marked KILLED.",
-              file=sys.stderr)
-        raise SystemExit(130) from None
+    cli.exit_with(lambda: cli.guard(
+        main, "precision_search", interrupted="interrupted; the MLflow run was marked KILLED."))

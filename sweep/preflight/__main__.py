@@ -4,4 +4,4 @@ import sys
 
 from sweep.preflight.cli import main
 
-sys.exit(main())
+sys.exit(int(main()))

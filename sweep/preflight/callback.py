@@ -9,6 +9,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sweep.cli import ExitCode
+
 
 class PreflightCallback(Callback):
     """Stops a sweep whose host cannot run it, before any job and any MLflow run: a GPU
@@ -36,4 +38,4 @@ def _check(config: DictConfig) -> None:
           file=sys.stderr)
     # Hydra turns a callback's exception into a warning and launches the jobs anyway;
     # SystemExit is not an Exception, so it passes Hydra's handler.
-    raise SystemExit(2)
+    raise SystemExit(int(ExitCode.REFUSED))

@@ -1,5 +1,5 @@
 """``python -m sweep.preflight [OVERRIDES...]``: the checks a sweep with the same overrides
-runs before its first job, one line each; exit 0 when a sweep would start, 2 when not.
+runs before its first job, one line each; exit 0 when a sweep would start, 2 (``ExitCode.REFUSED``) when not.
 
     python -m sweep.preflight builder=trtexec server=docker
     python -m sweep.preflight builder=trtexec server=docker server.gpus=all
@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from sweep.cli import ExitCode
 from sweep.errors import SweepError
 from sweep.preflight.checks import Check, run_checks
 
@@ -47,11 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         builder, server = gpu_host_settings(_compose(args.overrides))
         checks = run_checks(builder, server)
-    except HydraException as exc:  # an override Hydra cannot apply, in its own words
+    except (HydraException, SweepError) as exc:  # an override Hydra cannot apply, ...
         print(f"preflight: {exc}", file=sys.stderr)
-        return 2
-    except SweepError as exc:
-        print(f"preflight: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     print(report(checks))
-    return 0 if all(c.ok for c in checks) else 2
+    return ExitCode.OK if all(c.ok for c in checks) else ExitCode.REFUSED

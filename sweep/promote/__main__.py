@@ -1,7 +1,6 @@
 """``python -m sweep.promote``."""
 
-import sys
-
+from sweep.cli import exit_with
 from sweep.promote.cli import main
 
-sys.exit(main())
+exit_with(main)

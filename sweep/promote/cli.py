@@ -5,8 +5,8 @@ registers its engine as an MLflow model version with an alias, and installs it a
 version of a Triton model repository (``sweep/server/install.py``). ``--dry-run`` only
 shows the choice; ``--rollback`` takes the newest installed version back out.
 
-Exit codes: 0 done, 2 refused (a ``PromoteError``/``SweepError`` says why), 1 a failure
-of MLflow itself. See docs/promote.md.
+Exit codes (``sweep/cli.py``): 0 done, 2 refused (a ``PromoteError``/``SweepError`` says
+why), 1 a failure of MLflow itself, 130 interrupted. See docs/promote.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from sweep import cli
+from sweep.cli import ExitCode
 from sweep.errors import PromoteError, SweepError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.promote import install
@@ -239,7 +241,17 @@ def prepare_bundle(client: Any, selection: Selection, sweep_id: str, dst: Path) 
             f"recorded {recorded} (tag engine_sha256). The artifact changed after the job ran; "
             "nothing was registered or installed. Re-run that job to rebuild and re-log it."
         )
-    _download(client, chosen.run_id, "model_repository", dst)
+    # The Triton config of the engine (render() logs one folder per model of the job's
+    # repository): without it a version would be installed that Triton loads with the
+    # previous version's config, or not at all.
+    repository = _download(client, chosen.run_id, "model_repository", dst)
+    if repository is None or not (repository / "model" / "config.pbtxt").is_file():
+        raise PromoteError(
+            f"run {chosen.run_id} has no model_repository/model/config.pbtxt artifact (the "
+            "Triton config the job served its engine with), or it cannot be read from the "
+            "artifact store; nothing was registered or installed. Re-run the job (+force=true "
+            "if its configuration FINISHED before) so that it logs its model_repository/ "
+            "again, or promote another run (--parent-run-id, --objective).")
     if engine_name == "model.onnx":
         (dst / "serving").mkdir()
         for name, src in SERVING_FILES.items():
@@ -512,18 +524,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's download progress bars would bury the promotion's own output in logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     console = _console()
-    try:
-        if args.rollback:
-            rollback(console, args.tracking_uri, args.repository_root, args.model_name,
-                     args.alias)
-        else:
-            promote(args, console)
-    except SweepError as exc:
+
+    def body() -> ExitCode:
+        try:
+            if args.rollback:
+                rollback(console, args.tracking_uri, args.repository_root, args.model_name,
+                         args.alias)
+            else:
+                promote(args, console)
+        except MlflowException as exc:
+            print(f"promote failed: MLflow: {exc.message}", file=sys.stderr)
+            return ExitCode.MLFLOW_FAILED
+        return ExitCode.OK
+
+    def refused(exc: SweepError) -> None:
         Console(stderr=True, soft_wrap=True, highlight=False).print(
             Text("promote refused: ", style="bold red") + Text(str(exc)))
-        return 2
-    except MlflowException as exc:
-        print(f"promote failed: MLflow: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+
+    return cli.guard(body, "promote", refused=refused)
 

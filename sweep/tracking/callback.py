@@ -79,6 +79,8 @@ class ParentRunCallback(Callback):
     """
 
     _open: tuple[Store, str] | None = None
+    # The last parent run this process closed: ``sweep.__main__`` reads its jobs' statuses.
+    closed: tuple[Store, str] | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _redact_logging()
@@ -124,6 +126,7 @@ def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
     if opened is None:
         return
     ParentRunCallback._open = None
+    ParentRunCallback.closed = opened
     os.environ.pop(PARENT_ENV, None)
     store, run_id = opened
     from mlflow.tracking import MlflowClient

@@ -15,6 +15,7 @@ import pytest
 from mlflow.entities import Run
 from onnx import helper
 
+from sweep.cli import ExitCode
 from tests.faults.conftest import DEMO, DEMO_ONNX, Row, SweepProcess, assert_clean, run_sweep
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def builder_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepProcess:
     crash = crashing_onnx(tmp / "crash.onnx")
     sweep = run_sweep(["-m", f"model.onnx_path={crash},{DEMO_ONNX}",
                        "builder.timeout_s=0.1,600", *FAST], tmp)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.SOME_JOBS_FAILED, sweep.stderr[-3000:]
     return sweep
 
 
@@ -97,7 +98,7 @@ def onnx_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepProcess:
     mismatch = DEMO / "demo_skip_preprocessor.onnx"  # the other contract's model
     sweep = run_sweep(["-m", f"model.onnx_path={tmp / 'missing.onnx'},{corrupt},{mismatch}",
                        *FAST], tmp)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     return sweep
 
 
@@ -145,7 +146,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
                    "FAILED run naming the full disk; no partial cache entry")
 def test_disk_full_in_the_engine_cache(tiny_disk: Path, tmp_path: Path, row: Row) -> None:
     sweep = run_sweep(["-m", "trt.precision=fp32", *FAST], tmp_path / "s", cache=tiny_disk)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     (run,) = sweep.jobs()
     error = run.data.tags["error"]
     assert run.info.status == "FAILED"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sweep.cli import ExitCode
 from tests.faults.conftest import DEMO, Row, SweepProcess, assert_clean, run_sweep
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def manifest_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepProce
     broken_datasets(root)
     sweep = run_sweep(["-m", f"dataset.name={','.join(CASES)}", f"dataset.base_path={root}",
                        "dataset.limit=null"], tmp)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     return sweep, root
 
 

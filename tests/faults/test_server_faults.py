@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 
+from sweep.cli import ExitCode
 from tests.faults.conftest import (
     Row,
     SweepProcess,
@@ -45,7 +46,7 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, warm_cache: Path
     seen = {"frozen_to_next_server_s": time.monotonic() - frozen_at,
             "pids": float(len({first.pid, second.pid, third.pid}))}
     sweep.wait(300)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.SOME_JOBS_FAILED, sweep.stderr[-3000:]
     return sweep, seen
 
 
@@ -98,7 +99,7 @@ def test_engine_triton_cannot_load(tmp_path: Path, warm_cache: Path, row: Row) -
     engine = entry / "model.onnx"
     engine.write_bytes(engine.read_bytes()[:2048])  # bit rot on the cache's disk
     sweep = run_sweep(["-m", "trt.precision=fp32", *FAST], tmp_path / "s", cache=cache)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     (run,) = sweep.jobs()
     error = run.data.tags["error"]
     assert run.info.status == "FAILED"
@@ -119,7 +120,7 @@ def test_port_already_in_use(tmp_path: Path, warm_cache: Path, row: Row) -> None
         busy.listen()
         port = busy.getsockname()[1]
         sweep = run_sweep(["-m", f"server.grpc_port={port}", *FAST], tmp_path, cache=warm_cache)
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     (run,) = sweep.jobs()
     error = run.data.tags["error"]
     assert run.info.status == "FAILED"
@@ -141,7 +142,7 @@ def test_docker_daemon_stopped(tmp_path: Path, row: Row) -> None:
         dead.bind(str(sock_path))
     sweep = run_sweep(["-m", "server=docker", "server.image=trt-sweep-cpu:latest", *FAST],
                       tmp_path / "s", env={"DOCKER_HOST": f"unix://{sock_path}"})
-    assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
     (run,) = sweep.jobs()
     error = run.data.tags["error"]
     assert run.info.status == "FAILED"

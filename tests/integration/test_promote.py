@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -343,6 +344,28 @@ def test_a_tampered_engine_is_refused(store, capsys, tmp_path):
     assert code == 2 and "changed after the job ran" in err
     assert run.data.tags["engine_sha256"] in err
     assert store.versions("asr-tamper") == [] and not (repo / "asr").exists()
+
+
+@pytest.mark.parametrize("lost", ["folder", "config"])
+def test_a_run_without_its_model_repository_artifacts_is_refused(store, capsys, tmp_path, lost):
+    """Without its config.pbtxt a version would be installed that Triton serves with the
+    previous version's config, or cannot load at all: promote stops before registering."""
+    parent = store.sweep(f"noconfig-{lost}", [Job("fp32-o3", "fp32")])
+    run = store.run_of(parent, "fp32-o3")
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://")) / "model_repository"
+    if lost == "folder":
+        shutil.rmtree(artifacts)
+    else:
+        (artifacts / "model" / "config.pbtxt").unlink()
+    repo = tmp_path / "production"
+    repo.mkdir()
+    name = f"asr-noconfig-{lost}"
+    code, _, err = promote(store, capsys, "--parent-run-id", parent, "--name", name,
+                           "--repository-root", str(repo), "--model-name", "asr")
+    assert code == 2, err
+    assert f"run {run.info.run_id} has no model_repository/model/config.pbtxt artifact" in err
+    assert "Re-run the job" in err and "nothing was registered or installed" in err
+    assert store.versions(name) == [] and list(repo.iterdir()) == []
 
 
 def test_an_installed_engine_that_changed_blocks_rollback_onto_it(store, capsys, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.cli import ExitCode
 from tests.integration.conftest import our_processes, run_sweep
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
     the good job of the same sweep still finishes."""
     proc = run_sweep(["-m", "trt.strongly_typed=false,true", "trt.precision=fp16",
                       "dataset=demo_tiny", "dataset.limit=2"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     exp = client.get_experiment_by_name("trt-sweep")
     jobs = [r for r in client.search_runs([exp.experiment_id])
@@ -95,7 +96,7 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
 
     missing = run_sweep(["model.onnx_path=/nonexistent/model.onnx", "dataset=demo_tiny"],
                         tmp_path)
-    assert missing.returncode != 0
+    assert missing.returncode == ExitCode.ALL_JOBS_FAILED
     assert "/nonexistent/model.onnx does not exist" in missing.stderr
     failed = [r for r in client.search_runs([exp.experiment_id])
               if r.data.tags.get("error", "").startswith("ONNX model /nonexistent")]
