@@ -1,5 +1,6 @@
 """``python -m sweep.preflight [OVERRIDES...]``: the checks a sweep with the same overrides
-runs before its first job, one line each; exit 0 when a sweep would start, 2 (``ExitCode.REFUSED``) when not.
+runs before its first job, one line each; exit 0 when a sweep would start, 2
+(``ExitCode.REFUSED``) when not.
 
     python -m sweep.preflight builder=trtexec server=docker
     python -m sweep.preflight builder=trtexec server=docker server.gpus=all
