@@ -132,7 +132,7 @@ def test_port_already_in_use(tmp_path: Path, warm_cache: Path, row: Row) -> None
 
 
 @pytest.mark.fault("Docker daemon stopped (server=docker)",
-                   "a clear error before any build")
+                   "the sweep refuses before any job, naming the daemon and the fix")
 def test_docker_daemon_stopped(tmp_path: Path, row: Row) -> None:
     # A daemon that died leaves its socket file behind with nobody listening: bind it,
     # never listen, close. (The machine's real dockerd is shared with other work, so it
@@ -142,15 +142,15 @@ def test_docker_daemon_stopped(tmp_path: Path, row: Row) -> None:
         dead.bind(str(sock_path))
     sweep = run_sweep(["-m", "server=docker", "server.image=trt-sweep-cpu:latest", *FAST],
                       tmp_path / "s", env={"DOCKER_HOST": f"unix://{sock_path}"})
-    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
-    (run,) = sweep.jobs()
-    error = run.data.tags["error"]
-    assert run.info.status == "FAILED"
-    assert f"No Docker daemon answers at unix://{sock_path}" in error, error
-    assert "Start the daemon" in error
-    assert "engine_hash" not in run.data.tags
+    # The preflight checks run before the first job (and before the parent run).
+    assert sweep.proc.returncode == ExitCode.REFUSED, sweep.stderr[-3000:]
+    assert f"FAIL docker daemon: No Docker daemon answers at unix://{sock_path}" \
+        in sweep.stderr, sweep.stderr[-3000:]
+    assert "sudo systemctl start docker" in sweep.stderr
+    assert sweep.runs() == [], "no job was started, so no run was opened"
     assert not sweep.cache.exists() or not [p for p in sweep.cache.iterdir()
                                             if not p.name.startswith(".")], "an engine was built"
-    row.outcome("FAILED before the build: 'No Docker daemon answers at unix://... "
-                "(ConnectionError ...). Start the daemon (...)'; no engine built")
+    row.outcome("refused by the preflight before any job, exit 2: 'FAIL docker daemon: No "
+                "Docker daemon answers at unix://... -> start it: `sudo systemctl start "
+                "docker` ...'; no run, no engine")
     row.cleanup(assert_clean(sweep))
