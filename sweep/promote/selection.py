@@ -5,10 +5,12 @@ Pure data in, data out: ``sweep/promote/cli.py`` reads the runs from MLflow into
 
 Rules (docs/promote.md):
 
-* The fp32 reference is a FINISHED job with ``trt.precision=fp32``, not strongly typed and
-  without layer overrides: the accuracy every other flag set is measured against. When a
-  sweep holds several (e.g. ``opt_level=0,5``), the one with the lowest WER is taken, so the
-  budget is the strictest the sweep supports (ties: earlier job, then run id).
+* The fp32 reference is a FINISHED job with ``trt.precision=fp32`` without layer
+  overrides: the accuracy every other flag set is measured against. A weakly typed one is
+  preferred; a strongly typed one (the ONNX's own types) serves where the sweep has no
+  other, as on TensorRT 11, which builds nothing else. When a sweep holds several (e.g.
+  ``opt_level=0,5``), the one with the lowest WER is taken, so the budget is the strictest
+  the sweep supports (ties: earlier job, then run id).
 * A candidate qualifies when it FINISHED, has the WER and objective metrics, ran on the
   target device with the target builder version, stays within the WER budget and logged
   its engine. Every failed rule is reported, not only the first.
@@ -66,13 +68,16 @@ class Candidate:
 
     @property
     def is_fp32_reference(self) -> bool:
-        """fp32, weakly typed, no per-layer overrides: the sweep's accuracy baseline."""
+        """fp32, no per-layer overrides: the sweep's accuracy baseline."""
         p = self.params
         return (self.status == "FINISHED" and self.metric("wer") is not None
                 and p.get("trt.precision") == "fp32"
-                and p.get("trt.strongly_typed", "False").lower() == "false"
                 and p.get("trt.layer_precisions", "-") in _NO_OVERRIDE
                 and p.get("trt.layer_output_types", "-") in _NO_OVERRIDE)
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.params.get("trt.strongly_typed", "False").lower() == "true"
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,9 @@ def _percent(wer: float) -> str:
 def fp32_reference(candidates: Iterable[Candidate]) -> Candidate | None:
     """The strictest fp32 reference of the sweep (module docstring), or None."""
     refs = [c for c in candidates if c.is_fp32_reference]
-    return min(refs, key=lambda c: (c.metric("wer"), c.job_num, c.run_id), default=None)
+    weak = [c for c in refs if not c.strongly_typed]
+    return min(weak or refs, key=lambda c: (c.metric("wer"), c.job_num, c.run_id),
+               default=None)
 
 
 def resolve_target(candidates: list[Candidate], constraints: Constraints) -> Target:
@@ -168,12 +175,13 @@ def resolve_target(candidates: list[Candidate], constraints: Constraints) -> Tar
     elif reference is not None:
         ref_wer = reference.metric("wer") or 0.0
         budget = ref_wer + constraints.max_wer_delta / 100
-        budget_reason = (f"WER ≤ {_percent(budget)} (fp32 reference {_percent(ref_wer)} + "
-                         f"{constraints.max_wer_delta:g} points)")
+        kind = " strongly typed" if reference.strongly_typed else ""
+        budget_reason = (f"WER ≤ {_percent(budget)} (fp32{kind} reference "
+                         f"{_percent(ref_wer)} + {constraints.max_wer_delta:g} points)")
     else:
         raise PromoteError(
-            "the sweep has no FINISHED fp32 reference job (trt.precision=fp32, not strongly "
-            "typed, no layer overrides), so there is no WER to measure the others against. "
+            "the sweep has no FINISHED fp32 reference job (trt.precision=fp32, no layer "
+            "overrides), so there is no WER to measure the others against. "
             "Add trt.precision=fp32 to the sweep, or give an absolute budget with --max-wer."
         )
     device = constraints.device or (reference.device if reference else None)

@@ -8,7 +8,11 @@ CPU (tests/standins/tritonserver.py). TensorRT and GPUs themselves never run her
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -146,9 +150,6 @@ def test_tensorrt_11_sweep_strongly_typed_and_weak_flags_refused(
 
 def test_preflight_passes_what_the_standin_image_can_satisfy(
         standin_images: dict[str, str]) -> None:
-    import subprocess
-    import sys
-
     image = standin_images["10"]
     ok = subprocess.run([sys.executable, "-m", "sweep.preflight", *gpu_path(image)[:5]],
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -167,3 +168,57 @@ def test_preflight_passes_what_the_standin_image_can_satisfy(
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert mixed.returncode == 2
     assert "FAIL one TensorRT for build and serve" in mixed.stdout
+
+
+def first_hour_commands() -> list[str]:
+    """The shell lines of docs/gpu-hosts.md's step-by-step section, in order."""
+    text = (ROOT / "docs" / "gpu-hosts.md").read_text()
+    section = text.split("## The first hour, step by step", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_first_hour_of_the_docs_runs_as_written(standin_images: dict[str, str],
+                                                docker_client: DockerClient,  # noqa: F811
+                                                tmp_path: Path) -> None:
+    commands = first_hour_commands()
+    assert [c.split()[:3] for c in commands if c.startswith("python")] == [
+        ["python", "-m", "sweep.preflight"], ["python", "-m", "sweep"],
+        ["python", "-m", "sweep"], ["python", "-m", "sweep.promote"],
+        ["python", "-m", "sweep.promote"]], commands
+    env: dict[str, str] = {}
+    store = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    production = tmp_path / "triton"
+    for command in commands:
+        if command.startswith("export "):
+            name, _, value = command.removeprefix("export ").partition("=")
+            value = value.strip('"')
+            if name == "IMAGE":
+                value = standin_images["11"]  # the default image is TensorRT 11's
+            value = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], value)
+            # The only difference to a GPU host: no GPUs to ask for (the stand-in image
+            # serves plans on its CPU, and says so with its label).
+            env[name] = value.replace("server.gpus=all", "builder.gpus=null")
+            continue
+        argv = shlex.split(re.sub(r"\$(\w+)", lambda m: env[m.group(1)], command))
+        if argv[:2] == ["mkdir", "-p"]:
+            assert argv[2:] == ["/srv/triton"]
+            production.mkdir(parents=True)
+            continue
+        assert argv[:2] == ["python", "-m"]
+        if argv[2] == "sweep":
+            result = run_sweep(argv[3:], tmp_path)
+        else:
+            if argv[2] == "sweep.promote":
+                argv = [a if a != "/srv/triton" else str(production) for a in argv]
+                argv += ["--tracking-uri", store]
+            result = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}" \
+                                       f"\n{result.stderr[-3000:]}"
+    runs = jobs(tmp_path)
+    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    installed = sorted(p.relative_to(production).as_posix()
+                       for p in production.rglob("*") if p.is_file())
+    assert "tone/config.pbtxt" in installed and "tone/1/model.plan" in installed, installed
+    no_containers_left(docker_client, standin_images["11"])

@@ -212,9 +212,17 @@ def test_nothing_qualifies_is_refused_with_every_reason(store, capsys):
     assert store.versions("trt-sweep-demo_monolithic") == []
 
 
-def test_a_sweep_without_fp32_reference_needs_an_explicit_budget(store, capsys):
-    parent = store.sweep("noref", [Job("fp16-o3", wer=0.1), Job("fp32-typed", "fp32",
+def test_a_strongly_typed_fp32_job_is_the_reference_when_there_is_no_other(store, capsys):
+    # A TensorRT 11 sweep has nothing but strongly typed jobs.
+    parent = store.sweep("typed", [Job("fp16-o3", wer=0.1), Job("fp32-typed", "fp32",
+                                                               wer=0.09,
                                                                strongly_typed=True)])
+    code, out, _ = promote(store, capsys, "--parent-run-id", parent, "--dry-run")
+    assert code == 0 and "fp32 strongly typed reference 9.00 %" in out
+
+
+def test_a_sweep_without_fp32_reference_needs_an_explicit_budget(store, capsys):
+    parent = store.sweep("noref", [Job("fp16-o3", wer=0.1), Job("bf16-o3", "bf16")])
     code, _, err = promote(store, capsys, "--parent-run-id", parent, "--dry-run")
     assert code == 2 and "no FINISHED fp32 reference" in err
     code, out, _ = promote(store, capsys, "--parent-run-id", parent, "--dry-run",
