@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.faults.conftest import DEMO, Row, SweepProcess, assert_clean, run_sweep
+from tests.faults.conftest import Row, SweepProcess, assert_clean, run_sweep
+from tests.support.paths import DEMO
 
 pytestmark = pytest.mark.integration
 

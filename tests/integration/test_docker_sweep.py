@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
-from tests.integration.conftest import run_sweep
 from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
+from tests.support.sweep import run_sweep
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

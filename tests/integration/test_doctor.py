@@ -26,7 +26,7 @@ from sweep.doctor.report import markdown
 from sweep.doctor.served import TritonTarget
 from sweep.errors import DoctorError
 from sweep.evaluate.variant import ClientVariant
-from tests.conftest import DEMO, ROOT
+from tests.support.paths import DEMO, ROOT
 
 pytestmark = pytest.mark.integration
 

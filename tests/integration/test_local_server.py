@@ -18,8 +18,8 @@ from sweep.model import ModelInterface, StatePair
 from sweep.server.base import ModelRepository, ServingOptions
 from sweep.server.local import LocalServer, _stub_shm_regions, close_kept
 from sweep.server.repository import render
-from tests.conftest import tiny_monolithic_onnx
-from tests.integration.conftest import our_processes
+from tests.support.models import tiny_monolithic_onnx
+from tests.support.processes import our_processes
 
 pytestmark = pytest.mark.integration
 

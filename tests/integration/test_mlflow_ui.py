@@ -24,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.ports import free_port
-from tests.integration.conftest import run_sweep
+from tests.support.sweep import run_sweep
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
                     reason="the `optuna` extra is not installed: pip install -e '.[optuna]'")

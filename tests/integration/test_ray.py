@@ -11,7 +11,8 @@ import secrets
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
 
 pytest.importorskip("ray", reason="the `ray` extra is not installed: pip install -e '.[ray]'")
 pytest.importorskip("hydra_plugins.hydra_ray_launcher",

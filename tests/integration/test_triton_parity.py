@@ -18,8 +18,8 @@ from sweep.model import ModelInterface, StatePair
 from sweep.server.base import ServingOptions
 from sweep.server.local import LocalServer
 from sweep.server.repository import render
-from tests.conftest import DEMO
-from tests.integration.conftest import our_processes
+from tests.support.paths import DEMO
+from tests.support.processes import our_processes
 
 pytestmark = pytest.mark.integration
 
