@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sweep.builder.trtexec_log import TrtexecReport, decode_version, parse_trtexec_log
+from tests.support.paths import ROOT
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "trtexec"
+FIXTURES = ROOT / ".." / "shared" / "fixtures" / "trtexec"
 
 pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(),
