@@ -1,5 +1,5 @@
 """Installing engines into a Triton model repository: atomic versions, path safety,
-rollback (sweep/deploy/install.py), on a real filesystem."""
+rollback (sweep/promote/install.py), on a real filesystem."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Selection rules as data in, data out (sweep/selection.py). The same rules run against
+"""Selection rules as data in, data out (sweep/promote/selection.py). The same rules run against
 real MLflow stores in tests/integration/test_promote.py."""
 
 from __future__ import annotations
