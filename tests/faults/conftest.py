@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO, ROOT
-from tests.integration.conftest import TOKEN, our_processes
+from tests.support.paths import DEMO_ONNX, ROOT
+from tests.support.processes import our_processes
+from tests.support.sweep import sweep_command
 
-__all__ = ["TOKEN", "Row", "SweepProcess", "assert_clean", "start_sweep", "warm_engine"]
+__all__ = ["Row", "SweepProcess", "assert_clean", "run_sweep", "start_sweep", "warm_engine"]
 
-DEMO_ONNX = DEMO / "demo_monolithic.onnx"
 CACHE_META = "engine.json"
 
 
@@ -125,10 +124,8 @@ def start_sweep(args: list[str], tmp: Path, *, cache: Path | None = None,
     tmp.mkdir(parents=True, exist_ok=True)
     db = db or tmp / "mlruns" / "mlflow.db"
     cache = cache or tmp / "cache"
-    store = [f"tracking.uri=sqlite:///{db}",
-             f"tracking.artifact_root={db.parent / 'artifacts'}"] if tracking else []
-    cmd = [sys.executable, "-m", "sweep", *args, *store, f"builder.cache_dir={cache}",
-           f"hydra.sweep.dir={tmp / name}", f"hydra.run.dir={tmp / name}"]
+    cmd = sweep_command(args, tmp, db=db, cache=cache, tracking=tracking,
+                        sweep_dir=tmp / name, run_dir=tmp / name)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})},
                             start_new_session=True,

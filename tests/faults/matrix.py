@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tests.support.paths import ROOT
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 # Proven by other suites; run from there and listed with their own name.
 REFERENCED: dict[str, tuple[str, str, str]] = {

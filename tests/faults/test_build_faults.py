@@ -16,7 +16,8 @@ from mlflow.entities import Run
 from onnx import helper
 
 from sweep.cli import ExitCode
-from tests.faults.conftest import DEMO, DEMO_ONNX, Row, SweepProcess, assert_clean, run_sweep
+from tests.faults.conftest import Row, SweepProcess, assert_clean, run_sweep
+from tests.support.paths import DEMO, DEMO_ONNX
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from sweep.cli import ExitCode
-from tests.faults.conftest import DEMO, Row, SweepProcess, assert_clean, run_sweep
+from tests.faults.conftest import Row, SweepProcess, assert_clean, run_sweep
+from tests.support.paths import DEMO
 
 pytestmark = pytest.mark.integration
 

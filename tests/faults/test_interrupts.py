@@ -21,7 +21,7 @@ from tests.faults.conftest import (
     start_sweep,
     wait_until,
 )
-from tests.integration.conftest import our_processes
+from tests.support.processes import our_processes
 
 pytestmark = pytest.mark.integration
 

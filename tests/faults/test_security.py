@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.faults.conftest import Row
+from tests.support.paths import ROOT
 
 # What runs on users' machines: the package, the image recipe, the demo tools, benchmarks.
 SCANNED = ("sweep", "docker", "demo", "bench", "scripts")

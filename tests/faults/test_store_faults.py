@@ -26,6 +26,7 @@ from tests.faults.conftest import (
     run_sweep,
     start_sweep,
 )
+from tests.support.tracking import experiment_id
 
 pytestmark = pytest.mark.integration
 
@@ -164,9 +165,7 @@ def test_credentials_never_logged(tmp_path: Path, warm_cache: Path, mlflow_serve
                       work, cache=warm_cache, tracking=False)
     assert sweep.proc.returncode == 0, sweep.stderr[-3000:]
     client = MlflowClient(f"http://127.0.0.1:{mlflow_server}")
-    experiment = client.get_experiment_by_name("trt-sweep")
-    assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment_id(client)])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]  # parent + job
     for run in runs:
         assert SECRET not in repr(run.data.params) + repr(run.data.tags)

@@ -26,10 +26,10 @@ from demo.model import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from tests.support.paths import DEMO  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "demo" / "assets" / "demo_checkpoint.pt"
-TEST_SET = ROOT / "demo" / "assets" / "data" / "demo_test"
+CHECKPOINT = DEMO / "demo_checkpoint.pt"
+TEST_SET = DEMO / "data" / "demo_test"
 Exporter = Callable[[int, str], Path]
 
 # Measured on the shipped checkpoint and demo_test audio (300/400/600 ms, both contracts):

@@ -27,7 +27,8 @@ from sweep.errors import BuildError, DockerUnavailableError, FlagSetError, Serve
 from sweep.flags import FlagSet
 from sweep.infra.files import LABEL
 from sweep.server.base import ModelRepository
-from tests.conftest import ROOT, tiny_monolithic_onnx
+from tests.support.models import tiny_monolithic_onnx
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

@@ -10,8 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
-from tests.integration.conftest import run_sweep
 from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -27,8 +28,7 @@ def test_docker_sweep_matches_local(cpu_image: str, docker_client, tmp_path: Pat
     assert docker.returncode == 0, docker.stderr[-3000:]
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    exp = client.get_experiment_by_name("trt-sweep")
-    jobs = [r for r in client.search_runs([exp.experiment_id])
+    jobs = [r for r in client.search_runs([experiment_id(client)])
             if r.data.tags.get("trt-sweep.kind") == "job"]
     assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in jobs)
     by = {(r.data.tags["server"], r.data.params["trt.precision"]): r for r in jobs}

@@ -26,7 +26,8 @@ from sweep.doctor.report import markdown
 from sweep.doctor.served import TritonTarget
 from sweep.errors import DoctorError
 from sweep.evaluate.variant import ClientVariant
-from tests.conftest import DEMO, ROOT
+from tests.support.paths import DEMO, ROOT
+from tests.support.tracking import experiment_id
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,8 @@ def test_client_without_left_context_is_diagnosed(ensemble_url, ensemble_model, 
     assert d.verdict == "explained"
     assert d.explained(d.chain[0]) > 0.99
     # The served features differ from the reference at every chunk after the first.
-    assert d.baseline.comparison.feature_max_abs > 1.0
+    feature_max_abs = d.baseline.comparison.feature_max_abs
+    assert feature_max_abs is not None and feature_max_abs > 1.0
 
 
 def test_client_with_wrong_scaling_is_diagnosed(ensemble_url, ensemble_model, utterances):
@@ -96,7 +98,8 @@ def test_fp16_features_deployment_is_diagnosed(ensemble_model, utterances, tmp_p
     with deployed(ensemble_model, Deployment(FP32, fp16_features=True), tmp_path) as endpoint:
         d = _diagnose(endpoint.grpc_url, ensemble_model, utterances)
     assert _named(d) == ["fp16_features"], markdown(d)
-    assert 0 < d.baseline.comparison.feature_max_abs < 0.05  # fp16 rounding of log-mel
+    feature_max_abs = d.baseline.comparison.feature_max_abs  # fp16 rounding of log-mel
+    assert feature_max_abs is not None and 0 < feature_max_abs < 0.05
     assert d.chain[0].comparison.kl == 0.0
 
 
@@ -206,7 +209,7 @@ def test_cli_writes_report_and_mlflow_run(ensemble_url, tmp_path):
     assert "left-context padding" in report and "divergence.png" in report
     assert (tmp_path / "out" / "divergence.png").stat().st_size > 10_000
     client = MlflowClient(uri)
-    [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    [run] = client.search_runs([experiment_id(client, EXPERIMENT)])
     assert run.data.tags["cause"] == "left_context"
     assert run.data.metrics["explained"] > 0.99
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from sweep.cli import ExitCode
-from tests.conftest import ROOT
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.paths import ROOT
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
 from sweep.preflight.checks import STANDIN_LABEL
-from tests.conftest import ROOT
-from tests.integration.conftest import run_sweep
 from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
+from tests.support.paths import ROOT
+from tests.support.sweep import run_sweep
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

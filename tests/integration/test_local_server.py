@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from sweep.engine import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import ServerError
 from sweep.flags import FlagSet
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 from sweep.server.base import ModelRepository, ServingOptions
 from sweep.server.local import LocalServer, _stub_shm_regions, close_kept
 from sweep.server.repository import render
-from tests.conftest import tiny_monolithic_onnx
-from tests.integration.conftest import our_processes
+from tests.support.models import tiny_monolithic_onnx
+from tests.support.processes import our_processes
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,11 @@ def test_command_binds_loopback_and_skips_auto_complete(tmp_path: Path):
 
 def test_killed_server_leaves_no_process_and_no_shared_memory(tiny_onnx: Path,
                                                               tmp_path: Path):
-    model = ModelInterface(name="tiny", onnx_path=tiny_onnx, contract="monolithic",
+    model = ModelInterface(name="tiny", onnx_path=tiny_onnx, contract=Contract.MONOLITHIC,
                            audio_input="signal", logprobs_output="logprobs",
                            states=(StatePair("state", "state_next"),))
-    engine = Engine(path=tiny_onnx, format="onnx_emulated", flags=FlagSet(), builder="none",
-                    builder_version="0", build_seconds=0.0, log_path=tiny_onnx)
+    engine = Engine(path=tiny_onnx, format=EngineFormat.ONNX_EMULATED, flags=FlagSet(),
+                    builder="none", builder_version="0", build_seconds=0.0, log_path=tiny_onnx)
     server = LocalServer()
     repository = render(model, engine, tmp_path / "repo", site_packages=server.site_packages(),
                         options=ServingOptions(instances=2))
@@ -59,11 +59,11 @@ def test_killed_server_leaves_no_process_and_no_shared_memory(tiny_onnx: Path,
 def _tiny_repository(tmp_path: Path, name: str, frames: int, server: LocalServer
                      ) -> ModelRepository:
     onnx_path = tiny_monolithic_onnx(tmp_path / f"{name}.onnx", frames=frames)
-    model = ModelInterface(name="tiny", onnx_path=onnx_path, contract="monolithic",
+    model = ModelInterface(name="tiny", onnx_path=onnx_path, contract=Contract.MONOLITHIC,
                            audio_input="signal", logprobs_output="logprobs",
                            states=(StatePair("state", "state_next"),))
-    engine = Engine(path=onnx_path, format="onnx_emulated", flags=FlagSet(), builder="none",
-                    builder_version="0", build_seconds=0.0, log_path=onnx_path)
+    engine = Engine(path=onnx_path, format=EngineFormat.ONNX_EMULATED, flags=FlagSet(),
+                    builder="none", builder_version="0", build_seconds=0.0, log_path=onnx_path)
     return render(model, engine, tmp_path / name, site_packages=server.site_packages(),
                   options=ServingOptions(instances=2))
 

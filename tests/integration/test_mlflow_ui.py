@@ -19,12 +19,17 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.ports import free_port
-from tests.integration.conftest import run_sweep
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
+
+if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -91,7 +96,7 @@ def mlflow_ui(tmp_path_factory: pytest.TempPathFactory, demo_onnx: Path
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path: Path) -> Iterator[Chrome]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -116,7 +121,7 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
         reporter.write_line(line)
 
 
-def _show_columns(driver: webdriver.Chrome, names: tuple[str, ...]) -> None:
+def _show_columns(driver: Chrome, names: tuple[str, ...]) -> None:
     """Tick columns in the runs table's "Columns" menu (metrics are hidden by default)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -130,21 +135,21 @@ def _show_columns(driver: webdriver.Chrome, names: tuple[str, ...]) -> None:
 
 
 def test_the_experiment_page_shows_the_sweep_runs_and_their_wer(
-        mlflow_ui: tuple[Path, str], browser: webdriver.Chrome, tmp_path: Path,
+        mlflow_ui: tuple[Path, str], browser: Chrome, tmp_path: Path,
         request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, mlflow_url = mlflow_ui
     client = MlflowClient(f"sqlite:///{store}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("trt-sweep")
+    exp_id = experiment_id(client)
     jobs = {r.info.run_name: r.data.metrics["wer"] for r in client.search_runs(
-        [experiment.experiment_id], "tags.`trt-sweep.kind` = 'job'")}
+        [exp_id], "tags.`trt-sweep.kind` = 'job'")}
     assert set(jobs) == {"fp32-o3", "bf16-o3"}
 
     # MLflow 3 opens an experiment on its GenAI overview, and nests jobs under the parent
     # run: the runs page with a metric filter lists the jobs flat.
-    browser.get(f"{mlflow_url}/#/experiments/{experiment.experiment_id}/runs"
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}/runs"
                 "?searchFilter=metrics.wer%20%3E%3D%200&orderByKey=metrics.%60wer%60"
                 "&orderByAsc=true")
     screenshot = Path(os.environ.get("TRT_SWEEP_SCREENSHOT_DIR") or tmp_path) / "mlflow_ui.png"

@@ -10,7 +10,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
                     reason="the `optuna` extra is not installed: pip install -e '.[optuna]'")
@@ -25,8 +27,7 @@ def test_three_trial_pareto_search(tmp_path, demo_onnx):
     assert "Sampler: NSGAIISampler" in proc.stderr + proc.stdout
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment_id(client)])
     parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
     assert len(parents) == 1 and len(jobs) == 3

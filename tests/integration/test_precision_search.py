@@ -11,7 +11,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+from tests.support.tracking import experiment_id
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,7 @@ def test_search_writes_a_flag_set_that_meets_the_budget(tmp_path, demo_onnx):
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment_id(client)])
     parent = next(r for r in runs if r.data.tags.get("trt-sweep.kind") == "precision_search")
     probes = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "probe"]
     assert parent.info.status == "FINISHED"

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from sweep.promote.cli import main
 from sweep.promote.install import MANIFEST
-from tests.conftest import ROOT
-from tests.integration.conftest import run_sweep
+from tests.support.paths import ROOT
+from tests.support.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

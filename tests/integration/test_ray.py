@@ -11,7 +11,9 @@ import secrets
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
 
 pytest.importorskip("ray", reason="the `ray` extra is not installed: pip install -e '.[ray]'")
 pytest.importorskip("hydra_plugins.hydra_ray_launcher",
@@ -34,8 +36,7 @@ def test_four_jobs_on_two_ray_workers(tmp_path, monkeypatch, demo_onnx):
     assert "Ray Launcher is launching 4 jobs" in proc.stderr + proc.stdout
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment_id(client)])
     parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
     assert len(parents) == 1 and len(jobs) == 4

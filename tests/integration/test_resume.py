@@ -5,11 +5,14 @@ everything again, and the engine cache makes that rerun build nothing."""
 from __future__ import annotations
 
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from sweep.tracking import resume
-from tests.conftest import ROOT
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.paths import ROOT
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +24,14 @@ ARGS = ["-m", "trt.precision=fp32,fp16", "dataset=demo_tiny", "dataset.limit=1",
         "eval.streams=1"]
 
 
-def jobs_of(client: MlflowClient, parent: str) -> dict[str, object]:
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id],
+def jobs_of(client: MlflowClient, parent: str) -> dict[str, Run]:
+    runs = client.search_runs([experiment_id(client)],
                               filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     return {r.data.params["trt.precision"]: r for r in runs}
 
 
 def last_parent(client: MlflowClient) -> str:
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id],
+    runs = client.search_runs([experiment_id(client)],
                               filter_string="tags.`trt-sweep.kind` = 'sweep'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id

@@ -9,7 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.cli import ExitCode
-from tests.integration.conftest import our_processes, run_sweep
+from tests.support.processes import our_processes
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +23,7 @@ def two_job_sweep(tmp_path_factory, demo_onnx):
                      tmp)
     assert proc.returncode == 0, proc.stderr[-4000:]
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("trt-sweep")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment_id(client)])
     return tmp, client, runs, proc
 
 
@@ -86,8 +87,8 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
                       "dataset=demo_tiny", "dataset.limit=2"], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    exp = client.get_experiment_by_name("trt-sweep")
-    jobs = [r for r in client.search_runs([exp.experiment_id])
+    exp_id = experiment_id(client)
+    jobs = [r for r in client.search_runs([exp_id])
             if r.data.tags.get("trt-sweep.kind") == "job"]
     status = {r.data.params["trt.strongly_typed"]: r for r in jobs}
     assert status["False"].info.status == "FINISHED"
@@ -98,7 +99,7 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
                         tmp_path)
     assert missing.returncode == ExitCode.ALL_JOBS_FAILED
     assert "/nonexistent/model.onnx does not exist" in missing.stderr
-    failed = [r for r in client.search_runs([exp.experiment_id])
+    failed = [r for r in client.search_runs([exp_id])
               if r.data.tags.get("error", "").startswith("ONNX model /nonexistent")]
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
     assert our_processes() == []

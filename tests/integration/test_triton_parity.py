@@ -4,6 +4,7 @@ in-process ONNX Runtime gives on the same chunks, for both contracts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -14,19 +15,29 @@ from sweep.evaluate.decode import GreedyDecoder
 from sweep.evaluate.reference import OrtPipeline
 from sweep.evaluate.stream import GrpcStreamer
 from sweep.flags import FlagSet
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 from sweep.server.base import ServingOptions
 from sweep.server.local import LocalServer
 from sweep.server.repository import render
-from tests.conftest import DEMO
-from tests.integration.conftest import our_processes
+from tests.support.paths import DEMO
+from tests.support.processes import our_processes
 
 pytestmark = pytest.mark.integration
 
-CONTRACTS = {
-    "monolithic": dict(onnx_path=DEMO / "demo_monolithic.onnx", audio_input="signal",
-                       states=(StatePair("state", "state_next"),)),
-    "skip_preprocessor": dict(
+
+class _Tensors(TypedDict, total=False):
+    """The contract-specific part of a ModelInterface."""
+
+    onnx_path: Path
+    audio_input: str
+    length_input: str
+    states: tuple[StatePair, ...]
+
+
+CONTRACTS: dict[str, _Tensors] = {
+    "monolithic": _Tensors(onnx_path=DEMO / "demo_monolithic.onnx", audio_input="signal",
+                           states=(StatePair("state", "state_next"),)),
+    "skip_preprocessor": _Tensors(
         onnx_path=DEMO / "demo_skip_preprocessor.onnx", audio_input="audio_signal",
         length_input="length",
         states=(StatePair("cache_last_time", "cache_last_time_next"),
@@ -38,7 +49,7 @@ CONTRACTS = {
 @pytest.mark.parametrize("transport", ["shm", "grpc"])
 @pytest.mark.parametrize("contract", sorted(CONTRACTS))
 def test_served_fp32_engine_matches_onnxruntime(contract: str, transport: str, tmp_path: Path):
-    model = ModelInterface(name=contract, contract=contract, logprobs_output="logprobs",
+    model = ModelInterface(name=contract, contract=Contract(contract), logprobs_output="logprobs",
                            **CONTRACTS[contract])
     engine = EmulateBuilder().build(model.onnx_path, FlagSet.from_mapping({"tf32": False}),
                                     tmp_path / "engine")

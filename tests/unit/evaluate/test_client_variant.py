@@ -9,15 +9,15 @@ import pytest
 from sweep.errors import ConfigError
 from sweep.evaluate.stream import chunk_inputs
 from sweep.evaluate.variant import ClientVariant
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 
 
 def _model(contract: str, tiny_onnx) -> ModelInterface:
     if contract == "monolithic":
-        return ModelInterface(name="m", onnx_path=tiny_onnx, contract=contract,
+        return ModelInterface(name="m", onnx_path=tiny_onnx, contract=Contract(contract),
                               audio_input="signal", logprobs_output="logprobs",
                               states=(StatePair("state", "state_next"),), pad_ms=0)
-    return ModelInterface(name="s", onnx_path=tiny_onnx, contract=contract,
+    return ModelInterface(name="s", onnx_path=tiny_onnx, contract=Contract(contract),
                           audio_input="audio_signal", logprobs_output="logprobs",
                           length_input="length", states=(), pad_ms=0)
 

@@ -1,9 +1,10 @@
-"""Selection rules as data in, data out (sweep/selection.py). The same rules run against
+"""Selection rules as data in, data out (sweep/promote/selection.py). The same rules run against
 real MLflow stores in tests/integration/test_promote.py."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 
@@ -14,12 +15,12 @@ TAGS = {"device": "cpu:x86_64", "builder_version": "emulate-1"}
 
 
 def job(num: int, precision: str = "fp16", wer: float = 0.10, p99: float | None = 10.0,
-        status: str = "FINISHED", **params: str) -> Candidate:
+        status: str = "FINISHED", params: Mapping[str, str] | None = None) -> Candidate:
     metrics = {"wer": wer, **({"latency_p99_ms": p99} if p99 is not None else {}),
                "throughput_chunks_s": 1000.0 / (p99 or 1)}
     return Candidate(f"run{num:02d}", f"{precision}-{num}", status, num, metrics,
                      {"trt.precision": precision, "trt.strongly_typed": "False",
-                      "trt.layer_precisions": "-", "trt.layer_output_types": "-", **params},
+                      "trt.layer_precisions": "-", "trt.layer_output_types": "-", **(params or {})},
                      dict(TAGS), "engine/model.onnx")
 
 
@@ -32,8 +33,8 @@ def test_objective_parsing():
 
 def test_the_strictest_plain_fp32_job_is_the_reference():
     jobs = [job(0, "fp32", wer=0.12), job(1, "fp32", wer=0.10),
-            job(2, "fp32", wer=0.05, **{"trt.strongly_typed": "True"}),
-            job(3, "fp32", wer=0.04, **{"trt.layer_precisions": "Softmax:fp32"}),
+            job(2, "fp32", wer=0.05, params={"trt.strongly_typed": "True"}),
+            job(3, "fp32", wer=0.04, params={"trt.layer_precisions": "Softmax:fp32"}),
             job(4, "fp32", wer=0.03, status="FAILED"), job(5, "fp16", wer=0.01)]
     ref = fp32_reference(jobs)
     assert ref is not None and ref.run_id == "run01"

@@ -1,5 +1,5 @@
 """Installing engines into a Triton model repository: atomic versions, path safety,
-rollback (sweep/deploy/install.py), on a real filesystem."""
+rollback (sweep/promote/install.py), on a real filesystem."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ def _engine(tmp_path: Path, content: bytes) -> tuple[Path, str]:
 
 
 def _install(root: Path, src: Path, digest: str, config: str = 'name: "x"\n',
-             name: str = "asr", **extra: Path) -> install.InstalledVersion:
-    return install.install(root, name, {"model.plan": src, **extra}, "model.plan", digest,
+             name: str = "asr", extra: Mapping[str, Path] | None = None
+             ) -> install.InstalledVersion:
+    return install.install(root, name, {"model.plan": src, **(extra or {})}, "model.plan", digest,
                            config, {"registered_model": "m", "registered_version": "1"})
 
 
@@ -69,7 +71,7 @@ def test_a_changed_engine_installs_nothing(root: Path, tmp_path: Path):
 def test_a_failure_midway_leaves_no_partial_version(root: Path, tmp_path: Path):
     src, digest = _engine(tmp_path, b"fine")
     with pytest.raises(FileNotFoundError):
-        _install(root, src, digest, **{"model.py": tmp_path / "missing.py"})
+        _install(root, src, digest, extra={"model.py": tmp_path / "missing.py"})
     assert not any(p.name != ".trt-sweep.lock" for p in (root / "asr").iterdir())
 
 

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from sweep.config import as_dict, register
 from sweep.flags import FlagSet
-from tests.conftest import DEMO, ROOT
+from tests.support.paths import DEMO, ROOT
 
 CONF = ROOT / "conf"
 

@@ -25,8 +25,9 @@ from sweep.builder.emulate import (
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
 from sweep.tracking.plots import plot_layer_precisions
+from tests.support.paths import DEMO_ONNX
 
-DEMO = Path(__file__).resolve().parents[2] / "demo" / "assets" / "demo_monolithic.onnx"
+DEMO = DEMO_ONNX
 DEMO_AUDIO = DEMO.parent / "data" / "demo_tiny"
 PINS = (("LayerNormalization", "fp32"), ("Softmax", "fp32"), ("LogSoftmax", "fp32"))
 D = 8

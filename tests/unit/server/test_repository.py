@@ -2,23 +2,23 @@ from pathlib import Path
 
 import pytest
 
-from sweep.engine import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import ConfigError, ModelError
 from sweep.flags import FlagSet
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 from sweep.server.base import ServingOptions
 from sweep.server.repository import render
 
 
 def _model(onnx_path: Path, **kw) -> ModelInterface:
-    return ModelInterface(name="tiny", onnx_path=onnx_path, contract="monolithic",
+    return ModelInterface(name="tiny", onnx_path=onnx_path, contract=Contract.MONOLITHIC,
                           audio_input="signal", logprobs_output="logprobs",
                           states=(StatePair("state", "state_next"),), **kw)
 
 
 def _engine(path: Path, fmt: str = "onnx_emulated", **flags) -> Engine:
-    return Engine(path=path, format=fmt, flags=FlagSet.from_mapping(flags), builder="emulate",
-                  builder_version="t", build_seconds=0.0, log_path=path,
+    return Engine(path=path, format=EngineFormat(fmt), flags=FlagSet.from_mapping(flags),
+                  builder="emulate", builder_version="t", build_seconds=0.0, log_path=path,
                   runtime={"graph_optimization_level": "ORT_ENABLE_BASIC"})
 
 
@@ -73,7 +73,7 @@ def test_plan_batch_larger_than_engine_is_refused(tiny_onnx, tmp_path):
 
 
 def test_interface_mismatch_is_a_model_error(tiny_onnx):
-    wrong = ModelInterface(name="w", onnx_path=tiny_onnx, contract="monolithic",
+    wrong = ModelInterface(name="w", onnx_path=tiny_onnx, contract=Contract.MONOLITHIC,
                            audio_input="audio", logprobs_output="logprobs",
                            states=(StatePair("state", "state_next"),))
     with pytest.raises(ModelError, match="does not match model interface"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sweep.builder.cache import META, CacheFullError, EngineCache
-from sweep.engine import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError
 from sweep.flags import FlagSet
 
@@ -41,7 +41,7 @@ class SizedBuilder:
         out.write_bytes(b"\0" * self.size)
         if self.fail is not None:
             raise self.fail
-        return Engine(path=out, format="onnx_emulated", flags=flags, builder=self.name,
+        return Engine(path=out, format=EngineFormat.ONNX_EMULATED, flags=flags, builder=self.name,
                       builder_version="1", build_seconds=0.1, log_path=log)
 
 

@@ -12,7 +12,7 @@ from sweep.tracking import resume
 from sweep.tracking.runs import job_run
 from sweep.tracking.store import Store, open_store
 
-SETTINGS = {
+SETTINGS: dict[str, dict[str, object]] = {
     "builder": {"name": "emulate", "intra_op_threads": 1, "cache_dir": "/a", "timeout_s": 60.0,
                 "gpus": "all"},
     "server": {"name": "local", "max_batch_size": 16, "grpc_port": None, "gpus": None},

@@ -22,7 +22,7 @@ import pytest
 from sweep.builder.trtexec import InferenceOptions, TrtexecBuilder, trtexec_args
 from sweep.builder.trtexec_log import parse_trtexec_log
 from sweep.flags import FlagSet
-from tests.conftest import tiny_monolithic_onnx
+from tests.support.models import tiny_monolithic_onnx
 
 # tests/standins, wherever below tests/ this file lives.
 STANDINS = next(p for p in Path(__file__).resolve().parents if p.name == "tests") / "standins"

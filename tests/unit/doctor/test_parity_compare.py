@@ -12,7 +12,7 @@ from sweep.doctor.causes import known_causes
 from sweep.doctor.compare import compare, differing, transcript_wer, word_errors
 from sweep.errors import DoctorError
 from sweep.evaluate.reference import UtteranceTrace
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 
 UTT = Utterance("u", Path("u.wav"), "да", 1.0)
 
@@ -65,13 +65,13 @@ def test_word_errors_and_transcript_wer():
 
 
 def test_causes_per_contract(tiny_onnx):
-    mono = ModelInterface(name="m", onnx_path=tiny_onnx, contract="monolithic",
+    mono = ModelInterface(name="m", onnx_path=tiny_onnx, contract=Contract.MONOLITHIC,
                           audio_input="signal", logprobs_output="logprobs",
                           states=(StatePair("state", "state_next"),))
     causes, skipped = known_causes(mono)
     assert [c.key for c in causes] == ["input_scaling"]
     assert set(skipped) == {"chunk_duration", "left_context", "fp16_features"}
-    ens = ModelInterface(name="s", onnx_path=tiny_onnx, contract="skip_preprocessor",
+    ens = ModelInterface(name="s", onnx_path=tiny_onnx, contract=Contract.SKIP_PREPROCESSOR,
                          audio_input="audio_signal", logprobs_output="logprobs",
                          length_input="length", states=())
     causes, skipped = known_causes(ens, alt_exports={300: Path("x300.onnx")})

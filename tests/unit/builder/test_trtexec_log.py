@@ -1,29 +1,30 @@
-"""parse_trtexec_log against real trtexec output (../shared/fixtures/trtexec/SOURCES.md)."""
+"""parse_trtexec_log against real trtexec output (tests/fixtures/trtexec/SOURCES.md)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from sweep.builder.trtexec_log import TrtexecReport, decode_version, parse_trtexec_log
+from tests.support.paths import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "trtexec"
+LOGS = FIXTURES / "trtexec"
 
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(),
-    reason=f"trtexec log fixtures not found at {FIXTURES.resolve()} (they live in the "
-           "workspace's shared/ folder next to the repository)")
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixtures_are_vendored() -> None:
+    if not (LOGS / "SOURCES.md").is_file():
+        pytest.fail(f"the trtexec log fixtures are missing from {LOGS}: they are part of "
+                    "the repository (tests/fixtures/trtexec)")
 
 
 def report(name: str) -> TrtexecReport:
-    return parse_trtexec_log((FIXTURES / name).read_text())
+    return parse_trtexec_log((LOGS / name).read_text())
 
 
 def test_every_fixture_parses_and_is_listed_in_sources() -> None:
-    logs = sorted(FIXTURES.glob("*.log"))
+    logs = sorted(LOGS.glob("*.log"))
     assert logs, "no fixtures"
-    sources = (FIXTURES / "SOURCES.md").read_text()
+    sources = (LOGS / "SOURCES.md").read_text()
     for path in logs:
         assert path.name in sources, f"{path.name} has no expected figures in SOURCES.md"
         r = parse_trtexec_log(path.read_text())

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from sweep.config import as_dict
-from sweep.engine import Engine
+from sweep.engine import Engine, EngineFormat
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
 from sweep.precision_search.outputs import flag_set_yaml
@@ -101,9 +101,9 @@ class FakeEvaluate:
         pinned = {x.name for x in self.universe
                   if any(p in (x.name, x.op_type) for p, _ in flags.layer_precisions)}
         hurt = 0 if flags.precision == "fp32" else len(self.sensitive - pinned)
-        engine = Engine(path=Path(f"/cache/{flags.digest}/model.onnx"), format="onnx_emulated",
-                        flags=flags, builder="fake", builder_version="1", build_seconds=0.0,
-                        log_path=Path("/dev/null"))
+        engine = Engine(path=Path(f"/cache/{flags.digest}/model.onnx"),
+                        format=EngineFormat.ONNX_EMULATED, flags=flags, builder="fake",
+                        builder_version="1", build_seconds=0.0, log_path=Path("/dev/null"))
         score = Score(self.fp32_wer + 0.1 * hurt, 0.0, 0.01 * hurt, 0.0, 0.0, False)
         return score, [np.zeros((1, 2))], engine
 

@@ -1,15 +1,15 @@
 import numpy as np
 
 from sweep.evaluate.stream import chunk_inputs, initial_state, padded_audio
-from sweep.model import ModelInterface, StatePair
+from sweep.model import Contract, ModelInterface, StatePair
 
 
 def _model(contract: str, tiny_onnx, **kw) -> ModelInterface:
     if contract == "monolithic":
-        return ModelInterface(name="m", onnx_path=tiny_onnx, contract=contract,
+        return ModelInterface(name="m", onnx_path=tiny_onnx, contract=Contract(contract),
                               audio_input="signal", logprobs_output="logprobs",
                               states=(StatePair("state", "state_next"),), **kw)
-    return ModelInterface(name="s", onnx_path=tiny_onnx, contract=contract,
+    return ModelInterface(name="s", onnx_path=tiny_onnx, contract=Contract(contract),
                           audio_input="audio_signal", logprobs_output="logprobs",
                           length_input="length", states=(), **kw)
 
