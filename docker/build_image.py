@@ -213,12 +213,24 @@ def build_app(client: object, base: str, tag: str) -> None:
         client.images.get(tag).tag(repository, "latest")  # type: ignore[attr-defined]
 
 
+# A tag younger than this may belong to another checkout's test session on the same
+# Docker host (each source tree has its own tag): left alone.
+PRUNE_AFTER_S = 6 * 3600
+
+
 def prune(client: object, repository: str, keep: str) -> None:
     """Drop this recipe's older tags (every source edit makes a new app tag); images a
-    container still uses are left alone."""
+    container still uses, and tags built in the last hours, are left alone."""
+    import datetime
+
     import docker.errors
 
+    now = datetime.datetime.now(datetime.UTC)
     for image in client.images.list(name=repository):  # type: ignore[attr-defined]
+        created = datetime.datetime.fromisoformat(
+            str(image.attrs.get("Created", "")).split(".")[0].rstrip("Z") + "+00:00")
+        if (now - created).total_seconds() < PRUNE_AFTER_S:
+            continue
         for tag in image.tags:
             if tag.startswith(f"{repository}:") and tag not in (keep, f"{repository}:latest"):
                 with contextlib.suppress(docker.errors.APIError):
