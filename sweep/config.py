@@ -41,6 +41,11 @@ class TrtConfig:
     opt_batch: int = 16
     max_batch: int = 16
     timing_cache: bool = True
+    # Realised in the graph (strongly_typed with a reduced precision): sweep/flags.py.
+    keep_io_types: bool = True
+    autocast_data_max: float = 512.0
+    autocast_init_max: float = 65504.0
+    calibration_method: str = "max"
 
 
 @dataclass
@@ -73,6 +78,10 @@ class DatasetConfig:
     base_path: str = "demo/assets/data"
     manifest: str = "tarred_audio_manifest.json"
     limit: int | None = None
+    # Calibration audio for a flag set realised in the graph (int8/fp8 scales, AutoCast's
+    # range checks): another folder under base_path, never the scored utterances.
+    calibration: str | None = "demo_calib"
+    calibration_utterances: int = 8
 
 
 @dataclass
@@ -187,6 +196,19 @@ class DatasetSpec:
     manifest: str
     limit: int | None
     sample_rate: int
+    calibration: Path | None = None
+    calibration_utterances: int = 8
+
+    def load_calibration(self) -> list[Utterance]:
+        """The calibration utterances (dataset.calibration), checked like the test set."""
+        from sweep.data.manifest import load_manifest
+        from sweep.errors import ConfigError
+
+        if self.calibration is None:
+            raise ConfigError("a flag set realised in the graph needs calibration audio: set "
+                              "dataset.calibration to a dataset folder under base_path.")
+        return load_manifest(self.calibration, expected_rate=self.sample_rate,
+                             manifest_name=self.manifest)
 
     def load(self) -> list[Utterance]:
         """The utterances, every manifest line and audio file checked."""
@@ -242,7 +264,11 @@ class JobSettings:
             dataset=DatasetSpec(name=cfg.dataset.name,
                                 folder=project_path(cfg.dataset.base_path) / cfg.dataset.name,
                                 manifest=cfg.dataset.manifest, limit=cfg.dataset.limit,
-                                sample_rate=model.sample_rate),
+                                sample_rate=model.sample_rate,
+                                calibration=(project_path(cfg.dataset.base_path)
+                                             / cfg.dataset.calibration)
+                                if cfg.dataset.calibration else None,
+                                calibration_utterances=cfg.dataset.calibration_utterances),
             eval=evaluation, decoder=spec,
             # Greedy takes microseconds an utterance: decoded inline. Beam search with
             # KenLM runs in worker processes, off the streaming event loop.

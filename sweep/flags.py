@@ -18,6 +18,11 @@ from typing import Any
 from sweep.errors import FlagSetError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
+CALIBRATION_METHODS = ("max", "entropy")
+# Fields added with the precision stage: left out of the digest at their defaults, so the
+# flag sets (engine cache entries, resumed runs) of earlier sweeps keep their identity.
+_GRAPH_DEFAULTS = {"keep_io_types": True, "autocast_data_max": 512.0,
+                   "autocast_init_max": 65504.0, "calibration_method": "max"}
 LAYER_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 CONSTRAINTS = ("none", "prefer", "obey")
 
@@ -77,6 +82,14 @@ class FlagSet:
     max_batch: int = 16
     timing_cache: bool = True
     extra: tuple[tuple[str, str], ...] = field(default=())
+    # Realised in the graph (strongly typed with a reduced precision; sweep/precision/):
+    # ModelOpt AutoCast's range limits for fp16/bf16 (a node whose reference outputs exceed
+    # data_max, or whose weights exceed init_max, stays fp32), whether the graph's inputs
+    # and outputs keep their types, and the calibration method of int8/fp8 quantisation.
+    keep_io_types: bool = True
+    autocast_data_max: float = 512.0
+    autocast_init_max: float = 65504.0
+    calibration_method: str = "max"
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> FlagSet:
@@ -124,31 +137,43 @@ class FlagSet:
                 f"trt batch shapes must satisfy 1 <= min_batch <= opt_batch <= max_batch; got "
                 f"min={self.min_batch}, opt={self.opt_batch}, max={self.max_batch}."
             )
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise FlagSetError(
+                f"trt.calibration_method={self.calibration_method!r} is unknown; expected one "
+                f"of {', '.join(CALIBRATION_METHODS)}.")
         if self.strongly_typed:
-            # trtexec: precision flags are invalid in strongly typed mode, since the types come
-            # from the network itself (T-one's ONNX is already mixed precision).
-            if self.precision != "fp32":
+            # Strongly typed, a reduced precision is realised in the graph (sweep/precision/:
+            # AutoCast casts, Q/DQ nodes) and TensorRT gets no precision flag; the only
+            # per-layer setting left is which nodes stay FP32 (AutoCast's exclusions).
+            if self.layer_output_types:
                 raise FlagSetError(
-                    f"trt.strongly_typed=true with trt.precision={self.precision}: TensorRT "
-                    "rejects precision flags (--fp16/--bf16/--int8/--fp8) for a strongly typed "
-                    "network, whose types come from the ONNX. Use precision=fp32 with "
-                    "strongly_typed, or strongly_typed=false."
-                )
-            if self.layer_precisions or self.layer_output_types:
+                    "trt.strongly_typed=true with layer_output_types: a strongly typed network "
+                    "takes its output types from the ONNX. Keep nodes in FP32 with "
+                    "trt.layer_precisions={PATTERN: fp32} instead.")
+            kept = [p for p, precision in self.layer_precisions if precision != "fp32"]
+            if kept:
                 raise FlagSetError(
-                    "trt.strongly_typed=true with layer_precisions/layer_output_types: a "
-                    "strongly typed network takes no per-layer precision constraints "
-                    "(TensorRT ignores setPrecision/setOutputType there). Drop the overrides "
-                    "or set strongly_typed=false."
-                )
+                    f"trt.strongly_typed=true with layer_precisions {kept} not fp32: in the "
+                    "graph a pattern can only keep nodes in FP32 (AutoCast's exclusions); the "
+                    "reduced precision is trt.precision.")
+            if self.layer_precisions and self.precision == "fp32":
+                raise FlagSetError(
+                    "trt.strongly_typed=true with trt.precision=fp32 and FP32 keeps: nothing is "
+                    "reduced, so there is nothing to keep. Set trt.precision=fp16|bf16|int8 or "
+                    "drop trt.layer_precisions.")
             if self.precision_constraints != "none":
                 raise FlagSetError(
                     "trt.strongly_typed=true with precision_constraints="
                     f"{self.precision_constraints}: precision constraints apply only to weakly "
-                    "typed networks. Set precision_constraints=none."
-                )
+                    "typed networks (TensorRT 11 removed them). Set "
+                    "precision_constraints=none; the FP32 keeps stay in the graph.")
+        elif self.precision == "fp8":
+            raise FlagSetError(
+                "trt.precision=fp8 weakly typed: TensorRT builds no fp8 layer from the flag "
+                "alone (kFP8 only enables plugins with fp8 I/O), so the engine would be "
+                "fp32/tf32. fp8 needs Q/DQ nodes: trt.strongly_typed=true trt.precision=fp8.")
         if (self.layer_precisions or self.layer_output_types) and \
-                self.precision_constraints == "none":
+                self.precision_constraints == "none" and not self.strongly_typed:
             raise FlagSetError(
                 "trt.layer_precisions/layer_output_types are set but precision_constraints="
                 "none: TensorRT applies them only under --precisionConstraints=prefer or obey. "
@@ -160,6 +185,24 @@ class FlagSet:
                 _check_pattern(pattern, where)
                 if precision not in LAYER_PRECISIONS:
                     raise FlagSetError(f"{where}: precision {precision!r} is unknown.")
+
+    @property
+    def in_graph(self) -> bool:
+        """The reduced precision lives in the ONNX (a typed model is made before the build)."""
+        return self.strongly_typed and self.precision != "fp32"
+
+    def typed_equivalent(self) -> str:
+        """The strongly typed flag set that realises this weak one in the graph, as Hydra
+        overrides to copy (TensorRT 11 builds nothing else)."""
+        keeps = [p for p, precision in self.layer_precisions if precision == "fp32"]
+        parts = ["trt.strongly_typed=true", f"trt.precision={self.precision}",
+                 "trt.precision_constraints=none"]
+        if keeps:
+            parts.append("'+trt.layer_precisions={" + ",".join(f"{k}:fp32" for k in keeps)
+                         + "}'")
+        if self.layer_output_types:
+            parts.append("~trt.layer_output_types")
+        return " ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +218,9 @@ class FlagSet:
         # Override order is meaningful (later wins), so keep lists, not sorted dicts.
         d["layer_precisions"] = [list(p) for p in self.layer_precisions]
         d["layer_output_types"] = [list(p) for p in self.layer_output_types]
+        for key, default in _GRAPH_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -182,8 +228,11 @@ class FlagSet:
     def label(self) -> str:
         """A short human name for tables and plots, e.g. ``bf16+3pin-o0-notf32``."""
         parts = ["typed" if self.strongly_typed else self.precision]
+        if self.in_graph:
+            parts[0] = f"typed-{self.precision}"
         if self.layer_precisions or self.layer_output_types:
-            parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}pin"
+            kind = "keep" if self.strongly_typed else "pin"
+            parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}{kind}"
         parts.append(f"o{self.opt_level}")
         if not self.tf32:
             parts.append("notf32")

@@ -25,6 +25,8 @@ from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
 from sweep.flags import FlagSet
 from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
+from sweep.precision.calibration import collect
+from sweep.precision.realise import TypedModel, realise
 from sweep.server import Server, make_server
 from sweep.server.base import ModelRepository
 from sweep.server.serve import serve
@@ -163,6 +165,32 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
         job.artifact(engine.path, "engine")
 
 
+def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSet,
+                     job: JobRun, workdir: Path) -> TypedModel:
+    """The precision stage: the flag set realised in the graph when it asks for that
+    (calibrated on streamed calibration audio), logged as the artifact the user ships."""
+    if not flags.in_graph:
+        return realise(model.onnx_path, flags, Path())
+    t0 = time.perf_counter()
+    calibration = collect(model, settings.dataset.load_calibration(),
+                          settings.dataset.calibration_utterances)
+    calibration_seconds = time.perf_counter() - t0
+    typed = realise(model.onnx_path, flags,
+                    Path(settings.builder.cache_dir).expanduser(), calibration)
+    job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
+    job.metrics({"calibration_seconds": calibration_seconds,
+                 "calibration_samples": float(calibration.samples),
+                 "precision_seconds": typed.seconds})
+    job.artifact(typed.path, "typed")
+    if typed.table_path is not None:
+        job.artifact(typed.table_path, "typed")
+        job.artifact(typed.table_path.with_name("realised.json"), "typed")
+        job.artifact(plot_layer_precisions(
+            typed.table_path, workdir / "typed_precisions.png",
+            title=f"Precision per op type in the typed ONNX: {flags.label}"), "plots")
+    return typed
+
+
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         job_num: int | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
@@ -215,8 +243,9 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                 return result
             server = job_server(settings)
             say(label, "bold", f"({flags.digest}): building with {settings.builder.name}")
+            typed = realise_in_graph(settings, model, flags, job, workdir)
             try:
-                engine = build_engine(settings.builder, model.onnx_path, flags)
+                engine = build_engine(settings.builder, typed.path, flags)
             except BuildError as exc:
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")

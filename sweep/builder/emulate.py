@@ -100,6 +100,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sweep
 from sweep.builder import layers
+from sweep.builder.widen import widen
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, FlagSetError, ModelError
 from sweep.flags import FlagSet
@@ -252,7 +253,10 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
     """Map a flag set and a graph to the emulation plan; raises FlagSetError when the flag
     set cannot be emulated (int8/fp8, a layer pattern that names no node)."""
     flags.validate()
-    _refuse_quantised(flags)
+    if flags.strongly_typed:
+        _require_quantised_graph(flags, model)
+    else:
+        _refuse_quantised(flags)
     graph = model.graph
     warnings = _check_patterns(graph, flags)
     if BF16 in {flags.precision, *(p for _, p in flags.layer_precisions),
@@ -346,6 +350,17 @@ def _weak_node(i: int, name: str, node: onnx.NodeProto, flags: FlagSet, float_in
         round_inputs=tuple(rounds),
         round_outputs=tuple(float_out) if store != FP32 and not exact else (),
     )
+
+
+def _require_quantised_graph(flags: FlagSet, model: onnx.ModelProto) -> None:
+    """Strongly typed int8/fp8: the precision is the graph's Q/DQ nodes, which ONNX
+    Runtime executes as written; a graph without them cannot be an int8/fp8 engine."""
+    if flags.precision in ("int8", "fp8") and not any(
+            n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise FlagSetError(
+            f"trt.strongly_typed=true with trt.precision={flags.precision}: the ONNX has no "
+            "QuantizeLinear/DequantizeLinear nodes to execute, so it would run in fp32. "
+            "Realise the flag set in the graph first (sweep/precision/).")
 
 
 def _refuse_quantised(flags: FlagSet) -> None:
@@ -724,6 +739,14 @@ class EmulateBuilder:
         log.line(json.dumps(flags.as_dict(), indent=2, sort_keys=True))
         with log.stage("load"):
             model = read_onnx(onnx_path)
+        widened = None
+        if flags.strongly_typed:
+            with log.stage("widen"):
+                model, widened = widen(model)
+            if widened.changed:
+                log.line(f"typed graph widened for ONNX Runtime's CPU provider: "
+                         f"{widened.tensors} fp16/bf16 tensors as fp32, {widened.roundings} "
+                         f"stores rounded back, {widened.weights} weights widened")
         with log.stage("plan"):
             emulation = plan(flags, model)
         for w in emulation.warnings:
@@ -749,6 +772,9 @@ class EmulateBuilder:
                                         if n.store is not None).items():
             metrics[f"emu_nodes_{precision}"] = float(count)
         metrics["emu_pinned_nodes"] = float(len(emulation.pinned))
+        if widened is not None and widened.changed:
+            metrics["emu_widened_tensors"] = float(widened.tensors)
+            metrics["emu_widened_roundings"] = float(widened.roundings)
         return Engine(
             path=engine_path, format=EngineFormat.ONNX_EMULATED, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=seconds, log_path=log.path,

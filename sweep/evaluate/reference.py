@@ -68,7 +68,8 @@ class OrtPipeline:
 
     def __init__(self, model: ModelInterface, onnx_path: Path | None = None, *,
                  graph_optimization_level: str = "ORT_ENABLE_ALL", threads: int = 1,
-                 fp16_features: bool = False, feature_fn: FeatureFn | None = None) -> None:
+                 fp16_features: bool = False, feature_fn: FeatureFn | None = None,
+                 on_feed: Callable[[dict[str, np.ndarray]], None] | None = None) -> None:
         import time
 
         import onnxruntime as ort
@@ -86,6 +87,8 @@ class OrtPipeline:
         self.inputs, _ = model.tensors()
         self.fp16_features = fp16_features
         self.feature_fn = feature_fn
+        # Sees every chunk's model inputs, state included (calibration data).
+        self.on_feed = on_feed
         self._clock = time.perf_counter
 
     def features(self, audio_chunk: np.ndarray) -> np.ndarray:
@@ -116,6 +119,8 @@ class OrtPipeline:
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: (v.reshape(v.shape[0]) if self.ranks[k] == 1 else v) for k, v in feed.items()}
+        if self.on_feed is not None:
+            self.on_feed(feed)
         return dict(zip(self.outputs, self.session.run(self.outputs, feed), strict=True))
 
     def run(self, utterances: list[Utterance]) -> StreamRun:

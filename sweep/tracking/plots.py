@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
 # Colours chosen to read as "wide -> narrow"; pinned nodes share the colour, hatched.
-PRECISION_COLOURS = {"fp32": "#4c72b0", "tf32": "#64b5cd", "fp16": "#dd8452", "bf16": "#55a868"}
-_ORDER = ("fp32", "tf32", "fp16", "bf16")
+PRECISION_COLOURS = {"fp32": "#4c72b0", "tf32": "#64b5cd", "fp16": "#dd8452", "bf16": "#55a868",
+                     "int8": "#c44e52", "fp8": "#8172b3"}
+_ORDER = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 
 
 def _records(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -27,3 +27,6 @@ BUILDER = "builder"
 BUILDER_VERSION = "builder_version"
 DEVICE = "device"
 TRANSPORT = "transport"
+# The typed ONNX a flag set realised in the graph was built from, and what made it.
+TYPED_SHA256 = "typed_sha256"
+TYPED_TOOL = "typed_tool"

@@ -28,15 +28,46 @@ def test_override_order_matters_for_the_digest():
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "int8", "fp8"])
-def test_strongly_typed_rejects_precision_flags(precision):
-    with pytest.raises(FlagSetError, match="strongly typed"):
-        FlagSet.from_mapping({"strongly_typed": True, "precision": precision})
+def test_strongly_typed_reduced_precision_is_realised_in_the_graph(precision):
+    flags = FlagSet.from_mapping({"strongly_typed": True, "precision": precision,
+                                  "layer_precisions": {"Softmax": "fp32"}})
+    assert flags.in_graph and flags.label == f"typed-{precision}+1keep-o3"
+    assert not FlagSet.from_mapping({"strongly_typed": True}).in_graph
 
 
-def test_strongly_typed_rejects_layer_overrides():
-    with pytest.raises(FlagSetError, match="per-layer"):
-        FlagSet.from_mapping({"strongly_typed": True, "precision_constraints": "obey",
+def test_strongly_typed_takes_fp32_keeps_only():
+    with pytest.raises(FlagSetError, match="only keep nodes in FP32"):
+        FlagSet.from_mapping({"strongly_typed": True, "precision": "bf16",
+                              "layer_precisions": {"Softmax": "fp16"}})
+    with pytest.raises(FlagSetError, match="output types from the ONNX"):
+        FlagSet.from_mapping({"strongly_typed": True, "precision": "bf16",
+                              "layer_output_types": {"Softmax": "fp32"}})
+    with pytest.raises(FlagSetError, match="precision_constraints=none"):
+        FlagSet.from_mapping({"strongly_typed": True, "precision": "bf16",
+                              "precision_constraints": "obey",
                               "layer_precisions": {"Softmax": "fp32"}})
+    with pytest.raises(FlagSetError, match="nothing to keep"):
+        FlagSet.from_mapping({"strongly_typed": True, "layer_precisions": {"Softmax": "fp32"}})
+
+
+def test_weak_fp8_is_refused_it_would_build_fp32():
+    with pytest.raises(FlagSetError, match="no fp8 layer"):
+        FlagSet.from_mapping({"precision": "fp8"})
+
+
+def test_weak_flag_set_spells_its_typed_equivalent():
+    weak = FlagSet.from_mapping({"precision": "bf16", "precision_constraints": "obey",
+                                 "layer_precisions": {"LayerNormalization": "fp32",
+                                                      "Softmax": "fp32"}})
+    assert weak.typed_equivalent() == (
+        "trt.strongly_typed=true trt.precision=bf16 trt.precision_constraints=none "
+        "'+trt.layer_precisions={LayerNormalization:fp32,Softmax:fp32}'")
+
+
+def test_graph_fields_at_their_defaults_keep_earlier_digests():
+    # The digest of the default flag set before the precision stage existed.
+    assert FlagSet().digest == FlagSet.from_mapping({"calibration_method": "max"}).digest
+    assert FlagSet().digest != FlagSet.from_mapping({"calibration_method": "entropy"}).digest
 
 
 def test_layer_precisions_need_constraints():
