@@ -18,6 +18,7 @@ from sweep.config import JobSettings
 from sweep.data.manifest import Utterance
 from sweep.engine import Engine
 from sweep.errors import BuildError, SweepError
+from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
 from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
@@ -139,6 +140,12 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     timings["decode_seconds"] = sum(decode_times.values())
     timings["decode_ms_per_utterance"] = 1000 * timings["decode_seconds"] / max(len(texts), 1)
     scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
+    # Against the fp32 model in-process: what changed frame by frame, even where WER did not.
+    t3 = time.perf_counter()
+    reference = fp32_logprobs(model, utterances, Path(settings.builder.cache_dir).expanduser())
+    timings["frame_disagreement"] = frame_disagreement(
+        reference, {r.utterance.id: r.logprobs for r in run.results})
+    timings["reference_seconds"] = time.perf_counter() - t3
     job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"

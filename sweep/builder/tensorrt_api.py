@@ -79,7 +79,7 @@ def builder_settings(flags: FlagSet, shapes: Mapping[str, tuple[int, ...]], *,
     for patterns, resolved, what in (
             (flags.layer_precisions, layer_precisions, "layer_precisions"),
             (flags.layer_output_types, layer_output_types, "layer_output_types")):
-        if patterns and not resolved:
+        if patterns and not resolved and not flags.strongly_typed:
             raise FlagSetError(f"trt.{what}: the patterns were not resolved to layer names "
                                "(sweep.builder.layers.resolve); TensorRT matches names only.")
     profile = {name: ((flags.min_batch, *dims), (flags.opt_batch, *dims),
@@ -181,7 +181,8 @@ class TensorRTBuilder:
         log_path = workdir / "build.log"
         version = _version_tuple(trt.__version__)
         notes = check_flags_for_version(flags, version)
-        precisions, output_types = resolve_layers(onnx_path, flags)
+        precisions, output_types = ({}, {}) if flags.strongly_typed else \
+            resolve_layers(onnx_path, flags)
         settings = builder_settings(flags, onnx_input_dims(onnx_path),
                                     layer_precisions=precisions,
                                     layer_output_types=output_types, version=version,

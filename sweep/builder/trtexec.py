@@ -168,13 +168,18 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
     if not flags.tf32:
         args.append("--noTF32")
 
+    if flags.in_graph and not flags.keep_io_types:
+        raise FlagSetError(
+            "trt.keep_io_types=false on a GPU host: the typed ONNX's inputs and outputs "
+            "would be fp16/bf16 while the served interface (config.pbtxt, the client) is the "
+            "model's fp32. Keep trt.keep_io_types=true for builder=trtexec.")
     if flags.precision_constraints != "none":
         args.append(f"--precisionConstraints={flags.precision_constraints}")
     for option, patterns, resolved in (
             ("--layerPrecisions", flags.layer_precisions, layer_precisions),
             ("--layerOutputTypes", flags.layer_output_types, layer_output_types)):
-        if not patterns:
-            continue
+        if not patterns or flags.strongly_typed:
+            continue  # strongly typed, the FP32 keeps are in the typed ONNX already
         if not resolved:
             raise FlagSetError(
                 f"{option}: the patterns {[p for p, _ in patterns]} were not resolved to any "
@@ -240,6 +245,8 @@ def layer_patterns(onnx_path: Path, flags: FlagSet
     """The flag set's pins as trtexec spells them: every pinned node and the layers the ONNX
     parser derives from it (``<node>_*``, ``layers.trtexec_layers``), with notes for the
     build log where a derived layer cannot be pinned safely."""
+    if flags.strongly_typed:  # the FP32 keeps live in the typed ONNX, not in the flags
+        return {}, {}, []
     precisions, output_types = resolve_layers(onnx_path, flags)
     if not (precisions or output_types):
         return {}, {}, []

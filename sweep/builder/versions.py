@@ -65,17 +65,19 @@ def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
                 f"TensorRT {v} builds strongly typed networks only: the 11.0.0 release notes "
                 "say 'Weak typing is no longer supported' (deprecated since 10.12). Set "
                 "trt.strongly_typed=true and put the precisions into the ONNX itself "
-                "(ModelOpt AutoCast), or use a TensorRT 10.x image for weakly typed sweeps: "
-                f"builder.image={TENSORRT_10_IMAGE} server.image={TENSORRT_10_IMAGE}."))
-        if flags.precision != "fp32":
+                "(the sweep realises them there with ModelOpt: "
+                f"{flags.typed_equivalent()}), or use a TensorRT 10.x image for weakly "
+                f"typed sweeps: builder.image={TENSORRT_10_IMAGE} "
+                f"server.image={TENSORRT_10_IMAGE}."))
+        if flags.precision != "fp32" and not flags.strongly_typed:
             out.append(VersionRule(
                 "precision-flags-removed",
                 f"trt.precision={flags.precision}: TensorRT 11 removed trtexec's precision "
                 "flags (--fp16, --bf16, --fp8, --int8, --int4, --best; 'Migrating trtexec "
                 "Usage from TensorRT 10.x to 11.x'). Reduced precision must come from the "
                 "ONNX (AutoCast, Q/DQ nodes)."))
-        if flags.layer_precisions or flags.layer_output_types or \
-                flags.precision_constraints != "none":
+        if not flags.strongly_typed and (flags.layer_precisions or flags.layer_output_types
+                                         or flags.precision_constraints != "none"):
             out.append(VersionRule(
                 "precision-constraints-removed",
                 "trt.layer_precisions/layer_output_types/precision_constraints: TensorRT 11 "
