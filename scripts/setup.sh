@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Fresh-machine setup for trt-sweep: system libraries, then a virtualenv in .venv.
 #   bash scripts/setup.sh          # what `python -m sweep` needs
+#   bash scripts/setup.sh --precision  # plus the precision stage (ModelOpt, torch)
 #   bash scripts/setup.sh --dev    # plus test tools, PyTorch (demo tests), Optuna, Ray,
-#                                  # espeak-ng, sox, chromium (UI test)
+#                                  # the precision stage, espeak-ng, sox, chromium (UI test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+precision=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1; precision=1 ;;
+    --precision) precision=1 ;;
+    *) echo "setup: unknown option $arg (expected --dev, --precision)" >&2; exit 2 ;;
+  esac
+done
 
 PY=${PYTHON:-python3}
 pyver=$($PY -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -34,9 +42,12 @@ fi
 
 [ -x .venv/bin/python ] || $PY -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-if [ "$dev" = 1 ]; then
-  # torch==2.13.0 (CPU) defines and exports the demo model; only the demo tests need it.
-  .venv/bin/python -m pip install -q -e ".[dev,demo,optuna,ray]"
+extras=""
+[ "$precision" = 1 ] && extras="precision"
+# torch==2.13.0 (CPU) defines and exports the demo model, and ModelOpt imports it.
+[ "$dev" = 1 ] && extras="dev,demo,optuna,ray,precision"
+if [ -n "$extras" ]; then
+  .venv/bin/python -m pip install -q -e ".[$extras]"
 else
   .venv/bin/python -m pip install -q -e .
 fi
