@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweep.builder import build_engine
+from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
 from sweep.data.manifest import Utterance
-from sweep.engine import Engine
-from sweep.errors import BuildError, SweepError
+from sweep.engine import Engine, EngineFormat
+from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
 from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
@@ -30,6 +32,7 @@ from sweep.precision.calibration import collect
 from sweep.precision.realise import TypedModel, realise
 from sweep.server import Server, make_server
 from sweep.server.base import ModelRepository
+from sweep.server.repository import render
 from sweep.server.serve import serve
 from sweep.tracking import resume
 from sweep.tracking import tags as tag
@@ -198,6 +201,36 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
     return typed
 
 
+def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed: TypedModel,
+            workdir: Path, job: JobRun) -> None:
+    """``builder.dry_run``: what a GPU host would build and serve, with no Docker and no
+    GPU: the trtexec command (printed, ``engine/trtexec.cmd``), the typed ONNX and the
+    Triton repository (a placeholder where the plan would be)."""
+    b = settings.builder
+    if b.name != "trtexec" or not b.tensorrt_version:
+        raise ConfigError("builder.dry_run=true plans trtexec builds: set builder=trtexec and "
+                          "builder.tensorrt_version (e.g. 11.4), the TensorRT of the image "
+                          "the GPU host will use.")
+    argv, notes = dry_run_command(b.image, b.trtexec_path, typed.path, flags,
+                                  b.tensorrt_version)
+    command = workdir / "trtexec.cmd"
+    command.write_text(shlex.join(argv) + "\n")
+    say(flags.label, "bold", f"dry run, TensorRT {b.tensorrt_version}: {shlex.join(argv)}")
+    for note in notes:
+        say(flags.label, "yellow", f"note: {note}")
+    placeholder = workdir / "model.plan"
+    placeholder.write_text("dry run: no engine was built; trtexec.cmd builds it\n")
+    engine = Engine(path=placeholder, format=EngineFormat.TENSORRT_PLAN, flags=flags,
+                    builder="trtexec", builder_version=f"TensorRT {b.tensorrt_version} "
+                    "(dry run)", build_seconds=0.0, log_path=command)
+    repository = render(model, engine, workdir / "model_repository", site_packages="",
+                        options=settings.serving)
+    job.tags({tag.DRY_RUN: "true", tag.BUILDER_VERSION: engine.builder_version})
+    job.artifact(command, "engine")
+    for config in repository.configs:
+        job.artifact(config, f"model_repository/{config.parent.name}")
+
+
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         job_num: int | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
@@ -249,8 +282,13 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                     "again)")
                 return result
             server = job_server(settings)
-            say(label, "bold", f"({flags.digest}): building with {settings.builder.name}")
+            say(label, "bold", f"({flags.digest}): " + (
+                "planning (builder.dry_run)" if settings.builder.dry_run else
+                f"building with {settings.builder.name}"))
             typed = realise_in_graph(settings, model, flags, job, workdir)
+            if settings.builder.dry_run:
+                dry_run(settings, model, flags, typed, workdir, job)
+                return result
             try:
                 engine = build_engine(settings.builder, typed.path, flags)
             except BuildError as exc:

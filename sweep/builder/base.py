@@ -28,6 +28,12 @@ class BuilderConfig:
     # Run the emulate builder inside ``image`` instead of on the host (what the GPU path
     # does with trtexec; with the CPU test image it proves the containerised step).
     in_container: bool = False
+    # Plan a GPU host's builds here: print and write the exact trtexec command each job
+    # would run, the typed ONNX and the Triton repository, without Docker or a GPU, for
+    # the TensorRT version given (e.g. "11.4"); the run is FINISHED without speed or
+    # accuracy metrics.
+    dry_run: bool = False
+    tensorrt_version: str | None = None
     # Content-addressed engine cache shared by jobs and sweeps.
     cache_dir: str = "~/.cache/trt-sweep/engines"
     # Size limit of the engine cache in GB: least recently used entries go; null: none.

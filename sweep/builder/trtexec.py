@@ -435,3 +435,24 @@ class TrtexecBuilder:
                      "trtexec_missing": list(report.missing)},
             metrics=report.metrics(batch=None if self.inference.skip else batch),
             artifacts=artifacts)
+
+
+def dry_run_command(image: str, trtexec_path: str, onnx_path: Path, flags: FlagSet,
+                    tensorrt_version: str) -> tuple[list[str], list[str]]:
+    """The command a build of ``flags`` would run on TensorRT ``tensorrt_version`` (and the
+    notes its rules add), without Docker: for planning a GPU host's sweep."""
+    version = decode_version(tensorrt_version) if tensorrt_version.isdigit() else \
+        _parse_version(tensorrt_version)
+    notes = check_flags_for_version(flags, version)
+    builder = TrtexecBuilder(image=image, trtexec_path=trtexec_path)
+    name = timing_cache_name(".".join(map(str, version)), "gpu:<this host>")
+    return builder.command(onnx_path, flags, version, f"/cache/{name}"), notes
+
+
+def _parse_version(text: str) -> Version:
+    parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
+    if not parts:
+        raise FlagSetError(f"builder.tensorrt_version={text!r}; expected a TensorRT version "
+                           "such as 11.4 or 10.16.")
+    major, minor, patch = [*parts, 0, 0][:3]
+    return major, minor, patch

@@ -66,9 +66,11 @@ def run_checks(builder: BuilderConfig, server: ServerConfig) -> list[Check]:
 
 
 def _checks(builder: BuilderConfig, server: ServerConfig) -> Iterator[Check]:
-    if server.name == "local":
+    if server.name == "local" and not builder.dry_run:
         yield _local_tritonserver()
     images = []
+    if builder.dry_run:  # nothing is built or served: planned only
+        return
     if builder.name == "trtexec" or (builder.name == "emulate" and builder.in_container):
         images.append(("builder.image", builder.image, builder.gpus if builder.name ==
                        "trtexec" else None, builder.docker_base_url))

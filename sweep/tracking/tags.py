@@ -30,3 +30,5 @@ TRANSPORT = "transport"
 # The typed ONNX a flag set realised in the graph was built from, and what made it.
 TYPED_SHA256 = "typed_sha256"
 TYPED_TOOL = "typed_tool"
+# A builder.dry_run job: planned, not built or measured.
+DRY_RUN = "dry_run"
