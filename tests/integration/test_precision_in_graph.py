@@ -1,0 +1,111 @@
+"""Flag sets realised in the graph, end to end on the embedded default: the typed ONNX is
+made (AutoCast, Q/DQ from streamed calibration), logged, built by the emulator, served by
+the real tritonserver and scored; and planned for a GPU host with the dry run."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import onnx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.support.paths import ROOT
+from tests.support.sweep import run_sweep
+from tests.support.tracking import experiment_id
+
+pytestmark = pytest.mark.integration
+pytest.importorskip("modelopt.onnx", reason="the precision stage needs ModelOpt "
+                    "(bash scripts/setup.sh --dev installs it)")
+
+KEPT = {"LayerNormalization", "Softmax", "LogSoftmax"}
+
+
+def job_runs(tmp: Path) -> list:
+    client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    runs = client.search_runs([experiment_id(client, "trt-sweep")])
+    return sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+                  key=lambda r: int(r.data.params["job.num"]))
+
+
+def download(tmp: Path, run_id: str, path: str) -> Path:
+    client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    return Path(client.download_artifacts(run_id, path, str(tmp / f"dl-{run_id}")))
+
+
+def output_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in (
+        *inferred.graph.value_info, *inferred.graph.output)}
+    return {n.name: types.get(n.output[0], 0) for n in model.graph.node}
+
+
+def test_typed_precisions_sweep_on_the_embedded_default(tmp_path: Path) -> None:
+    sweep = run_sweep(["-m", "trt.strongly_typed=true", "trt.precision=fp16,bf16,int8",
+                       "dataset=demo_tiny", "eval.streams=4"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-4000:]
+    runs = job_runs(tmp_path)
+    assert [r.data.params["trt.precision"] for r in runs] == ["fp16", "bf16", "int8"]
+    for run in runs:
+        assert run.info.status == "FINISHED", run.data.tags.get("error")
+        metrics = run.data.metrics
+        assert {"wer", "cer", "frame_disagreement", "calibration_samples"} <= set(metrics)
+        typed = onnx.load(str(download(tmp_path, run.info.run_id, "typed/model.onnx")))
+        ops = {n.op_type for n in typed.graph.node}
+        stored = set(output_types(typed).values())
+        if run.data.params["trt.precision"] == "int8":
+            assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        else:
+            wanted = onnx.TensorProto.FLOAT16 if run.data.params["trt.precision"] == "fp16" \
+                else onnx.TensorProto.BFLOAT16
+            assert wanted in stored
+        table = json.loads(download(tmp_path, run.info.run_id,
+                                    "typed/precisions.json").read_text())
+        assert len(table) == len(typed.graph.node)
+    # Quantisation is visible against the fp32 model, frame by frame.
+    int8 = runs[2].data.metrics
+    assert int8["frame_disagreement"] > 0.0
+
+
+def test_the_seeds_recipe_as_a_typed_onnx_beside_its_weak_build(tmp_path: Path) -> None:
+    sweep = run_sweep(["-m", "trt=seed_best,seed_best_typed", "dataset=demo_tiny",
+                       "eval.streams=4"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-4000:]
+    weak, typed_run = job_runs(tmp_path)
+    assert weak.data.params["trt.strongly_typed"] == "False"
+    assert typed_run.data.params["trt.strongly_typed"] == "True"
+    for run in (weak, typed_run):
+        assert run.info.status == "FINISHED", run.data.tags.get("error")
+        assert 0.0 <= run.data.metrics["wer"] <= 0.1
+    typed = onnx.load(str(download(tmp_path, typed_run.info.run_id, "typed/model.onnx")))
+    kinds = output_types(typed)
+    kept = [n for n in typed.graph.node if n.op_type in KEPT]
+    assert kept and all(kinds[n.name] == onnx.TensorProto.FLOAT for n in kept)
+    assert onnx.TensorProto.BFLOAT16 in set(kinds.values())
+
+
+def test_dry_run_plans_trtexec_commands_for_tensorrt_10_and_11(tmp_path: Path) -> None:
+    tables = json.loads((ROOT / "tests" / "standins" / "trtexec_options.json").read_text())
+    removed_in_11 = set(tables["differences"]["only_in_10.16"])
+    for version, mode in (("11.4", "11"), ("10.16", "10")):
+        tmp = tmp_path / mode
+        sweep = run_sweep(["builder=trtexec", "builder.dry_run=true",
+                           f"builder.tensorrt_version={version}", "trt=seed_best_typed",
+                           "dataset=demo_tiny"], tmp)
+        assert sweep.returncode == 0, sweep.stderr[-4000:]
+        (run,) = job_runs(tmp)
+        assert run.info.status == "FINISHED" and run.data.tags["dry_run"] == "true"
+        assert "wer" not in run.data.metrics and "latency_p99_ms" not in run.data.metrics
+        argv = shlex.split(download(tmp, run.info.run_id, "engine/trtexec.cmd").read_text())
+        options = {a.split("=")[0] for a in argv[1:]}
+        if mode == "11":
+            assert not options & removed_in_11, options & removed_in_11
+            assert "--stronglyTyped" not in options
+        else:
+            assert "--stronglyTyped" in options
+        assert not options & {"--bf16", "--fp16", "--layerPrecisions"}
+        config = download(tmp, run.info.run_id, "model_repository/model/config.pbtxt")
+        assert "KIND_GPU" in config.read_text()
+        download(tmp, run.info.run_id, "typed/model.onnx")
