@@ -42,6 +42,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after this many probes with the best set found so far")
     p.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime threads per probe (1 keeps probes deterministic)")
+    p.add_argument("--typed", action="store_true",
+                   help="search the exclusions of a flag set realised in the graph (AutoCast, "
+                        "strongly typed: what TensorRT 11 builds) instead of weak pins")
     p.add_argument("--output", type=Path, default=None,
                    help="where to write the flag set (default conf/trt/<target>_search.yaml "
                         "in the project, usable as trt=<target>_search)")
@@ -126,11 +130,26 @@ def main(argv: list[str] | None = None) -> int:
         return ([decoder.decode(r.logprobs) for r in run.results],
                 [np.asarray(r.logprobs) for r in run.results])
 
-    evaluate = Evaluator([u.text for u in utterances], transcribe,
-                         lambda flags: cache.build(builder, model.onnx_path, flags, "cpu"))
+    calibration = None
+    if args.typed:
+        from sweep.precision.calibration import collect
+
+        calibration = collect(model, settings.dataset.load_calibration(),
+                              settings.dataset.calibration_utterances)
+        base = replace(base, strongly_typed=True, precision_constraints="none")
+
+    def build(flags: FlagSet) -> Engine:
+        from sweep.precision.realise import realise
+
+        # Typed probes build from their typed ONNX (its digest keys the engine cache).
+        source = realise(model.onnx_path, flags, Path(settings.builder.cache_dir).expanduser(),
+                         calibration).path if flags.in_graph else model.onnx_path
+        return cache.build(builder, source, flags, "cpu")
+
+    evaluate = Evaluator([u.text for u in utterances], transcribe, build)
     candidates = pinning.candidates(read_onnx(model.onnx_path), args.target)
     criteria = Criteria(args.wer_budget, args.max_frame_flips)
-    name = f"{args.target}_search"
+    name = f"{args.target}_{'typed_' if args.typed else ''}search"
     output = args.output or PROJECT_ROOT / "conf" / "trt" / f"{name}.yaml"
     tracking = settings.tracking
     store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd())

@@ -132,10 +132,9 @@ class Search:
         if granularity not in GRANULARITIES:
             raise ConfigError(f"--granularity {granularity!r}: expected one of "
                               f"{', '.join(GRANULARITIES)}.")
-        if base.strongly_typed:
-            raise ConfigError("the precision search needs a weakly typed flag set "
-                              "(trt.strongly_typed=false): a strongly typed network takes no "
-                              "per-layer precisions.")
+        if base.strongly_typed and base.layer_precisions:
+            raise ConfigError("a typed precision search starts from no FP32 keeps: it finds "
+                              "them (drop trt.layer_precisions).")
         self.evaluate = evaluate
         self.target = target
         self.criteria = criteria
@@ -157,7 +156,10 @@ class Search:
         names = pinning.patterns(pinned, self.candidates)
         if not names:
             return self.base
-        flags = replace(self.base, precision_constraints="obey",
+        # Weakly typed: pins under obey. Strongly typed: the same names as AutoCast's
+        # exclusions (FP32 keeps), no constraints (TensorRT 11 has none).
+        flags = replace(self.base,
+                        precision_constraints="none" if self.base.strongly_typed else "obey",
                         layer_precisions=tuple((p, "fp32") for p in names))
         flags.validate()
         return flags
@@ -177,7 +179,8 @@ class Search:
     def baseline(self) -> Score:
         if self._baseline is None:
             self._phase = "baseline"
-            flags = replace(self.base, precision="fp32", precision_constraints="none")
+            flags = replace(self.base, precision="fp32", precision_constraints="none",
+                            strongly_typed=False)
             score, logprobs, engine = self.evaluate(flags, None)
             self._baseline = (score, logprobs)
             self._record(flags, 0, score, True, engine)
