@@ -762,7 +762,19 @@ class EmulateBuilder:
                    "intra_op_num_threads": self.intra_op_num_threads}
         if self.check_session:
             with log.stage("session"):
-                _load_session(engine_path, runtime)
+                try:
+                    _load_session(engine_path, runtime)
+                except Exception as exc:
+                    if not flags.strongly_typed:
+                        raise
+                    # A typed ONNX can hold what no CPU kernel runs (a TensorRT plugin, a
+                    # type ONNX Runtime lacks): refused with the reason, never faked.
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                        type(exc).__name__
+                    raise FlagSetError(
+                        f"builder=emulate cannot execute the typed ONNX {onnx_path} on ONNX "
+                        f"Runtime's CPU provider: {reason}. Build it with builder=trtexec on "
+                        "a GPU host (or plan it with builder.dry_run=true).") from exc
         artifacts = _write_reports(workdir, flags, emulation, runtime)
         seconds = time.perf_counter() - start
         _log_summary(log, emulation, stats, seconds)

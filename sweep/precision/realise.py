@@ -42,7 +42,9 @@ from sweep.precision.calibration import CalibrationData
 # Concat, Slice, Flatten, ...). A streaming model carries its attention and conv caches
 # through Concat/Slice into the next chunk: quantised there, the error compounds chunk after
 # chunk (the demo: WER 0.94 on demo_tiny with every default op, the state path included).
-QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QUANTIZED_OPS = {"int8": ("Conv", "ConvTranspose", "Gemm", "MatMul"),
+                 # ModelOpt's fp8 mode refuses ConvTranspose ("Unsupported op types").
+                 "fp8": ("Conv", "Gemm", "MatMul")}
 TYPED_NAME = "model.onnx"
 TABLE_NAME = "precisions.json"
 # ONNX element types as the per-node table names them.
@@ -227,7 +229,7 @@ def _quantize(source: Path, out: Path, flags: FlagSet, calibration: CalibrationD
 
     with _quiet():
         quantize(onnx_path=str(source), quantize_mode=flags.precision,
-                 op_types_to_quantize=list(QUANTIZED_OPS),
+                 op_types_to_quantize=list(QUANTIZED_OPS[flags.precision]),
                  calibration_data=calibration.arrays,
                  calibration_method=flags.calibration_method, calibration_eps=["cpu"],
                  op_types_to_exclude=op_types or None, nodes_to_exclude=names or None,

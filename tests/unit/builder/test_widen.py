@@ -53,3 +53,26 @@ def test_fp32_graph_comes_back_unchanged(tmp_path) -> None:
     before = model.SerializeToString()
     same, stats = widen(model)
     assert not stats.changed and same.SerializeToString() == before
+
+
+def test_a_typed_onnx_the_emulator_cannot_execute_is_refused_with_the_reason(
+        tmp_path) -> None:
+    import pytest
+
+    from sweep.builder.emulate import EmulateBuilder
+    from sweep.errors import FlagSetError
+    from sweep.flags import FlagSet
+
+    # A TensorRT plugin op: a GPU host's engine has it, ONNX Runtime's CPU provider not.
+    node = helper.make_node("ScaledLayerNormPlugin", ["x"], ["y"], domain="trt.plugins",
+                            name="plugin")
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("trt.plugins", 1)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "typed.onnx"))
+    with pytest.raises(FlagSetError, match=r"cannot execute the typed ONNX .* builder=trtexec"):
+        EmulateBuilder().build(tmp_path / "typed.onnx",
+                               FlagSet.from_mapping({"strongly_typed": True}), tmp_path / "w")
