@@ -31,7 +31,6 @@ from bench.common import (
     median,
     save_json,
     table,
-    tiny_onnx,
     write_section,
 )
 from sweep.engine import Engine, EngineFormat
@@ -40,6 +39,7 @@ from sweep.model import Contract, ModelInterface, StatePair
 from sweep.server.base import ServingOptions
 from sweep.server.local import LocalServer
 from sweep.server.serve import serve
+from tests.support.models import tiny_monolithic_onnx
 
 
 def _inputs(module: Any) -> list[Any]:
@@ -181,7 +181,7 @@ def main() -> None:
              "callbacks, no event loop": callbacks}
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = tiny_onnx(Path(tmp) / "tiny.onnx")
+        onnx_path = tiny_monolithic_onnx(Path(tmp) / "tiny.onnx")
         model = ModelInterface(name="tiny", onnx_path=onnx_path,
                                contract=Contract.MONOLITHIC, audio_input="signal",
                                logprobs_output="logprobs",

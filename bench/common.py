@@ -79,40 +79,6 @@ def fp32_engine(model: ModelInterface, flags: dict[str, Any] | None = None) -> E
                         model.onnx_path, FlagSet.from_mapping(flags or FP32_FLAGS))
 
 
-def tiny_onnx(path: Path, chunk: int = 3200, frames: int = 20, state: int = 10) -> Path:
-    """A tiny model in the monolithic contract (INT32 samples -> frames x 35 logprobs, a
-    20x160 MatMul; the state accumulates the chunk's mean): what a call costs, without the
-    model's cost. Built here, so that bench/ does not depend on tests/."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.RandomState(0)
-    inits = [numpy_helper.from_array(rng.randn(chunk // frames, 35).astype(np.float32) * 1e-3,
-                                     "W"),
-             numpy_helper.from_array(np.array([0, frames, chunk // frames], np.int64), "shape"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
-    nodes = [
-        helper.make_node("Cast", ["signal"], ["f"], to=TensorProto.FLOAT, name="cast"),
-        helper.make_node("Reshape", ["f", "shape"], ["r"], name="reshape"),
-        helper.make_node("MatMul", ["r", "W"], ["m"], name="matmul"),
-        helper.make_node("LogSoftmax", ["m"], ["logprobs"], axis=-1, name="logsoftmax"),
-        helper.make_node("ReduceMean", ["f"], ["mean"], axes=[1, 2], keepdims=0, name="mean"),
-        helper.make_node("Unsqueeze", ["mean", "axis1"], ["mean2"], name="unsqueeze"),
-        helper.make_node("Add", ["state", "mean2"], ["state_next"], name="add"),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("signal", TensorProto.INT32, ["batch", chunk, 1]),
-         helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", state])],
-        [helper.make_tensor_value_info("logprobs", TensorProto.FLOAT, ["batch", frames, 35]),
-         helper.make_tensor_value_info("state_next", TensorProto.FLOAT, ["batch", state])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 # -- options every script shares -----------------------------------------------------------
 
 def bench_parser(doc: str | None, *, repeat: int | None = None, write: bool | None = True,
