@@ -29,6 +29,10 @@ class UtteranceResult:
     logprobs: np.ndarray  # (frames, classes)
     latencies_ms: list[float]
     hypothesis: str = ""
+    # Paced runs only (eval.pacing=realtime): chunks answered after their successor's
+    # scheduled time, and how far the last answer lagged the end of the audio (0 if not).
+    late_chunks: int = 0
+    behind_ms: float = 0.0
 
 
 @dataclass
@@ -38,6 +42,7 @@ class StreamRun:
     results: list[UtteranceResult]
     wall_seconds: float
     streams: int
+    pacing: str = "none"
     audio_seconds: float = field(init=False)
     chunks: int = field(init=False)
 
@@ -49,6 +54,16 @@ class StreamRun:
     def latencies_ms(self) -> np.ndarray:
         return np.concatenate([np.asarray(r.latencies_ms) for r in self.results]
                               ) if self.results else np.zeros(0)
+
+    @property
+    def late_chunk_fraction(self) -> float:
+        """Paced runs: the share of chunks answered after the next chunk was due."""
+        return sum(r.late_chunks for r in self.results) / max(self.chunks, 1)
+
+    @property
+    def behind_max_ms(self) -> float:
+        """Paced runs: how far behind real time the slowest stream ended."""
+        return max((r.behind_ms for r in self.results), default=0.0)
 
 
 def padded_audio(model: ModelInterface, samples: np.ndarray) -> np.ndarray:
@@ -119,6 +134,45 @@ def stream_utterance(model: ModelInterface, inputs: dict[str, TensorSpec],
     return np.concatenate(frames), latencies
 
 
+PACINGS = ("none", "realtime")
+
+
+class _Schedule:
+    """When each chunk of one paced call is due: chunk k at ``t0 + k * chunk_s``, as the
+    audio of a phone call arrives. Counts the chunks answered after their successor was
+    due (late) and how far the last answer lagged the end of the audio (behind)."""
+
+    def __init__(self, t0: float, chunk_s: float) -> None:
+        self.t0 = t0
+        self.chunk_s = chunk_s
+        self.k = 0  # the next chunk to send
+        self.late = 0
+        self.behind_ms = 0.0
+
+    def due(self, k: int) -> float:
+        return self.t0 + k * self.chunk_s
+
+    @property
+    def end(self) -> float:
+        """When the audio sent so far ends: the next call's start on this line."""
+        return self.due(self.k)
+
+    async def wait(self) -> None:
+        delay = self.due(self.k) - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def answered(self, now: float) -> float:
+        """Record chunk k's answer at ``now``; its latency from when it was due, in ms."""
+        due, successor = self.due(self.k), self.due(self.k + 1)
+        self.k += 1
+        if now > successor:
+            self.late += 1
+        # After every chunk: the value left is the lag of the call's last answer.
+        self.behind_ms = max(0.0, (now - successor) * 1000.0)
+        return (now - due) * 1000.0
+
+
 class _ShmSlots:
     """One stream's tensors in a system shared-memory region that Triton maps too.
 
@@ -178,7 +232,11 @@ class GrpcStreamer:
     TRANSPORTS = ("auto", "shm", "grpc")
 
     def __init__(self, model: ModelInterface, grpc_url: str, model_name: str, *,
-                 streams: int = 16, timeout_s: float = 30.0, transport: str = "auto") -> None:
+                 streams: int = 16, timeout_s: float = 30.0, transport: str = "auto",
+                 pacing: str = "none") -> None:
+        if pacing not in PACINGS:
+            raise EvaluationError(f"eval.pacing={pacing!r}; expected one of "
+                                  f"{', '.join(PACINGS)}.")
         if streams < 1:
             raise EvaluationError(f"eval.streams={streams}; expected at least 1.")
         if transport not in self.TRANSPORTS:
@@ -190,17 +248,29 @@ class GrpcStreamer:
         self.streams = streams
         self.timeout_s = timeout_s
         self.transport = transport
+        self.pacing = pacing
         self.inputs, self.outputs = model.tensors()
         self.used_transport: str | None = None  # what the last run() used
 
     def run(self, utterances: list[Utterance],
             on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
+        """Every utterance once, ``streams`` at a time (a stream takes the next one from a
+        shared queue when it is done with its last)."""
         if not utterances:
             raise EvaluationError("the dataset has no utterances to evaluate.")
-        return asyncio.run(self._run(utterances, on_done))
+        return asyncio.run(self._run(utterances, on_done, None))
+
+    def run_playlists(self, utterances: list[Utterance], playlists: list[list[int]],
+                      on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
+        """One stream per playlist, each playing its utterances (indices, repeats allowed)
+        in order: the capacity search's load of many more streams than utterances."""
+        if not utterances or not playlists:
+            raise EvaluationError("a paced probe needs utterances and at least one stream.")
+        return asyncio.run(self._run(utterances, on_done, playlists))
 
     async def _run(self, utterances: list[Utterance],
-                   on_done: Callable[[UtteranceResult], None] | None) -> StreamRun:
+                   on_done: Callable[[UtteranceResult], None] | None,
+                   playlists: list[list[int]] | None) -> StreamRun:
         import tritonclient.grpc.aio as aioclient
 
         client = aioclient.InferenceServerClient(self.grpc_url)
@@ -210,50 +280,84 @@ class GrpcStreamer:
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in order:
             queue.put_nowait(i)
-        results: list[UtteranceResult | None] = [None] * len(utterances)
-        workers = min(self.streams, len(utterances))
+        results: list[UtteranceResult] = []
+        workers = len(playlists) if playlists is not None else min(self.streams,
+                                                                    len(utterances))
+        chunk_s = self.model.chunk_ms / 1000.0
 
-        async def worker(number: int, shm: bool) -> None:
+        async def worker(number: int, shm: bool, start: float) -> None:
+            # Paced: the streams start staggered over one chunk (calls do not arrive in
+            # lock step); each call's chunk k is due at its start + k chunk durations,
+            # and the stream's next call starts when this one's audio ends.
+            due = start + number * chunk_s / workers
             slots = await self._open_slots(client, number) if shm else None
+            mine = iter(playlists[number]) if playlists is not None else None
             try:
                 while True:
-                    try:
-                        index = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    if slots is not None:
-                        result = await self._utterance_shm(client, utterances[index], slots)
+                    if mine is not None:
+                        index = next(mine, -1)
+                        if index < 0:
+                            return
                     else:
-                        result = await self._utterance(client, utterances[index])
-                    results[index] = result
+                        try:
+                            index = queue.get_nowait()
+                        except asyncio.QueueEmpty:
+                            return
+                    schedule = _Schedule(due, chunk_s) if self.pacing == "realtime" else None
+                    if slots is not None:
+                        result = await self._utterance_shm(client, utterances[index], slots,
+                                                           schedule)
+                    else:
+                        result = await self._utterance(client, utterances[index], schedule)
+                    if schedule is not None:
+                        due = schedule.end
+                        result.late_chunks, result.behind_ms = schedule.late, schedule.behind_ms
+                    results.append(result)
                     if on_done is not None:
                         on_done(result)
             finally:
                 if slots is not None:
                     await self._close_slots(client, slots)
 
-        start = time.perf_counter()
         try:
             shm = await self._shm_usable(client)
             self.used_transport = "shm" if shm else "grpc"
-            await asyncio.gather(*(worker(i, shm) for i in range(workers)))
+            # The clock starts after the transport check: the first chunks are not late
+            # for the time a shared-memory probe took.
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(i, shm, start) for i in range(workers)))
         finally:
             await client.close()
         wall = time.perf_counter() - start
-        return StreamRun([r for r in results if r is not None], wall, self.streams)
+        if playlists is None:  # the manifest's order, whatever order they finished in
+            rank = {u.id: i for i, u in enumerate(utterances)}
+            results.sort(key=lambda r: rank[r.utterance.id])
+        return StreamRun(results, wall, workers if playlists is not None else self.streams,
+                         pacing=self.pacing)
 
     async def _timed_infer(self, client: Any, utterance: Utterance, tensors: list[Any],
-                           outputs: list[Any], latencies: list[float]) -> Any:
-        """One request under the deadline; its client-observed latency is appended."""
+                           outputs: list[Any], latencies: list[float],
+                           schedule: _Schedule | None = None,
+                           **sequence: Any) -> Any:
+        """One request under the deadline. Unpaced: sent now, its latency measured from
+        the send. Paced: sent when its chunk is due (or at once when the stream is already
+        late), its latency measured from when it was due, so a server that falls behind
+        shows it (no coordinated omission)."""
+        if schedule is not None:
+            await schedule.wait()
         t0 = time.perf_counter()
         try:
             response = await client.infer(self.model_name, tensors, outputs=outputs,
-                                          client_timeout=self.timeout_s)
+                                          client_timeout=self.timeout_s, **sequence)
         except Exception as exc:
             raise EvaluationError(
                 f"inference on {self.model_name!r} at {self.grpc_url} failed for "
                 f"utterance {utterance.id!r}: {exc}") from exc
-        latencies.append((time.perf_counter() - t0) * 1000.0)
+        now = time.perf_counter()
+        if schedule is not None:
+            latencies.append(schedule.answered(now))
+        else:
+            latencies.append((now - t0) * 1000.0)
         return response
 
     # -- shared-memory transport ------------------------------------------------------
@@ -337,7 +441,8 @@ class GrpcStreamer:
             slots.close()
 
     async def _utterance_shm(self, client: object, utterance: Utterance,
-                             slots: _ShmSlots) -> UtteranceResult:
+                             slots: _ShmSlots, schedule: _Schedule | None = None
+                             ) -> UtteranceResult:
         import tritonclient.grpc.aio as aioclient
 
         model = self.model
@@ -388,7 +493,7 @@ class GrpcStreamer:
                     tensors.append(tensor)
             tensors += states_in
             response = await self._timed_infer(client, utterance, tensors, outputs,
-                                               latencies)
+                                               latencies, schedule)
             out = response.get_output(model.logprobs_output)
             shape = tuple(int(d) for d in out.shape) if out is not None else (0,)
             logprobs = slots.views["logprobs"]
@@ -405,7 +510,8 @@ class GrpcStreamer:
 
     # -- gRPC transport ---------------------------------------------------------------
 
-    async def _utterance(self, client: object, utterance: Utterance) -> UtteranceResult:
+    async def _utterance(self, client: object, utterance: Utterance,
+                         schedule: _Schedule | None = None) -> UtteranceResult:
         import tritonclient.grpc.aio as aioclient
 
         samples = read_audio(utterance.audio_path, expected_rate=self.model.sample_rate)
@@ -422,7 +528,7 @@ class GrpcStreamer:
                 tensor.set_data_from_numpy(array)
                 tensors.append(tensor)
             response = await self._timed_infer(client, utterance, tensors, outputs,
-                                               latencies)
+                                               latencies, schedule)
             frames.append(response.as_numpy(self.model.logprobs_output)[0])
             state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
                      for p in self.model.states}
