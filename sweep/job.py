@@ -115,7 +115,8 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                                         streams=settings.eval.streams,
                                         timeout_s=settings.eval.request_timeout_s,
                                         transport=settings.eval.transport,
-                                        pacing=settings.eval.pacing)
+                                        pacing=settings.eval.pacing,
+                                        state=settings.server.state)
                 with _progress() as progress:
                     task = progress.add_task(f"streaming {engine.flags.label}",
                                              total=len(utterances))
@@ -129,7 +130,8 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                 if settings.eval.capacity:
                     say(engine.flags.label, "bold", "capacity search (paced streams)")
                     capacity = measure_capacity(model, endpoint.grpc_url, endpoint.model_name,
-                                                utterances, settings.eval)
+                                                utterances, settings.eval,
+                                                state=settings.server.state)
                 t1 = time.perf_counter()
             timings["stop_seconds"] = time.perf_counter() - t1
             t2 = time.perf_counter()

@@ -197,15 +197,12 @@ def plot_capacity(capacity: Capacity, out_png: str | Path, title: str) -> Path:
 def measure(model: ModelInterface, grpc_url: str, model_name: str,
             utterances: Sequence[Utterance], bounds: CapacityBounds, *,
             transport: str = "auto", timeout_s: float = 30.0,
-            streamer: Callable[[int], GrpcStreamer] | None = None) -> Capacity:
-    """The search against a served model: each probe a fresh paced GrpcStreamer.
-    ``streamer(n)`` makes the client for n streams (the server-side-state client, say);
-    None: the client-side-state GrpcStreamer."""
+            state: str = "client") -> Capacity:
+    """The search against a served model: each probe a fresh paced GrpcStreamer
+    (``state``: the client for a server that keeps the state, or one that round-trips it)."""
     def make(n: int) -> GrpcStreamer:
-        if streamer is not None:
-            return streamer(n)
         return GrpcStreamer(model, grpc_url, model_name, streams=n, timeout_s=timeout_s,
-                            transport=transport, pacing="realtime")
+                            transport=transport, pacing="realtime", state=state)
 
     def probe(n: int) -> ProbePoint:
         t0 = time.perf_counter()
@@ -216,11 +213,13 @@ def measure(model: ModelInterface, grpc_url: str, model_name: str,
 
 
 def measure_capacity(model: ModelInterface, grpc_url: str, model_name: str,
-                     utterances: Sequence[Utterance], settings: EvalConfig) -> Capacity:
+                     utterances: Sequence[Utterance], settings: EvalConfig, *,
+                     state: str = "client") -> Capacity:
     """The job's search (eval.capacity=true), bounded by the eval.* settings."""
     bounds = CapacityBounds(slo_ms=settings.slo_ms, percentile=settings.slo_percentile,
                             max_streams=settings.capacity_max_streams,
                             probe_s=settings.capacity_probe_s,
                             budget_s=settings.capacity_budget_s)
     return measure(model, grpc_url, model_name, utterances, bounds,
-                   transport=settings.transport, timeout_s=settings.request_timeout_s)
+                   transport=settings.transport, timeout_s=settings.request_timeout_s,
+                   state=state)

@@ -7,6 +7,8 @@ ONNX Runtime reference and the benchmarks, so the three can only differ in trans
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -135,6 +137,7 @@ def stream_utterance(model: ModelInterface, inputs: dict[str, TensorSpec],
 
 
 PACINGS = ("none", "realtime")
+STATES = ("client", "server")  # server.state: who keeps a stream's state between chunks
 
 
 class _Schedule:
@@ -233,7 +236,10 @@ class GrpcStreamer:
 
     def __init__(self, model: ModelInterface, grpc_url: str, model_name: str, *,
                  streams: int = 16, timeout_s: float = 30.0, transport: str = "auto",
-                 pacing: str = "none") -> None:
+                 pacing: str = "none", state: str = "client") -> None:
+        if state not in STATES:
+            raise EvaluationError(f"server.state={state!r}; expected one of "
+                                  f"{', '.join(STATES)}.")
         if pacing not in PACINGS:
             raise EvaluationError(f"eval.pacing={pacing!r}; expected one of "
                                   f"{', '.join(PACINGS)}.")
@@ -249,6 +255,10 @@ class GrpcStreamer:
         self.timeout_s = timeout_s
         self.transport = transport
         self.pacing = pacing
+        self.state = state
+        # Server-side state: every call a sequence of its own (ids unique within a run and,
+        # from a random base, unlikely to meet a sequence another client left open).
+        self._sequence_ids = itertools.count(random.randrange(1, 2**40))
         self.inputs, self.outputs = model.tensors()
         self.used_transport: str | None = None  # what the last run() used
 
@@ -385,6 +395,13 @@ class GrpcStreamer:
     async def _shm_usable(self, client: object) -> bool:
         if self.transport == "grpc":
             return False
+        if self.state == "server":
+            if self.transport == "shm":
+                raise EvaluationError(
+                    "transport='shm' carries the state in shared memory; with "
+                    "server.state=server only the audio travels: use transport='grpc' or "
+                    "'auto'.")
+            return False  # the audio alone: a few kB a chunk, gRPC is enough
         if self._shm_layout() is None:
             if self.transport == "shm":
                 raise EvaluationError(
@@ -515,23 +532,31 @@ class GrpcStreamer:
         import tritonclient.grpc.aio as aioclient
 
         samples = read_audio(utterance.audio_path, expected_rate=self.model.sample_rate)
-        state = initial_state(self.model, self.inputs)
+        server_state = self.state == "server"
+        # Server-side state: the client holds none and asks for none back.
+        state = {} if server_state else initial_state(self.model, self.inputs)
         frames: list[np.ndarray] = []
         latencies: list[float] = []
         outputs = [aioclient.InferRequestedOutput(self.model.logprobs_output),
-                   *(aioclient.InferRequestedOutput(p.output) for p in self.model.states)]
-        for chunk in chunk_inputs(self.model, samples):
+                   *(aioclient.InferRequestedOutput(p.output) for p in self.model.states
+                     if not server_state)]
+        chunks = list(chunk_inputs(self.model, samples))
+        sequence_id = next(self._sequence_ids) if server_state else 0
+        for k, chunk in enumerate(chunks):
             tensors = []
             for name, array in (chunk | state).items():
                 tensor = aioclient.InferInput(name, list(array.shape),
                                               _TRITON_DTYPES[array.dtype.name])
                 tensor.set_data_from_numpy(array)
                 tensors.append(tensor)
+            sequence = {"sequence_id": sequence_id, "sequence_start": k == 0,
+                        "sequence_end": k == len(chunks) - 1} if server_state else {}
             response = await self._timed_infer(client, utterance, tensors, outputs,
-                                               latencies, schedule)
+                                               latencies, schedule, **sequence)
             frames.append(response.as_numpy(self.model.logprobs_output)[0])
-            state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
-                     for p in self.model.states}
+            if not server_state:
+                state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
+                         for p in self.model.states}
             if frames[-1].size == 0:
                 raise EvaluationError(
                     f"{self.model_name!r} returned an empty {self.model.logprobs_output!r} "
