@@ -8,7 +8,6 @@ filesystem) differs between the two.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -107,6 +106,13 @@ def _sequence(model: ModelInterface, inputs: dict[str, TensorSpec], options: Ser
     }
 
 
+def _state_tensors(tensors: dict[str, dict[str, Any]]) -> str:
+    """``input:output:dtype:d1xd2;...``: a parameter value without quotes (config.pbtxt
+    strings would need escaping), read back by triton_templates/model/stateful_model.py."""
+    return ";".join(f"{name}:{t['output']}:{t['dtype']}:{'x'.join(map(str, t['dims']))}"
+                    for name, t in tensors.items())
+
+
 def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
            options: ServingOptions) -> ModelRepository:
     """Write the repository for ``model`` served with ``engine`` into ``dest``."""
@@ -147,7 +153,7 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         hidden = {p.input for p in model.states} | {p.output for p in model.states}
         inputs = {k: v for k, v in inputs.items() if k not in hidden}
         outputs = {k: v for k, v in outputs.items() if k not in hidden}
-        params |= {"state_tensors": json.dumps(sequence["tensors"]),
+        params |= {"state_tensors": _state_tensors(sequence["tensors"]),
                    "sequence_idle_us": str(options.sequence_idle_us)}
     model_files = {("model.plan" if plan else "model.onnx"): engine.path}
     if not plan:

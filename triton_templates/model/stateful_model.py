@@ -12,7 +12,6 @@ model does with its requests.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -43,8 +42,12 @@ class TritonPythonModel:
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
-        # {state input: {"output": name, "dtype": numpy dtype, "dims": [...]}}
-        self.states: dict[str, dict[str, Any]] = json.loads(params["state_tensors"])
+        # "input:output:dtype:d1xd2;..." (sweep/server/repository.py _state_tensors)
+        self.states: dict[str, dict[str, Any]] = {}
+        for entry in filter(None, params["state_tensors"].split(";")):
+            name, output, dtype, dims = entry.split(":")
+            self.states[name] = {"output": output, "dtype": dtype,
+                                 "dims": [int(d) for d in dims.split("x") if d]}
         self.idle_s = int(params.get("sequence_idle_us", "10000000")) / 1e6
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.state_outputs = {spec["output"]: name for name, spec in self.states.items()}

@@ -79,9 +79,9 @@ def test_client_state_keeps_the_dynamic_batcher(tmp_path: Path) -> None:
 
 def test_server_state_is_refused_for_the_ensemble_and_for_unknown_values(
         tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="server.state=server serves the monolithic"):
+    with pytest.raises(ConfigError, match=r"server\.state=server serves the monolithic"):
         _render(load_model("demo_skip_preprocessor"), EngineFormat.ONNX_EMULATED,
                 tmp_path / "a")
-    with pytest.raises(ConfigError, match="server.state='triton'"):
+    with pytest.raises(ConfigError, match=r"server\.state=.triton."):
         _render(load_model("demo_monolithic"), EngineFormat.ONNX_EMULATED, tmp_path / "b",
                 ServingOptions(state="triton"))
