@@ -41,9 +41,10 @@ class ServingOptions:
     # or "server" (Triton's sequence batcher, the `oldest` strategy; the client sends only
     # audio with a correlation id and start/end flags). Then dynamic batching is replaced by
     # the sequence batcher's candidate count and queue delay; a sequence idle longer than
-    # sequence_idle_us is dropped with its state.
+    # sequence_idle_us is dropped with its state. Sequences beyond the candidate count wait
+    # in Triton's backlog until one ends, which would cap a capacity search: hence many.
     state: str = "client"
-    max_candidate_sequences: int = 16
+    max_candidate_sequences: int = 256
     sequence_queue_delay_us: int = 0
     sequence_idle_us: int = 10_000_000
 
