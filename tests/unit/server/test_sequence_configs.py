@@ -69,6 +69,8 @@ def test_plan_uses_implicit_state_with_zero_initial_state(tmp_path: Path) -> Non
     (initial,) = state.initial_state
     assert initial.zero_data and tuple(initial.dims) == tuple(state.dims)
     assert config.sequence_batching.HasField("oldest")
+    assert len(config.sequence_batching.control_input) == 0  # the backend carries the state
+    assert check_repository(tmp_path / "repo", gpus=True) == []
 
 
 def test_client_state_keeps_the_dynamic_batcher(tmp_path: Path) -> None:
