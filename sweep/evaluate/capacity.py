@@ -34,17 +34,22 @@ class CapacityBounds:
     max_streams: int = 256
     probe_s: float = 6.0
     budget_s: float = 180.0
+    # A failing count is probed again this many times and passes if any probe passes:
+    # on a shared machine another process's burst only adds latency, so one stalled probe
+    # says little about the server, one clean pass says it can carry that load.
+    retries: int = 1
 
     def __post_init__(self) -> None:
         if self.slo_ms <= 0 or not 0 < self.percentile <= 100:
             raise EvaluationError(
                 f"eval.slo_ms={self.slo_ms}, eval.slo_percentile={self.percentile}; expected "
                 "a positive SLO and a percentile in (0, 100].")
-        if self.max_streams < 1 or self.probe_s <= 0 or self.budget_s <= 0:
+        if self.max_streams < 1 or self.probe_s <= 0 or self.budget_s <= 0 or self.retries < 0:
             raise EvaluationError(
                 f"eval.capacity_max_streams={self.max_streams}, eval.capacity_probe_s="
-                f"{self.probe_s}, eval.capacity_budget_s={self.budget_s}; expected at least "
-                "one stream and positive seconds.")
+                f"{self.probe_s}, eval.capacity_budget_s={self.budget_s}, retries="
+                f"{self.retries}; expected at least one stream, positive seconds and no "
+                "negative retries.")
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,10 @@ def judge(run: StreamRun, streams: int, bounds: CapacityBounds, seconds: float) 
 
 def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
            clock: Callable[[], float] = time.perf_counter) -> Capacity:
-    """Doubling, then bisection, over stream counts; ``probe(n)`` runs one paced load."""
+    """Doubling, then bisection, over stream counts; ``probe(n)`` runs one paced load (a
+    failing count again, ``bounds.retries`` times)."""
     result = Capacity(bounds)
     started = clock()
-    tried: dict[int, ProbePoint] = {}
 
     def run(n: int) -> ProbePoint | None:
         elapsed = clock() - started
@@ -123,14 +128,21 @@ def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
             result.stopped_by = "budget"
             return None
         point = probe(n)
-        tried[n] = point
         result.points.append(point)
+        return point
+
+    def verdict(n: int) -> ProbePoint | None:
+        point = run(n)
+        for _ in range(bounds.retries):
+            if point is None or point.passed:
+                break
+            point = run(n)
         return point
 
     good, bad = 0, None
     n = 1
     while True:
-        point = run(n)
+        point = verdict(n)
         if point is None:
             break
         if not point.passed:
@@ -143,7 +155,7 @@ def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
         n = min(2 * n, bounds.max_streams)
     while bad is not None and bad - good > 1 and result.stopped_by == "converged":
         mid = (good + bad) // 2
-        point = run(mid)
+        point = verdict(mid)
         if point is None:
             break
         good, bad = (mid, bad) if point.passed else (good, mid)
@@ -219,7 +231,8 @@ def measure_capacity(model: ModelInterface, grpc_url: str, model_name: str,
     bounds = CapacityBounds(slo_ms=settings.slo_ms, percentile=settings.slo_percentile,
                             max_streams=settings.capacity_max_streams,
                             probe_s=settings.capacity_probe_s,
-                            budget_s=settings.capacity_budget_s)
+                            budget_s=settings.capacity_budget_s,
+                            retries=settings.capacity_retries)
     return measure(model, grpc_url, model_name, utterances, bounds,
                    transport=settings.transport, timeout_s=settings.request_timeout_s,
                    state=state)

@@ -81,7 +81,7 @@ def test_the_search_finds_the_largest_passing_stream_count(true_capacity: int) -
         tried.append(n)
         return _point(n, true_capacity)
 
-    result = search(probe, CapacityBounds(max_streams=1000, budget_s=1e9))
+    result = search(probe, CapacityBounds(max_streams=1000, budget_s=1e9, retries=0))
     assert result.streams_at_slo == true_capacity
     assert result.stopped_by == "converged"
     assert len(tried) == len(set(tried))  # no count probed twice
@@ -97,11 +97,26 @@ def test_the_search_stops_at_its_stream_and_time_bounds() -> None:
         now[0] += 10.0
         return _point(n, 10_000, seconds=10.0)
 
-    result = search(slow, CapacityBounds(max_streams=10_000, budget_s=35.0),
+    result = search(slow, CapacityBounds(max_streams=10_000, budget_s=35.0, retries=0),
                     clock=lambda: now[0])
     assert result.stopped_by == "budget"
     assert len(result.points) == 3  # a fourth 10 s probe would end past 35 s
     assert result.streams_at_slo == 4
+
+
+def test_a_failing_count_is_probed_again_and_one_pass_is_enough() -> None:
+    outcomes = {8: [False, True], 16: [False, False]}  # 8 stalled once; 16 fails for real
+    tried: list[int] = []
+
+    def probe(n: int) -> ProbePoint:
+        tried.append(n)
+        ok = outcomes[n].pop(0) if n in outcomes else n < 16
+        return ProbePoint(n, 50.0 if ok else 500.0, 0.0, 0.0, 1.0, ok)
+
+    result = search(probe, CapacityBounds(max_streams=1000, budget_s=1e9, retries=1))
+    assert tried[:6] == [1, 2, 4, 8, 8, 16]
+    assert tried.count(16) == 2
+    assert result.streams_at_slo == 15
 
 
 def test_a_probe_passes_only_within_the_slo_and_with_no_stream_behind() -> None:
