@@ -94,6 +94,23 @@ class EvalConfig:
     # Features rounded to fp16 and back in the ensemble's preprocessing, as the seed's
     # DALI step does (skip_preprocessor contract only).
     fp16_features: bool = False
+    # "none": each stream sends its next chunk as soon as the last answer is back (a closed
+    # loop: throughput). "realtime": chunk k of a call is due at its start + k chunk
+    # durations, like a phone call; latency is measured from when it was due
+    # (sweep/evaluate/stream.py).
+    pacing: str = "none"
+    # Capacity at an SLO (sweep/evaluate/capacity.py): the most paced streams whose
+    # p<slo_percentile> chunk latency stays within slo_ms with no stream behind real time.
+    # The default SLO is T-one's (100 ms). Bounded: at most capacity_max_streams, each probe
+    # capacity_probe_s of audio per stream, the whole search capacity_budget_s; a failing
+    # count is probed capacity_retries more times (a pass is enough: others' load only adds).
+    capacity: bool = False
+    slo_ms: float = 100.0
+    slo_percentile: float = 95.0
+    capacity_max_streams: int = 256
+    capacity_probe_s: float = 6.0
+    capacity_budget_s: float = 180.0
+    capacity_retries: int = 1
 
 
 @dataclass
@@ -259,7 +276,11 @@ class JobSettings:
                                    queue_delay_us=server.queue_delay_us,
                                    instances=server.instances,
                                    intra_op_threads=builder.intra_op_threads,
-                                   fp16_features=evaluation.fp16_features),
+                                   fp16_features=evaluation.fp16_features,
+                                   state=server.state,
+                                   max_candidate_sequences=server.max_candidate_sequences,
+                                   sequence_queue_delay_us=server.sequence_queue_delay_us,
+                                   sequence_idle_us=server.sequence_idle_us),
             model_config=model,
             dataset=DatasetSpec(name=cfg.dataset.name,
                                 folder=project_path(cfg.dataset.base_path) / cfg.dataset.name,

@@ -21,6 +21,7 @@ from sweep.data.manifest import Utterance
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
+from sweep.evaluate.capacity import Capacity, measure_capacity, plot_capacity
 from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
@@ -100,6 +101,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
              ) -> EvalResult:
     """Serve the engine, stream the test set through Triton, decode, score."""
     timings: dict[str, float] = {}
+    capacity: Capacity | None = None
 
     def log_configs(repository: ModelRepository) -> None:
         for config in repository.configs:
@@ -118,7 +120,9 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                 streamer = GrpcStreamer(model, endpoint.grpc_url, endpoint.model_name,
                                         streams=settings.eval.streams,
                                         timeout_s=settings.eval.request_timeout_s,
-                                        transport=settings.eval.transport)
+                                        transport=settings.eval.transport,
+                                        pacing=settings.eval.pacing,
+                                        state=settings.server.state)
                 with _progress() as progress:
                     task = progress.add_task(f"streaming {engine.flags.label}",
                                              total=len(utterances))
@@ -129,6 +133,11 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
 
                     run = streamer.run(utterances, done)
                 job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
+                if settings.eval.capacity:
+                    say(engine.flags.label, "bold", "capacity search (paced streams)")
+                    capacity = measure_capacity(model, endpoint.grpc_url, endpoint.model_name,
+                                                utterances, settings.eval,
+                                                state=settings.server.state)
                 t1 = time.perf_counter()
             timings["stop_seconds"] = time.perf_counter() - t1
             t2 = time.perf_counter()
@@ -154,7 +163,11 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
-    return EvalResult(scores, run, timings)
+    if capacity is not None:
+        job.artifact(plot_capacity(capacity, workdir / "capacity.png",
+                                   f"{engine.flags.label}: streams_at_slo "
+                                   f"{capacity.streams_at_slo}"), "plots")
+    return EvalResult(scores, run, timings, capacity)
 
 
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sweep.evaluate.capacity import Capacity
 from sweep.evaluate.metrics import Scores, latency_summary
 from sweep.evaluate.stream import StreamRun
 
@@ -17,6 +18,7 @@ class EvalResult:
     scores: Scores
     run: StreamRun
     timings: dict[str, float] = field(default_factory=dict)
+    capacity: Capacity | None = None  # eval.capacity=true: streams_at_slo and the search
 
     def metrics(self) -> dict[str, float]:
         run = self.run
@@ -25,4 +27,19 @@ class EvalResult:
                 "throughput_chunks_s": run.chunks / run.wall_seconds,
                 "rtf": run.wall_seconds / max(run.audio_seconds, 1e-9),
                 "eval_seconds": run.wall_seconds, "chunks": float(run.chunks),
-                "utterances": float(len(run.results)), **self.timings}
+                "utterances": float(len(run.results)), **self.paced(),
+                **(self.capacity.metrics() if self.capacity is not None else {}),
+                **self.timings}
+
+    def paced(self) -> dict[str, float]:
+        """A paced run's own figures: latencies above are from the schedule; an unpaced
+        run has no schedule, so no chunk of it can be late (none of these)."""
+        run = self.run
+        if run.pacing != "realtime":
+            return {}
+        import numpy as np
+
+        values = run.latencies_ms
+        return {"late_chunk_fraction": run.late_chunk_fraction,
+                "behind_realtime_max_ms": run.behind_max_ms,
+                "latency_p95_ms": float(np.percentile(values, 95)) if values.size else 0.0}

@@ -7,6 +7,8 @@ ONNX Runtime reference and the benchmarks, so the three can only differ in trans
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,10 @@ class UtteranceResult:
     logprobs: np.ndarray  # (frames, classes)
     latencies_ms: list[float]
     hypothesis: str = ""
+    # Paced runs only (eval.pacing=realtime): chunks answered after their successor's
+    # scheduled time, and how far the last answer lagged the end of the audio (0 if not).
+    late_chunks: int = 0
+    behind_ms: float = 0.0
 
 
 @dataclass
@@ -38,6 +44,7 @@ class StreamRun:
     results: list[UtteranceResult]
     wall_seconds: float
     streams: int
+    pacing: str = "none"
     audio_seconds: float = field(init=False)
     chunks: int = field(init=False)
 
@@ -49,6 +56,16 @@ class StreamRun:
     def latencies_ms(self) -> np.ndarray:
         return np.concatenate([np.asarray(r.latencies_ms) for r in self.results]
                               ) if self.results else np.zeros(0)
+
+    @property
+    def late_chunk_fraction(self) -> float:
+        """Paced runs: the share of chunks answered after the next chunk was due."""
+        return sum(r.late_chunks for r in self.results) / max(self.chunks, 1)
+
+    @property
+    def behind_max_ms(self) -> float:
+        """Paced runs: how far behind real time the slowest stream ended."""
+        return max((r.behind_ms for r in self.results), default=0.0)
 
 
 def padded_audio(model: ModelInterface, samples: np.ndarray) -> np.ndarray:
@@ -119,6 +136,46 @@ def stream_utterance(model: ModelInterface, inputs: dict[str, TensorSpec],
     return np.concatenate(frames), latencies
 
 
+PACINGS = ("none", "realtime")
+STATES = ("client", "server")  # server.state: who keeps a stream's state between chunks
+
+
+class _Schedule:
+    """When each chunk of one paced call is due: chunk k at ``t0 + k * chunk_s``, as the
+    audio of a phone call arrives. Counts the chunks answered after their successor was
+    due (late) and how far the last answer lagged the end of the audio (behind)."""
+
+    def __init__(self, t0: float, chunk_s: float) -> None:
+        self.t0 = t0
+        self.chunk_s = chunk_s
+        self.k = 0  # the next chunk to send
+        self.late = 0
+        self.behind_ms = 0.0
+
+    def due(self, k: int) -> float:
+        return self.t0 + k * self.chunk_s
+
+    @property
+    def end(self) -> float:
+        """When the audio sent so far ends: the next call's start on this line."""
+        return self.due(self.k)
+
+    async def wait(self) -> None:
+        delay = self.due(self.k) - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def answered(self, now: float) -> float:
+        """Record chunk k's answer at ``now``; its latency from when it was due, in ms."""
+        due, successor = self.due(self.k), self.due(self.k + 1)
+        self.k += 1
+        if now > successor:
+            self.late += 1
+        # After every chunk: the value left is the lag of the call's last answer.
+        self.behind_ms = max(0.0, (now - successor) * 1000.0)
+        return (now - due) * 1000.0
+
+
 class _ShmSlots:
     """One stream's tensors in a system shared-memory region that Triton maps too.
 
@@ -178,7 +235,14 @@ class GrpcStreamer:
     TRANSPORTS = ("auto", "shm", "grpc")
 
     def __init__(self, model: ModelInterface, grpc_url: str, model_name: str, *,
-                 streams: int = 16, timeout_s: float = 30.0, transport: str = "auto") -> None:
+                 streams: int = 16, timeout_s: float = 30.0, transport: str = "auto",
+                 pacing: str = "none", state: str = "client") -> None:
+        if state not in STATES:
+            raise EvaluationError(f"server.state={state!r}; expected one of "
+                                  f"{', '.join(STATES)}.")
+        if pacing not in PACINGS:
+            raise EvaluationError(f"eval.pacing={pacing!r}; expected one of "
+                                  f"{', '.join(PACINGS)}.")
         if streams < 1:
             raise EvaluationError(f"eval.streams={streams}; expected at least 1.")
         if transport not in self.TRANSPORTS:
@@ -190,17 +254,33 @@ class GrpcStreamer:
         self.streams = streams
         self.timeout_s = timeout_s
         self.transport = transport
+        self.pacing = pacing
+        self.state = state
+        # Server-side state: every call a sequence of its own (ids unique within a run and,
+        # from a random base, unlikely to meet a sequence another client left open).
+        self._sequence_ids = itertools.count(random.randrange(1, 2**40))
         self.inputs, self.outputs = model.tensors()
         self.used_transport: str | None = None  # what the last run() used
 
     def run(self, utterances: list[Utterance],
             on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
+        """Every utterance once, ``streams`` at a time (a stream takes the next one from a
+        shared queue when it is done with its last)."""
         if not utterances:
             raise EvaluationError("the dataset has no utterances to evaluate.")
-        return asyncio.run(self._run(utterances, on_done))
+        return asyncio.run(self._run(utterances, on_done, None))
+
+    def run_playlists(self, utterances: list[Utterance], playlists: list[list[int]],
+                      on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
+        """One stream per playlist, each playing its utterances (indices, repeats allowed)
+        in order: the capacity search's load of many more streams than utterances."""
+        if not utterances or not playlists:
+            raise EvaluationError("a paced probe needs utterances and at least one stream.")
+        return asyncio.run(self._run(utterances, on_done, playlists))
 
     async def _run(self, utterances: list[Utterance],
-                   on_done: Callable[[UtteranceResult], None] | None) -> StreamRun:
+                   on_done: Callable[[UtteranceResult], None] | None,
+                   playlists: list[list[int]] | None) -> StreamRun:
         import tritonclient.grpc.aio as aioclient
 
         client = aioclient.InferenceServerClient(self.grpc_url)
@@ -210,50 +290,84 @@ class GrpcStreamer:
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in order:
             queue.put_nowait(i)
-        results: list[UtteranceResult | None] = [None] * len(utterances)
-        workers = min(self.streams, len(utterances))
+        results: list[UtteranceResult] = []
+        workers = len(playlists) if playlists is not None else min(self.streams,
+                                                                    len(utterances))
+        chunk_s = self.model.chunk_ms / 1000.0
 
-        async def worker(number: int, shm: bool) -> None:
+        async def worker(number: int, shm: bool, start: float) -> None:
+            # Paced: the streams start staggered over one chunk (calls do not arrive in
+            # lock step); each call's chunk k is due at its start + k chunk durations,
+            # and the stream's next call starts when this one's audio ends.
+            due = start + number * chunk_s / workers
             slots = await self._open_slots(client, number) if shm else None
+            mine = iter(playlists[number]) if playlists is not None else None
             try:
                 while True:
-                    try:
-                        index = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    if slots is not None:
-                        result = await self._utterance_shm(client, utterances[index], slots)
+                    if mine is not None:
+                        index = next(mine, -1)
+                        if index < 0:
+                            return
                     else:
-                        result = await self._utterance(client, utterances[index])
-                    results[index] = result
+                        try:
+                            index = queue.get_nowait()
+                        except asyncio.QueueEmpty:
+                            return
+                    schedule = _Schedule(due, chunk_s) if self.pacing == "realtime" else None
+                    if slots is not None:
+                        result = await self._utterance_shm(client, utterances[index], slots,
+                                                           schedule)
+                    else:
+                        result = await self._utterance(client, utterances[index], schedule)
+                    if schedule is not None:
+                        due = schedule.end
+                        result.late_chunks, result.behind_ms = schedule.late, schedule.behind_ms
+                    results.append(result)
                     if on_done is not None:
                         on_done(result)
             finally:
                 if slots is not None:
                     await self._close_slots(client, slots)
 
-        start = time.perf_counter()
         try:
             shm = await self._shm_usable(client)
             self.used_transport = "shm" if shm else "grpc"
-            await asyncio.gather(*(worker(i, shm) for i in range(workers)))
+            # The clock starts after the transport check: the first chunks are not late
+            # for the time a shared-memory probe took.
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(i, shm, start) for i in range(workers)))
         finally:
             await client.close()
         wall = time.perf_counter() - start
-        return StreamRun([r for r in results if r is not None], wall, self.streams)
+        if playlists is None:  # the manifest's order, whatever order they finished in
+            rank = {u.id: i for i, u in enumerate(utterances)}
+            results.sort(key=lambda r: rank[r.utterance.id])
+        return StreamRun(results, wall, workers if playlists is not None else self.streams,
+                         pacing=self.pacing)
 
     async def _timed_infer(self, client: Any, utterance: Utterance, tensors: list[Any],
-                           outputs: list[Any], latencies: list[float]) -> Any:
-        """One request under the deadline; its client-observed latency is appended."""
+                           outputs: list[Any], latencies: list[float],
+                           schedule: _Schedule | None = None,
+                           **sequence: Any) -> Any:
+        """One request under the deadline. Unpaced: sent now, its latency measured from
+        the send. Paced: sent when its chunk is due (or at once when the stream is already
+        late), its latency measured from when it was due, so a server that falls behind
+        shows it (no coordinated omission)."""
+        if schedule is not None:
+            await schedule.wait()
         t0 = time.perf_counter()
         try:
             response = await client.infer(self.model_name, tensors, outputs=outputs,
-                                          client_timeout=self.timeout_s)
+                                          client_timeout=self.timeout_s, **sequence)
         except Exception as exc:
             raise EvaluationError(
                 f"inference on {self.model_name!r} at {self.grpc_url} failed for "
                 f"utterance {utterance.id!r}: {exc}") from exc
-        latencies.append((time.perf_counter() - t0) * 1000.0)
+        now = time.perf_counter()
+        if schedule is not None:
+            latencies.append(schedule.answered(now))
+        else:
+            latencies.append((now - t0) * 1000.0)
         return response
 
     # -- shared-memory transport ------------------------------------------------------
@@ -281,6 +395,13 @@ class GrpcStreamer:
     async def _shm_usable(self, client: object) -> bool:
         if self.transport == "grpc":
             return False
+        if self.state == "server":
+            if self.transport == "shm":
+                raise EvaluationError(
+                    "transport='shm' carries the state in shared memory; with "
+                    "server.state=server only the audio travels: use transport='grpc' or "
+                    "'auto'.")
+            return False  # the audio alone: a few kB a chunk, gRPC is enough
         if self._shm_layout() is None:
             if self.transport == "shm":
                 raise EvaluationError(
@@ -337,7 +458,8 @@ class GrpcStreamer:
             slots.close()
 
     async def _utterance_shm(self, client: object, utterance: Utterance,
-                             slots: _ShmSlots) -> UtteranceResult:
+                             slots: _ShmSlots, schedule: _Schedule | None = None
+                             ) -> UtteranceResult:
         import tritonclient.grpc.aio as aioclient
 
         model = self.model
@@ -388,7 +510,7 @@ class GrpcStreamer:
                     tensors.append(tensor)
             tensors += states_in
             response = await self._timed_infer(client, utterance, tensors, outputs,
-                                               latencies)
+                                               latencies, schedule)
             out = response.get_output(model.logprobs_output)
             shape = tuple(int(d) for d in out.shape) if out is not None else (0,)
             logprobs = slots.views["logprobs"]
@@ -405,27 +527,36 @@ class GrpcStreamer:
 
     # -- gRPC transport ---------------------------------------------------------------
 
-    async def _utterance(self, client: object, utterance: Utterance) -> UtteranceResult:
+    async def _utterance(self, client: object, utterance: Utterance,
+                         schedule: _Schedule | None = None) -> UtteranceResult:
         import tritonclient.grpc.aio as aioclient
 
         samples = read_audio(utterance.audio_path, expected_rate=self.model.sample_rate)
-        state = initial_state(self.model, self.inputs)
+        server_state = self.state == "server"
+        # Server-side state: the client holds none and asks for none back.
+        state = {} if server_state else initial_state(self.model, self.inputs)
         frames: list[np.ndarray] = []
         latencies: list[float] = []
         outputs = [aioclient.InferRequestedOutput(self.model.logprobs_output),
-                   *(aioclient.InferRequestedOutput(p.output) for p in self.model.states)]
-        for chunk in chunk_inputs(self.model, samples):
+                   *(aioclient.InferRequestedOutput(p.output) for p in self.model.states
+                     if not server_state)]
+        chunks = list(chunk_inputs(self.model, samples))
+        sequence_id = next(self._sequence_ids) if server_state else 0
+        for k, chunk in enumerate(chunks):
             tensors = []
             for name, array in (chunk | state).items():
                 tensor = aioclient.InferInput(name, list(array.shape),
                                               _TRITON_DTYPES[array.dtype.name])
                 tensor.set_data_from_numpy(array)
                 tensors.append(tensor)
+            sequence = {"sequence_id": sequence_id, "sequence_start": k == 0,
+                        "sequence_end": k == len(chunks) - 1} if server_state else {}
             response = await self._timed_infer(client, utterance, tensors, outputs,
-                                               latencies)
+                                               latencies, schedule, **sequence)
             frames.append(response.as_numpy(self.model.logprobs_output)[0])
-            state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
-                     for p in self.model.states}
+            if not server_state:
+                state = {p.input: response.as_numpy(p.output).reshape(state[p.input].shape)
+                         for p in self.model.states}
             if frames[-1].size == 0:
                 raise EvaluationError(
                     f"{self.model_name!r} returned an empty {self.model.logprobs_output!r} "

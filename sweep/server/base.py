@@ -37,6 +37,16 @@ class ServingOptions:
     instances: int = 2
     intra_op_threads: int = 1
     fp16_features: bool = False
+    # Where a stream's state lives between chunks: "client" (round-tripped in every request)
+    # or "server" (Triton's sequence batcher, the `oldest` strategy; the client sends only
+    # audio with a correlation id and start/end flags). Then dynamic batching is replaced by
+    # the sequence batcher's candidate count and queue delay; a sequence idle longer than
+    # sequence_idle_us is dropped with its state. Sequences beyond the candidate count wait
+    # in Triton's backlog until one ends, which would cap a capacity search: hence many.
+    state: str = "client"
+    max_candidate_sequences: int = 256
+    sequence_queue_delay_us: int = 0
+    sequence_idle_us: int = 10_000_000
 
 
 @dataclass
@@ -51,6 +61,11 @@ class ServerConfig:
     max_batch_size: int = ServingOptions.max_batch_size
     queue_delay_us: int = ServingOptions.queue_delay_us
     instances: int = ServingOptions.instances
+    # State kept by the client or by Triton (ServingOptions says how).
+    state: str = ServingOptions.state
+    max_candidate_sequences: int = ServingOptions.max_candidate_sequences
+    sequence_queue_delay_us: int = ServingOptions.sequence_queue_delay_us
+    sequence_idle_us: int = ServingOptions.sequence_idle_us
     # One tritonserver for all the jobs of a sweep, each job's models swapped in by an
     # explicit load (sweep/server/kept.py) instead of a server start and stop per job.
     # On by default for server=local (bench/RESULTS.md, overhead: about 1 s a job instead

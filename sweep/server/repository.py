@@ -9,9 +9,11 @@ filesystem) differs between the two.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -65,6 +67,52 @@ def _place(src: Path, dst: Path, *, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
+STATES = ("client", "server")
+
+
+def _sequence(model: ModelInterface, inputs: dict[str, TensorSpec], options: ServingOptions,
+              *, plan: bool) -> dict[str, Any] | None:
+    """The sequence batcher's settings for server.state=server, else None."""
+    if options.state not in STATES:
+        raise ConfigError(f"server.state={options.state!r}; expected one of "
+                          f"{', '.join(STATES)}.")
+    if options.state == "client":
+        return None
+    if model.contract is not Contract.MONOLITHIC:
+        raise ConfigError(
+            f"server.state=server serves the monolithic contract only; {model.name!r} is "
+            f"{model.contract.value} (its state passes through the ensemble). Use "
+            "server.state=client for it.")
+    if options.max_candidate_sequences < 1 or options.sequence_idle_us < 1 \
+            or options.sequence_queue_delay_us < 0:
+        raise ConfigError(
+            f"server.max_candidate_sequences={options.max_candidate_sequences}, "
+            f"server.sequence_idle_us={options.sequence_idle_us}, "
+            f"server.sequence_queue_delay_us={options.sequence_queue_delay_us}; expected at "
+            "least one candidate, a positive idle timeout and a queue delay of 0 or more.")
+    states = [_tensor(inputs[p.input], False) for p in model.states]
+    return {
+        "idle_us": options.sequence_idle_us,
+        "candidates": options.max_candidate_sequences,
+        "queue_delay_us": options.sequence_queue_delay_us,
+        # TensorRT: implicit state, the backend carries it. Python backend: control inputs,
+        # the model carries it (the embedded python backend keeps no implicit state).
+        "control": not plan,
+        "states": [{"input": p.input, "output": p.output, "triton_type": t.triton_type,
+                    "dims": t.dims} for p, t in zip(model.states, states, strict=True)]
+        if plan else [],
+        "tensors": {p.input: {"output": p.output, "dtype": inputs[p.input].dtype,
+                              "dims": list(inputs[p.input].dims)} for p in model.states},
+    }
+
+
+def _state_tensors(tensors: dict[str, dict[str, Any]]) -> str:
+    """``input:output:dtype:d1xd2;...``: a parameter value without quotes (config.pbtxt
+    strings would need escaping), read back by triton_templates/model/stateful_model.py."""
+    return ";".join(f"{name}:{t['output']}:{t['dtype']}:{'x'.join(map(str, t['dims']))}"
+                    for name, t in tensors.items())
+
+
 def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
            options: ServingOptions) -> ModelRepository:
     """Write the repository for ``model`` served with ``engine`` into ``dest``."""
@@ -99,15 +147,25 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         for target, src in files.items():
             _place(src, folder / "1" / target, link=src == engine.path)
 
+    sequence = _sequence(model, inputs, options, plan=plan)
+    if sequence is not None:
+        # The state tensors are the server's: not in the request nor the response.
+        hidden = {p.input for p in model.states} | {p.output for p in model.states}
+        inputs = {k: v for k, v in inputs.items() if k not in hidden}
+        outputs = {k: v for k, v in outputs.items() if k not in hidden}
+        params |= {"state_tensors": _state_tensors(sequence["tensors"]),
+                   "sequence_idle_us": str(options.sequence_idle_us)}
     model_files = {("model.plan" if plan else "model.onnx"): engine.path}
     if not plan:
-        model_files |= {"model.py": TEMPLATES / "model" / "model.py",
+        model_py = "stateful_model.py" if sequence is not None else "model.py"
+        model_files |= {"model.py": TEMPLATES / "model" / model_py,
                         "batched.py": TEMPLATES / "common" / "batched.py"}
     write("model", env.get_template("model/config.pbtxt.j2").render(
         inputs=[_tensor(t, plan) for t in inputs.values()],
         outputs=[_tensor(t, plan) for t in outputs.values()],
         engine_format=engine.format,
         kind=InstanceKind.for_engine(engine.format),
+        sequence=sequence,
         parameters={} if plan else params,
         flags_label=engine.flags.label, flags_digest=engine.flags.digest,
         **common), model_files)
@@ -136,3 +194,46 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         models = ["preprocessing", "model", "ensemble"]
     return ModelRepository(path=dest, entry_model=model.entry_model, models=tuple(models),
                            configs=tuple(configs))
+
+
+_SITE_PACKAGES = re.compile(r'(key: "site_packages"\s*value: \{ string_value: ")[^"]*(")')
+
+
+def reassemble(configs: dict[str, Path], engine_path: Path, dest: Path, *,
+               site_packages: str) -> ModelRepository:
+    """A servable repository from the config.pbtxt files a run logged and its engine: the
+    configs are what that run served (scheduling, state mode, tensors), so they are used
+    as they are; only the python-backend sources (not logged; this checkout's) and
+    ``site_packages`` (where this server finds numpy/onnxruntime) are today's."""
+    if "model" not in configs:
+        raise ConfigError(f"the run logged no config for the model folder 'model' (it has "
+                          f"{sorted(configs) or 'none'}); it is not a served job's run.")
+    if dest.exists():
+        shutil.rmtree(dest)
+    plan = engine_path.suffix == ".plan"
+    written: list[Path] = []
+    order = [m for m in ("preprocessing", "model", "ensemble") if m in configs]
+    for name in order:
+        text = configs[name].read_text()
+        text = _SITE_PACKAGES.sub(lambda m: m.group(1) + site_packages + m.group(2), text)
+        folder = dest / name
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        (folder / "config.pbtxt").write_text(text)
+        written.append(folder / "config.pbtxt")
+        files: dict[str, Path] = {}
+        if name == "model":
+            files["model.plan" if plan else "model.onnx"] = engine_path
+            if not plan:
+                stateful = "sequence_batching" in text
+                files["model.py"] = TEMPLATES / "model" / ("stateful_model.py" if stateful
+                                                           else "model.py")
+                files["batched.py"] = TEMPLATES / "common" / "batched.py"
+        elif name == "preprocessing":
+            files = {"model.py": TEMPLATES / "preprocessing" / "model.py",
+                     "batched.py": TEMPLATES / "common" / "batched.py",
+                     "features.py": FEATURES_PY}
+        for target, src in files.items():
+            _place(src, folder / "1" / target, link=src == engine_path)
+    entry = "ensemble" if "ensemble" in configs else "model"
+    return ModelRepository(path=dest, entry_model=entry, models=tuple(order),
+                           configs=tuple(written))

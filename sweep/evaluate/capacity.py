@@ -1,0 +1,238 @@
+"""Capacity at a latency SLO: how many paced calls one served engine carries.
+
+A probe streams N paced calls (chunk k of a call due at its start + k chunk durations,
+sweep/evaluate/stream.py) for a few seconds of audio each and measures the chunk latency
+from the schedule. N passes when its p<percentile> latency is within the SLO and no call
+ended behind real time. The search doubles N from 1 until a probe fails, then bisects
+between the last pass and the first failure; it stops at ``max_streams`` or when the time
+budget would be exceeded by the next probe, and says which bound it hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sweep.data.manifest import Utterance
+from sweep.errors import EvaluationError
+from sweep.evaluate.stream import GrpcStreamer, StreamRun
+from sweep.model import ModelInterface
+
+if TYPE_CHECKING:
+    from sweep.config import EvalConfig
+
+
+@dataclass(frozen=True)
+class CapacityBounds:
+    slo_ms: float = 100.0
+    percentile: float = 95.0
+    max_streams: int = 256
+    probe_s: float = 6.0
+    budget_s: float = 180.0
+    # A failing count is probed again this many times and passes if any probe passes:
+    # on a shared machine another process's burst only adds latency, so one stalled probe
+    # says little about the server, one clean pass says it can carry that load.
+    retries: int = 1
+
+    def __post_init__(self) -> None:
+        if self.slo_ms <= 0 or not 0 < self.percentile <= 100:
+            raise EvaluationError(
+                f"eval.slo_ms={self.slo_ms}, eval.slo_percentile={self.percentile}; expected "
+                "a positive SLO and a percentile in (0, 100].")
+        if self.max_streams < 1 or self.probe_s <= 0 or self.budget_s <= 0 or self.retries < 0:
+            raise EvaluationError(
+                f"eval.capacity_max_streams={self.max_streams}, eval.capacity_probe_s="
+                f"{self.probe_s}, eval.capacity_budget_s={self.budget_s}, retries="
+                f"{self.retries}; expected at least one stream, positive seconds and no "
+                "negative retries.")
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    """One paced probe: N streams and what they saw."""
+
+    streams: int
+    latency_ms: float  # at the SLO's percentile, from the schedule
+    late_chunk_fraction: float
+    behind_max_ms: float
+    seconds: float
+    passed: bool
+
+
+@dataclass
+class Capacity:
+    """The search's outcome: ``streams_at_slo`` (0 when even one stream misses the SLO),
+    every probe in the order it ran, and why the search stopped."""
+
+    bounds: CapacityBounds
+    points: list[ProbePoint] = field(default_factory=list)
+    streams_at_slo: int = 0
+    stopped_by: str = "converged"  # or "max_streams" / "budget"
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        best = next((p for p in self.points if p.passed and p.streams == self.streams_at_slo),
+                    None)
+        figures = {"streams_at_slo": float(self.streams_at_slo),
+                   "capacity_seconds": self.seconds, "capacity_probes": float(len(self.points))}
+        if best is not None:
+            figures["capacity_latency_ms"] = best.latency_ms
+        return figures
+
+
+def playlists(utterances: Sequence[Utterance], streams: int, seconds: float) -> list[list[int]]:
+    """For each stream, utterance indices (cycled, each stream starting elsewhere in the
+    set) adding up to at least ``seconds`` of audio: every probe load lasts as long,
+    however many streams share the utterances."""
+    if not utterances:
+        raise EvaluationError("the capacity search needs at least one utterance.")
+    lists = []
+    for s in range(streams):
+        picked: list[int] = []
+        total, i = 0.0, s
+        while total < seconds:
+            index = i % len(utterances)
+            picked.append(index)
+            total += max(utterances[index].duration, 1e-3)
+            i += 1
+        lists.append(picked)
+    return lists
+
+
+def judge(run: StreamRun, streams: int, bounds: CapacityBounds, seconds: float) -> ProbePoint:
+    values = run.latencies_ms
+    latency = float(np.percentile(values, bounds.percentile)) if values.size else float("inf")
+    behind = run.behind_max_ms
+    return ProbePoint(streams=streams, latency_ms=latency,
+                      late_chunk_fraction=run.late_chunk_fraction, behind_max_ms=behind,
+                      seconds=seconds, passed=latency <= bounds.slo_ms and behind <= 0.0)
+
+
+def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
+           clock: Callable[[], float] = time.perf_counter) -> Capacity:
+    """Doubling, then bisection, over stream counts; ``probe(n)`` runs one paced load (a
+    failing count again, ``bounds.retries`` times)."""
+    result = Capacity(bounds)
+    started = clock()
+
+    def run(n: int) -> ProbePoint | None:
+        elapsed = clock() - started
+        # The next probe takes about as long as the longest so far (its audio is as long).
+        expected = max((p.seconds for p in result.points), default=bounds.probe_s)
+        if result.points and elapsed + expected > bounds.budget_s:
+            result.stopped_by = "budget"
+            return None
+        point = probe(n)
+        result.points.append(point)
+        return point
+
+    def verdict(n: int) -> ProbePoint | None:
+        point = run(n)
+        for _ in range(bounds.retries):
+            if point is None or point.passed:
+                break
+            point = run(n)
+        return point
+
+    good, bad = 0, None
+    n = 1
+    while True:
+        point = verdict(n)
+        if point is None:
+            break
+        if not point.passed:
+            bad = n
+            break
+        good = n
+        if n >= bounds.max_streams:
+            result.stopped_by = "max_streams"
+            break
+        n = min(2 * n, bounds.max_streams)
+    while bad is not None and bad - good > 1 and result.stopped_by == "converged":
+        mid = (good + bad) // 2
+        point = verdict(mid)
+        if point is None:
+            break
+        good, bad = (mid, bad) if point.passed else (good, mid)
+    result.streams_at_slo = good
+    result.seconds = clock() - started
+    return result
+
+
+def plot_capacity(capacity: Capacity, out_png: str | Path, title: str) -> Path:
+    """Latency at the SLO's percentile against paced streams, one dot per probe (filled:
+    passed), the SLO as a line and streams_at_slo marked: the largest filled dot under the
+    line is the engine's capacity; the curve's knee is where the server stops keeping up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(capacity.points, key=lambda p: p.streams)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = [p.streams for p in points]
+    ys = [p.latency_ms for p in points]
+    ax.plot(xs, ys, color="#4c72b0", linewidth=1, alpha=0.6)
+    for p in points:
+        ax.scatter([p.streams], [p.latency_ms], s=36, zorder=3,
+                   color="#4c72b0" if p.passed else "white", edgecolors="#4c72b0",
+                   label=None)
+        if p.late_chunk_fraction > 0:
+            ax.annotate(f"{100 * p.late_chunk_fraction:.0f}% late", (p.streams, p.latency_ms),
+                        fontsize="x-small", xytext=(4, 4), textcoords="offset points")
+    bounds = capacity.bounds
+    ax.axhline(bounds.slo_ms, color="#c44e52", linestyle="--",
+               label=f"SLO p{bounds.percentile:g} {bounds.slo_ms:g} ms")
+    if capacity.streams_at_slo:
+        ax.axvline(capacity.streams_at_slo, color="black", linestyle=":",
+                   label=f"streams_at_slo {capacity.streams_at_slo}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("paced streams (real-time calls)")
+    ax.set_ylabel(f"p{bounds.percentile:g} chunk latency from schedule, ms")
+    ax.set_title(f"{title} (search {capacity.seconds:.0f} s, stopped: {capacity.stopped_by})",
+                 fontsize="small")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def measure(model: ModelInterface, grpc_url: str, model_name: str,
+            utterances: Sequence[Utterance], bounds: CapacityBounds, *,
+            transport: str = "auto", timeout_s: float = 30.0,
+            state: str = "client") -> Capacity:
+    """The search against a served model: each probe a fresh paced GrpcStreamer
+    (``state``: the client for a server that keeps the state, or one that round-trips it)."""
+    def make(n: int) -> GrpcStreamer:
+        return GrpcStreamer(model, grpc_url, model_name, streams=n, timeout_s=timeout_s,
+                            transport=transport, pacing="realtime", state=state)
+
+    def probe(n: int) -> ProbePoint:
+        t0 = time.perf_counter()
+        run = make(n).run_playlists(list(utterances), playlists(utterances, n, bounds.probe_s))
+        return judge(run, n, bounds, time.perf_counter() - t0)
+
+    return search(probe, bounds)
+
+
+def measure_capacity(model: ModelInterface, grpc_url: str, model_name: str,
+                     utterances: Sequence[Utterance], settings: EvalConfig, *,
+                     state: str = "client") -> Capacity:
+    """The job's search (eval.capacity=true), bounded by the eval.* settings."""
+    bounds = CapacityBounds(slo_ms=settings.slo_ms, percentile=settings.slo_percentile,
+                            max_streams=settings.capacity_max_streams,
+                            probe_s=settings.capacity_probe_s,
+                            budget_s=settings.capacity_budget_s,
+                            retries=settings.capacity_retries)
+    return measure(model, grpc_url, model_name, utterances, bounds,
+                   transport=settings.transport, timeout_s=settings.request_timeout_s,
+                   state=state)

@@ -1,0 +1,1 @@
+"""``python -m sweep.serve RUN_ID``: a finished run's repository served on fixed ports."""

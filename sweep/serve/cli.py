@@ -1,0 +1,118 @@
+"""``python -m sweep.serve RUN_ID``: serve a finished job's engine as that job served it, on
+fixed ports, for other tools (perf_analyzer, a real client, the doctor's --url), until
+Ctrl-C or SIGTERM.
+
+The repository is reassembled from what the run logged: its config.pbtxt files
+(``model_repository/<model>/``: the scheduling, the state mode and the tensors the job
+served with) and its engine (``engine/model.onnx`` or ``engine/model.plan``); the
+python-backend sources come from this checkout. Re-rendering from the run's params instead
+would serve what today's templates and conf/model files make of them, which need not be
+what the run measured.
+
+Examples::
+
+    python -m sweep.serve 2ba47442295840fe9a7d94acaba4849e
+    python -m sweep.serve RUN_ID --grpc-port 9001 --http-port 9000 \\
+        --tracking-uri sqlite:///mlruns/mlflow.db
+
+Exit status: 0 after a clean stop (Ctrl-C), 2 when the run cannot be served (not
+finished, no engine logged, a port taken: the message says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sweep import cli
+from sweep.config import TrackingConfig
+from sweep.errors import ConfigError
+
+ENGINE_FILES = ("model.plan", "model.onnx")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweep.serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_id", help="a FINISHED job run of the sweep's store")
+    p.add_argument("--tracking-uri", default=TrackingConfig.uri,
+                   help="the MLflow store (default: %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="default: %(default)s")
+    p.add_argument("--http-port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument("--server", choices=("local", "docker"), default="local")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the repository and tritonserver.log go (default: a "
+                        "temporary folder, removed at the end)")
+    p.add_argument("--ready-timeout", type=float, default=120.0)
+    return p
+
+
+def fetch_run(uri: str, run_id: str, dest: Path) -> tuple[dict[str, Path], Path, Any]:
+    """The run's logged configs {model folder: config.pbtxt}, its engine file, the run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"run {run_id!r} is not in the store {uri} ({exc.message}); pass "
+                          "--tracking-uri for another store.") from exc
+    if run.info.status != "FINISHED":
+        raise ConfigError(f"run {run_id} is {run.info.status}; only a FINISHED job run "
+                          "served an engine that can be served again.")
+    folders = [a.path for a in client.list_artifacts(run_id, "model_repository") if a.is_dir]
+    configs: dict[str, Path] = {}
+    for folder in folders:
+        local = Path(client.download_artifacts(run_id, f"{folder}/config.pbtxt",
+                                               str(dest / "logged")))
+        configs[Path(folder).name] = local
+    engines = [a.path for a in client.list_artifacts(run_id, "engine")
+               if Path(a.path).name in ENGINE_FILES]
+    if not engines:
+        raise ConfigError(f"run {run_id} logged no engine (engine/model.onnx or "
+                          "engine/model.plan); it ran with tracking.log_engine=false. Run the "
+                          "job again with tracking.log_engine=true.")
+    engine = Path(client.download_artifacts(run_id, engines[0], str(dest / "logged")))
+    return configs, engine, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"serve: {message}", file=sys.stderr, flush=True)
+
+    def body() -> int:
+        from sweep.server import make_server
+        from sweep.server.base import ServerConfig
+        from sweep.server.repository import reassemble
+
+        with tempfile.TemporaryDirectory(prefix="trt-sweep-serve-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            configs, engine, run = fetch_run(args.tracking_uri, args.run_id, workdir)
+            server = make_server(ServerConfig(name=args.server, grpc_port=args.grpc_port,
+                                              http_port=args.http_port, keep_running=False,
+                                              ready_timeout_s=args.ready_timeout))
+            repository = reassemble(configs, engine, workdir / "model_repository",
+                                    site_packages=server.site_packages())
+            with server.serving(repository, workdir / "tritonserver.log") as endpoint:
+                # One line a script can wait for and parse.
+                print(f"serving run {args.run_id} ({run.info.run_name}): model "
+                      f"{endpoint.model_name!r}, grpc {endpoint.grpc_url}, http "
+                      f"{endpoint.http_url}", flush=True)
+                log("Ctrl-C stops the server")
+                # A stop asked for: the block stops the server.
+                with contextlib.suppress(KeyboardInterrupt):
+                    threading.Event().wait()
+            log("stopped")
+        return 0
+
+    return cli.guard(body, "serve")
