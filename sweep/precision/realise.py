@@ -110,6 +110,8 @@ def _key(source_digest: str, flags: FlagSet, calibration: CalibrationData | None
            "calibration_method": flags.calibration_method if flags.precision in (
                "int8", "fp8") else None,
            "calibration": calibration.digest if calibration is not None else None,
+           # The recipe is part of the identity: what is quantised changes the graph.
+           "quantized_ops": list(QUANTIZED_OPS.get(flags.precision, ())),
            "modelopt": _modelopt_version(), "source": source_digest}
     return hashlib.sha256(json.dumps(ask, sort_keys=True).encode()).hexdigest()[:24]
 
