@@ -85,6 +85,10 @@ class EvalConfig:
     # Features rounded to fp16 and back in the ensemble's preprocessing, as the seed's
     # DALI step does (skip_preprocessor contract only).
     fp16_features: bool = False
+    # Streaming passes over the test set: latency metrics are the median pass's, with the
+    # spread across passes logged beside them (latency_p99_ms_min/_max/_spread); WER/CER
+    # come from the first pass (decoding is deterministic). Small: each pass is a full run.
+    repeats: int = 2
 
 
 @dataclass
@@ -105,6 +109,9 @@ class TrackingConfig:
     artifact_root: str = "mlruns/artifacts"
     experiment: str = "trt-sweep"
     log_engine: bool = True
+    # MLflow's system metrics (CPU, memory, disk, network; GPU where pynvml sees one) on
+    # each job's run, sampled every this many seconds; 0 turns them off.
+    system_metrics_interval_s: float = 2.0
 
 
 @dataclass

@@ -27,3 +27,11 @@ BUILDER = "builder"
 BUILDER_VERSION = "builder_version"
 DEVICE = "device"
 TRANSPORT = "transport"
+# The job's engine as an MLflow LoggedModel, and the digest of the test set it measured.
+LOGGED_MODEL = "logged_model_id"
+DATASET_DIGEST = "dataset_digest"
+# The experiment's kind, which picks the MLflow 3 UI's default view: MLflow's UI opens a
+# "custom_model_development" experiment on its runs table, a "genai_development" one (or an
+# untagged one it infers as such) on the GenAI overview.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_VALUE = "custom_model_development"
