@@ -21,7 +21,14 @@ from rich.table import Table
 from sweep.errors import PromoteError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.promote import install
-from sweep.promote.selection import Candidate, Constraints, Objective, Selection, select
+from sweep.promote.selection import (
+    Candidate,
+    Constraints,
+    Objective,
+    Selection,
+    format_interval,
+    select,
+)
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "trt-sweep"
@@ -143,19 +150,31 @@ def print_selection(console: Console, parent: Any, selection: Selection,
         if ref else "none in this sweep"))
     console.print(f"constraints: {target.budget_reason}; device {target.device}, builder "
                   f"{target.builder_version} ({target.target_reason}); FINISHED runs only")
-    console.print(f"objective: {objective.describe()}; ties -> lower WER, then earlier job, "
-                  "then smaller run id")
+    console.print(f"objective: {objective.describe()}; a winner only where its interval "
+                  "(WER: 95 % bootstrap CI; latency: range over eval.repeats) clears the "
+                  "others', else the simplest of the indistinguishable; ties -> lower WER, "
+                  "then earlier job, then smaller run id")
     table = Table(title="promotion candidates")
-    for name in ("rank", "flag set", "run", "status", "WER %", objective.metric, "verdict"):
+    interval_name = f"{objective.metric} interval"
+    for name in ("rank", "flag set", "run", "status", "WER %", "WER 95 % CI", objective.metric,
+                 interval_name, "verdict"):
         table.add_column(name, justify="right" if name in ("rank", "WER %", objective.metric)
                          else "left", overflow="fold")
+    tied = {c.run_id for c in selection.indistinguishable}
     for v in selection.verdicts:
         c = v.candidate
-        verdict = ("[bold green]chosen[/]" if v.rank == 1 else "qualifies" if v.ok else
+        verdict = ("[bold green]chosen[/]" if v.rank == 1 else
+                   "qualifies, indistinguishable" if v.ok and c.run_id in tied else
+                   "qualifies" if v.ok else
                    "[red]rejected:[/] " + escape("; ".join(v.reasons)))
+        percent = objective.metric in ("wer", "cer")
         table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status,
-                      _fmt(c.metric("wer"), True), _fmt(c.metric(objective.metric)), verdict)
+                      _fmt(c.metric("wer"), True), format_interval(c, "wer", True),
+                      _fmt(c.metric(objective.metric), percent),
+                      format_interval(c, objective.metric, percent), verdict)
     console.print(table)
+    if selection.decision:
+        console.print(f"decision: {escape(selection.decision)}")
     chosen = selection.chosen
     if chosen is not None:
         console.print(f"choice: [bold]{escape(chosen.label)}[/] (run {chosen.run_id}), "
@@ -402,7 +421,12 @@ def promote(args: argparse.Namespace, console: Console) -> None:
                               device=args.device, builder_version=args.builder_version)
     client = client_for(args.tracking_uri)
     parent = find_sweep(client, args.parent_run_id, args.experiment)
-    candidates = load_candidates(client, parent)
+    candidates = [c for c in load_candidates(client, parent)
+                  if (not args.dataset or c.tags.get("dataset") == args.dataset)
+                  and (not args.model or c.tags.get("model") == args.model)]
+    if not candidates:
+        raise PromoteError(f"no job of sweep {parent.info.run_id} has dataset "
+                           f"{args.dataset or 'any'} and model {args.model or 'any'}.")
     selection = select(candidates, objective, constraints)
     print_selection(console, parent, selection, candidates)
     chosen = selection.chosen
