@@ -299,7 +299,20 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
     # A fresh folder per registration: a model version must never see its files change
     # when the same run is promoted again under other constraints.
     artifact_path = f"promotions/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
-    client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
+    # The job's engine is an MLflow LoggedModel: the version is registered from it (the
+    # registry shows it as the version's source model), the bundle among its artifacts.
+    model_id = chosen.tags.get("logged_model_id")
+    logged = None
+    if model_id:
+        try:
+            logged = client.get_logged_model(model_id)
+        except MlflowException:
+            logged = None
+    if logged is not None:
+        client.log_model_artifacts(logged.model_id, str(bundle.path), artifact_path)
+        source = f"{logged.artifact_location}/{artifact_path}"
+    else:  # a run logged before engines were LoggedModels
+        client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
     try:
         client.create_registered_model(name, tags={"trt-sweep.model": record["model"]},
                                        description="Engines promoted by trt-sweep "
@@ -308,6 +321,8 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     run = client.get_run(chosen.run_id)
+    if logged is None:
+        source = f"{run.info.artifact_uri}/{artifact_path}"
     tags = {"engine_sha256": bundle.engine_sha256, "engine_file": bundle.engine_file,
             "engine_format": ("tensorrt_plan" if bundle.engine_file == "model.plan"
                               else "onnx_emulated"),
@@ -318,10 +333,13 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
             "source_run_id": chosen.run_id, "sweep_parent_run_id": record["sweep_parent_run_id"],
             "objective": selection.objective.describe(), "constraint": record["constraint"],
             **{f"metric.{k}": f"{v:.6g}" for k, v in record["metrics"].items() if v is not None}}
+    if logged is not None:
+        tags["logged_model_id"] = logged.model_id
     version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=chosen.run_id,
-        tags=tags, description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
-                               f"{selection.objective.describe()}, {record['constraint']}.")
+        name, source=source, run_id=chosen.run_id,
+        model_id=logged.model_id if logged is not None else None, tags=tags,
+        description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
+                    f"{selection.objective.describe()}, {record['constraint']}.")
     return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256)
 
 
@@ -348,8 +366,42 @@ def _install(client: Any, registered: Registered, root: Path, model_name: str,
                     "registered_version": registered.version,
                     **json.loads((local / "promotion.json").read_text()),
                     "installed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        repository = local / "model_repository"
+        if (repository / "ensemble" / "config.pbtxt").is_file():
+            return _install_unit(repository, local, registered, root, model_name, manifest)
         return install.install(root, model_name, files, registered.engine_file,
                                registered.engine_sha256, config_text, manifest)
+
+
+def _install_unit(repository: Path, local: Path, registered: Registered, root: Path,
+                  model_name: str, manifest: dict[str, Any]) -> install.InstalledVersion:
+    """An ensemble's every model (preprocessing, model, the ensemble) as one unit."""
+    members: dict[str, tuple[dict[str, Path], str]] = {}
+    for folder in sorted(p for p in repository.iterdir() if p.is_dir()):
+        if folder.name == "ensemble" or not (folder / "config.pbtxt").is_file():
+            continue
+        files = {f.name: f for f in sorted((folder / "1").glob("*")) if f.is_file()} \
+            if (folder / "1").is_dir() else {}
+        if folder.name == "model":
+            files[registered.engine_file] = local / "engine" / registered.engine_file
+            if registered.engine_file == "model.onnx":
+                for name in SERVING_FILES:  # runs logged before the sources were
+                    files.setdefault(name, local / "serving" / name)
+        members[folder.name] = (files, (folder / "config.pbtxt").read_text(encoding="utf-8"))
+    if "model" not in members:
+        raise PromoteError("the registered version's model_repository/ has an ensemble but no "
+                           "model/config.pbtxt; nothing was installed.")
+    missing = [m for m, (files, _) in members.items() if not files]
+    if missing:
+        raise PromoteError(
+            f"the registered version holds no files for the ensemble member(s) "
+            f"{', '.join(missing)} (model_repository/<member>/1/): the job ran before trt-sweep "
+            "logged the whole serving unit. Re-run it (+force=true) and promote again; nothing "
+            "was installed.")
+    entry = (repository / "ensemble" / "config.pbtxt").read_text(encoding="utf-8")
+    return install.install_unit(root, model_name, members, entry, "model",
+                                registered.engine_file, registered.engine_sha256,
+                                manifest | {"serving_unit": "ensemble"})
 
 
 # --- rollback ----------------------------------------------------------------------------
@@ -469,7 +521,11 @@ def promote(args: argparse.Namespace, console: Console) -> None:
                            ("triton.model_name", model_name),
                            ("triton.version", str(installed.number))):
             client.set_model_version_tag(name, registered.version, key, value)
+        members = (installed.manifest or {}).get("unit_members")
         console.print(f"installed {installed.path / registered.engine_file} "
-                      f"(Triton version {installed.number})")
+                      f"(Triton version {installed.number})" if not members else
+                      f"installed the serving unit {model_name} version {installed.number}: "
+                      f"ensemble {installed.path.parent}, members "
+                      f"{', '.join(members)}")
     client.set_registered_model_alias(name, args.alias, registered.version)
     console.print(f"alias {args.alias!r} -> {name} version {registered.version}")
