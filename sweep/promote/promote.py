@@ -151,14 +151,19 @@ def print_selection(console: Console, parent: Any, selection: Selection,
     console.print(f"constraints: {target.budget_reason}; device {target.device}, builder "
                   f"{target.builder_version} ({target.target_reason}); FINISHED runs only")
     console.print(f"objective: {objective.describe()}; a winner only where its interval "
-                  "(WER: 95 % bootstrap CI; latency: range over eval.repeats) clears the "
-                  "others', else the simplest of the indistinguishable; ties -> lower WER, "
-                  "then earlier job, then smaller run id")
+                  "clears the others', else the simplest flag set of those it cannot be told "
+                  "apart from; ties -> lower WER, then earlier job, then smaller run id")
+    console.print("[brackets]: WER's 95 % bootstrap interval over utterances; a latency's "
+                  "range over the eval.repeats passes")
     table = Table(title="promotion candidates")
-    interval_name = f"{objective.metric} interval"
-    for name in ("rank", "flag set", "run", "status", "WER %", "WER 95 % CI", objective.metric,
-                 interval_name, "verdict"):
-        table.add_column(name, justify="right" if name in ("rank", "WER %", objective.metric)
+    percent = objective.metric in ("wer", "cer")
+    # Each figure with its interval: WER's 95 % bootstrap CI (in %), a latency's range over
+    # the eval.repeats passes.
+    columns = ["rank", "flag set", "run", "status", "WER %"]
+    if objective.metric != "wer":
+        columns.append(objective.metric + (" %" if percent else ""))
+    for name in (*columns, "verdict"):
+        table.add_column(name, justify="right" if name in columns[4:] or name == "rank"
                          else "left", overflow="fold")
     tied = {c.run_id for c in selection.indistinguishable}
     for v in selection.verdicts:
@@ -167,11 +172,12 @@ def print_selection(console: Console, parent: Any, selection: Selection,
                    "qualifies, indistinguishable" if v.ok and c.run_id in tied else
                    "qualifies" if v.ok else
                    "[red]rejected:[/] " + escape("; ".join(v.reasons)))
-        percent = objective.metric in ("wer", "cer")
-        table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status,
-                      _fmt(c.metric("wer"), True), format_interval(c, "wer", True),
-                      _fmt(c.metric(objective.metric), percent),
-                      format_interval(c, objective.metric, percent), verdict)
+        wer = " ".join(x for x in (_fmt(c.metric("wer"), True),
+                                   format_interval(c, "wer", True)) if x)
+        value = " ".join(x for x in (_fmt(c.metric(objective.metric), percent),
+                                     format_interval(c, objective.metric, percent)) if x)
+        table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status, escape(wer),
+                      *([escape(value)] if objective.metric != "wer" else []), verdict)
     console.print(table)
     if selection.decision:
         console.print(f"decision: {escape(selection.decision)}")
