@@ -59,6 +59,11 @@ def client_for(uri: str) -> Any:
                 "point --tracking-uri (or MLFLOW_TRACKING_URI) at the sweep's store."
             )
         uri = prefix + str(path.resolve())
+    import mlflow
+
+    # The registry resolves a models:/<LoggedModel id> source through the global URI.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -211,6 +216,9 @@ class Registered:
     version: str
     engine_file: str
     engine_sha256: str
+    # Where the bundle lies inside the version's source (a LoggedModel's artifacts hold
+    # the engine as the job logged it and one folder per promotion); "" for the root.
+    bundle_path: str = ""
 
 
 def _download(client: Any, run_id: str, path: str, dst: Path) -> Path | None:
@@ -316,7 +324,7 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
             logged = None
     if logged is not None:
         client.log_model_artifacts(logged.model_id, str(bundle.path), artifact_path)
-        source = f"{logged.artifact_location}/{artifact_path}"
+        source = f"models:/{logged.model_id}"  # the registry's source: the LoggedModel
     else:  # a run logged before engines were LoggedModels
         client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
     try:
@@ -340,13 +348,14 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
             "objective": selection.objective.describe(), "constraint": record["constraint"],
             **{f"metric.{k}": f"{v:.6g}" for k, v in record["metrics"].items() if v is not None}}
     if logged is not None:
-        tags["logged_model_id"] = logged.model_id
+        tags |= {"logged_model_id": logged.model_id, "bundle_path": artifact_path}
     version = client.create_model_version(
         name, source=source, run_id=chosen.run_id,
         model_id=logged.model_id if logged is not None else None, tags=tags,
         description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
                     f"{selection.objective.describe()}, {record['constraint']}.")
-    return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256)
+    return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256,
+                      artifact_path if logged is not None else "")
 
 
 def _install(client: Any, registered: Registered, root: Path, model_name: str,
@@ -356,6 +365,8 @@ def _install(client: Any, registered: Registered, root: Path, model_name: str,
     import mlflow.artifacts
 
     uri = client.get_model_version_download_uri(registered.name, registered.version)
+    if registered.bundle_path:
+        uri = f"{uri.rstrip('/')}/{registered.bundle_path}"
     with tempfile.TemporaryDirectory(prefix="trt-sweep-install-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
                                                          tracking_uri=tracking_uri))

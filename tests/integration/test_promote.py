@@ -512,7 +512,8 @@ def test_runs_of_different_datasets_are_never_compared(store, capsys):
 
 def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "")
-                  for p in root.rglob("*") if not p.name.startswith(".trt-sweep"))
+                  for p in root.rglob("*") if not p.name.startswith(".trt-sweep")
+                  and "__pycache__" not in p.parts)  # Triton's python backend writes these
 
 
 def test_an_ensemble_is_promoted_and_rolled_back_as_one_unit(tmp_path, demo_onnx):
