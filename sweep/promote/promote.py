@@ -354,6 +354,12 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
         model_id=logged.model_id if logged is not None else None, tags=tags,
         description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
                     f"{selection.objective.describe()}, {record['constraint']}.")
+    if logged is not None:
+        # As mlflow.register_model does: the LoggedModel lists its registered versions (the
+        # Models tab's "Registered models" column).
+        listed = json.loads(logged.tags.get("mlflow.modelVersions") or "[]")
+        client.set_logged_model_tags(logged.model_id, {"mlflow.modelVersions": json.dumps(
+            [*listed, {"name": name, "version": str(version.version)}])})
     return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256,
                       artifact_path if logged is not None else "")
 
