@@ -158,7 +158,7 @@ def print_selection(console: Console, parent: Any, selection: Selection,
     console.print(f"objective: {objective.describe()}; a winner only where its interval "
                   "clears the others', else the simplest flag set of those it cannot be told "
                   "apart from; ties -> lower WER, then earlier job, then smaller run id")
-    console.print("[brackets]: WER's 95 % bootstrap interval over utterances; a latency's "
+    console.print("\\[brackets]: WER's 95 % bootstrap interval over utterances; a latency's "
                   "range over the eval.repeats passes")
     table = Table(title="promotion candidates")
     percent = objective.metric in ("wer", "cer")

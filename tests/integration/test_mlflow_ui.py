@@ -240,9 +240,11 @@ def test_the_experiment_opens_on_the_runs_table_with_the_dataset(
     WebDriverWait(browser, 45).until(lambda d: "/runs" in d.current_url
                                      and "sweep " in _body(d))
     landed = browser.current_url
-    # The jobs are nested under the sweep's parent run: a metric filter lists them flat.
+    # The jobs are nested under the sweep's parent run: a metric filter and an order by a
+    # metric list them flat.
     browser.get(f"{mlflow_url}/#/experiments/{exp_id}/runs?{ML}"
-                "&searchFilter=metrics.wer%20%3E%3D%200")
+                "&searchFilter=metrics.wer%20%3E%3D%200&orderByKey=metrics.%60wer%60"
+                "&orderByAsc=true")
     try:
         WebDriverWait(browser, 45).until(lambda d: all(r.info.run_name in _body(d)
                                                        for r in jobs)
