@@ -103,9 +103,10 @@ def _front_of(rows: list[JobRow]) -> set[str]:
 
 
 def _grouped_labels(rows: list[JobRow]) -> list[str]:
-    """Flag-set labels, with the dataset and model appended when the sweep mixes them."""
+    """Flag-set labels, with the dataset and model appended when the sweep's FINISHED jobs
+    mix them (a job that failed before loading its data has no digest: not a mix)."""
     labels = display_labels(rows)
-    if len({group_of(r) for r in rows}) < 2:
+    if len({group_of(r) for r in rows if r.status == "FINISHED"}) < 2:
         return labels
     return [f"{label} [{group_of(r)[0]}, {group_of(r)[1]}]" for label, r in zip(labels, rows,
                                                                                strict=True)]
