@@ -5,14 +5,23 @@ package; what the job was asked to do arrives as frozen ``JobSettings``."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from sweep.builder import build_engine
 from sweep.builder.trtexec import dry_run_command
@@ -49,6 +58,7 @@ from sweep.tracking.runs import (
 from sweep.tracking.store import open_store
 
 console = Console(stderr=True)
+ENGINE_FILES = ("model.plan", "model.onnx")
 
 
 def say(label: str, style: str, message: str) -> None:
@@ -102,10 +112,21 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     """Serve the engine, stream the test set through Triton, decode, score."""
     timings: dict[str, float] = {}
     capacity: Capacity | None = None
+    repeats: list[StreamRun] = []
 
     def log_configs(repository: ModelRepository) -> None:
+        # The whole serving unit but the engine (logged under engine/): every model's
+        # config.pbtxt and its version folder's sources (python-backend models), so promote
+        # can install an ensemble as it was served.
         for config in repository.configs:
-            job.artifact(config, f"model_repository/{config.parent.name}")
+            folder = f"model_repository/{config.parent.name}"
+            job.artifact(config, folder)
+            job.model_artifact(config, folder)
+            version = config.parent / "1"
+            for src in sorted(version.iterdir()) if version.is_dir() else ():
+                if src.is_file() and src.name not in ENGINE_FILES:
+                    job.artifact(src, f"{folder}/1")
+                    job.model_artifact(src, f"{folder}/1")
 
     log_path = workdir / "tritonserver.log"
     try:
@@ -132,6 +153,15 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                         progress.advance(task)
 
                     run = streamer.run(utterances, done)
+                    for n in range(2, max(settings.eval.repeats, 1) + 1):
+                        # Timing only: the transcripts are the first pass's.
+                        again = progress.add_task(f"repeat {n}/{settings.eval.repeats}",
+                                                  total=len(utterances))
+
+                        def timed(_result: UtteranceResult, t: TaskID = again) -> None:
+                            progress.advance(t)
+
+                        repeats.append(streamer.run(utterances, timed))
                 job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
                 if settings.eval.capacity:
                     say(engine.flags.label, "bold", "capacity search (paced streams)")
@@ -167,11 +197,27 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
         job.artifact(plot_capacity(capacity, workdir / "capacity.png",
                                    f"{engine.flags.label}: streams_at_slo "
                                    f"{capacity.streams_at_slo}"), "plots")
-    return EvalResult(scores, run, timings, capacity)
+    return EvalResult(scores, run, timings, capacity, tuple(repeats))
 
 
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,
-                label: str) -> None:
+                label: str, experiment_id: str, flags_yaml: Path) -> None:
+    flags = engine.flags
+    # The engine as an MLflow 3 LoggedModel (the experiment's Models tab): named after the
+    # flag set, its params, the engine file and build log as its artifacts; the run's
+    # metrics are linked to it from here on, config.pbtxt files join it once rendered.
+    files: list[tuple[Path, str | None]] = [(flags_yaml, None), (engine.log_path, None)]
+    if settings.tracking.log_engine:
+        files.append((engine.path, None))
+    job.logged_model(experiment_id, f"{label}-{flags.digest[:6]}",
+                     {**flags.params(), "flags.digest": flags.digest,
+                      "builder": settings.builder.name, "model": settings.model_config.name},
+                     {tag.FLAGS_DIGEST: flags.digest,
+                      tag.ENGINE_SHA256: file_digest(engine.path),
+                      tag.BUILDER_VERSION: engine.builder_version,
+                      "model": settings.model_config.name, "dataset": settings.dataset.name,
+                      "engine_format": engine.format.value},
+                     files)
     job.tags({tag.ENGINE_HASH: engine.path.parent.name,
               tag.ENGINE_CACHED: str(engine.cached).lower(),
               tag.BUILDER_VERSION: engine.builder_version,
@@ -244,6 +290,29 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
         job.artifact(config, f"model_repository/{config.parent.name}")
 
 
+def dataset_digest(manifest: Path, utterances: list[Utterance]) -> str:
+    """The test set by content: the manifest's bytes and every audio file's (12 hex)."""
+    h = hashlib.sha256()
+    if manifest.is_file():
+        h.update(manifest.read_bytes())
+    for u in utterances:
+        h.update(u.id.encode())
+        h.update(bytes.fromhex(file_digest(u.audio_path)))
+    return h.hexdigest()[:12]
+
+
+def log_dataset(job: JobRun, settings: JobSettings, utterances: list[Utterance]) -> None:
+    """The dataset as the run's MLflow input: name, digest (manifest + audio), source."""
+    spec = settings.dataset
+    manifest = spec.folder / spec.manifest
+    digest = dataset_digest(manifest, utterances)
+    job.dataset(spec.name, digest,
+                {"uri": manifest.resolve().as_uri(), "limit": spec.limit},
+                {"utterances": len(utterances),
+                 "audio_seconds": round(sum(u.duration for u in utterances), 3),
+                 "sample_rate": spec.sample_rate})
+
+
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         job_num: int | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
@@ -270,16 +339,23 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         tags[tag.FLAGS_DIGEST] = flags.digest
     result = JobResult()
     try:
-        with job_run(store, label, parent_run_id(sweep_dir), tags) as job:
+        with job_run(store, label, parent_run_id(sweep_dir), tags,
+                     tracking.system_metrics_interval_s) as job:
             job.params({"job.num": job_num if job_num is not None else 0,
-                        **({**flags.params(), **settings.params()} if flags else
+                        **({**flags.params(), "flags.digest": flags.digest,
+                            **settings.params()} if flags else
                            {f"trt.{k}": v for k, v in settings.trt.items()})})
             if flags is None:
                 assert flag_error is not None
                 raise flag_error
+            flags_yaml = workdir / "flags.yaml"
+            flags_yaml.write_text(yaml.safe_dump(flags.as_dict(), sort_keys=True,
+                                                 allow_unicode=True))
+            job.artifact(flags_yaml)
             model = settings.model_interface()
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = settings.dataset.load()
+            log_dataset(job, settings, utterances)
             identity = resume.job_identity(
                 flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
                 data_digest=resume.utterances_digest(utterances), device=tags[tag.DEVICE],
@@ -308,7 +384,7 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")
                 raise
-            _log_engine(job, engine, settings, workdir, label)
+            _log_engine(job, engine, settings, workdir, label, store.experiment_id, flags_yaml)
             metrics = evaluate(settings, model, engine, utterances, workdir, job,
                                server).metrics()
             t_log = time.perf_counter()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sweep.evaluate.capacity import Capacity
-from sweep.evaluate.metrics import Scores, latency_summary
+from sweep.evaluate.metrics import Scores, latency_summary, repeat_spread
 from sweep.evaluate.stream import StreamRun
 
 
@@ -19,11 +21,17 @@ class EvalResult:
     run: StreamRun
     timings: dict[str, float] = field(default_factory=dict)
     capacity: Capacity | None = None  # eval.capacity=true: streams_at_slo and the search
+    # Further streaming passes (eval.repeats - 1), timed only: latency figures are over
+    # every pass's chunks, with the spread across passes beside them.
+    repeats: tuple[StreamRun, ...] = ()
 
     def metrics(self) -> dict[str, float]:
         run = self.run
-        return {"wer": self.scores.wer, "cer": self.scores.cer,
-                **latency_summary(run.latencies_ms),
+        passes = (run, *self.repeats)
+        pooled = np.concatenate([p.latencies_ms for p in passes])
+        return {**self.scores.metrics(),
+                **latency_summary(pooled), **repeat_spread([p.latencies_ms for p in passes]),
+                "eval_repeats": float(len(passes)),
                 "throughput_chunks_s": run.chunks / run.wall_seconds,
                 "rtf": run.wall_seconds / max(run.audio_seconds, 1e-9),
                 "eval_seconds": run.wall_seconds, "chunks": float(run.chunks),

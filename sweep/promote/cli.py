@@ -56,6 +56,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", help="target device tag (default: the fp32 reference's)")
     p.add_argument("--builder-version",
                    help="target builder_version tag (default: the fp32 reference's)")
+    p.add_argument("--dataset", help="only the jobs of this dataset (its name); needed when "
+                                     "the sweep measured several")
+    p.add_argument("--model", help="only the jobs of this model interface (the sweep's model "
+                                   "group, e.g. demo_skip_preprocessor)")
     p.add_argument("--dry-run", action="store_true",
                    help="show the choice and every rejection; register and install nothing")
     p.add_argument("--name", help="registered model name (default: trt-sweep-<model>)")

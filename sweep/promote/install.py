@@ -14,6 +14,16 @@ never a half-copied engine, even after a crash or a full disk. Previous versions
 A lock file serialises concurrent promotions of the same model, so two never pick the
 same N.
 
+An ensemble (``model=demo_skip_preprocessor``: preprocessing -> model) is installed as one
+serving unit (``install_unit``): its member models go into folders of their own named for
+the unit's version, ``ROOT/NAME-preprocessing-v<N>`` and ``ROOT/NAME-model-v<N>`` (each
+written in a hidden temporary folder, fsynced, renamed into place), which no served
+ensemble references yet; then the ensemble's version ``ROOT/NAME/<N>`` appears and its
+config, whose steps name exactly those members, replaces ``ROOT/NAME/config.pbtxt`` in one
+atomic rename: that rename is the switch, so a client of NAME sees the old unit or the new
+one, never a mix. Rollback switches the config back first (the previous unit's members
+are still there), then removes the newest unit's members.
+
 Triton keeps one ``config.pbtxt`` per model, not per version, so the config is swapped
 by its own atomic rename right after the version appears (and restored on rollback): a
 server polling the repository in the instant between the two renames may load the new
@@ -165,7 +175,9 @@ def verify(version: InstalledVersion) -> None:
     """The installed engine still has the sha256 its manifest recorded."""
     if not version.manifest or not version.engine_file:
         return
-    path = version.path / version.engine_file
+    member = version.manifest.get("engine_model")
+    path = (version.path.parent.parent / member / "1" if member else version.path) \
+        / version.engine_file
     expected = version.manifest.get("engine_sha256")
     actual = sha256(path) if path.is_file() else "missing"
     if actual != expected:
@@ -250,5 +262,92 @@ def rollback(root: Path | str, name: str) -> tuple[InstalledVersion, InstalledVe
         saved = previous.path / CONFIG_COPY
         if saved.is_file():
             _replace_file(folder / "config.pbtxt", saved.read_text(encoding="utf-8"))
+        # An ensemble unit: its members, referenced by no config any more, go too.
+        for member in (newest.manifest or {}).get("unit_members", []):
+            path = folder.parent / member
+            if _MODEL_NAME.match(member) and path.is_dir() and not path.is_symlink():
+                os.rename(path, doomed / member)
+        _fsync_dir(folder.parent)
         shutil.rmtree(doomed, ignore_errors=True)
         return newest, previous
+
+
+def member_name(unit: str, member: str, number: int) -> str:
+    return f"{unit}-{member}-v{number}"
+
+
+def _point_steps(config_text: str, members: Mapping[str, str]) -> str:
+    """The ensemble config with each step's ``model_name`` pointed at the unit's member
+    folder and pinned to its version 1."""
+    def swap(m: re.Match[str]) -> str:
+        return f'model_name: "{members.get(m.group(1), m.group(1))}"'
+
+    text = re.sub(r'model_name:\s*"([^"]+)"', swap, config_text)
+    return re.sub(r"model_version:\s*-1", "model_version: 1", text)
+
+
+def _rename_config(text: str, name: str) -> str:
+    return re.sub(r'(?m)^name: ".*"$', f'name: "{name}"', text, count=1)
+
+
+def install_unit(root: Path | str, name: str,
+                 members: Mapping[str, tuple[Mapping[str, Path], str]],
+                 entry_config: str, engine_member: str, engine_file: str,
+                 engine_sha256: str, manifest: Mapping[str, Any]) -> InstalledVersion:
+    """Install an ensemble and its members as one version N of ROOT/NAME (module
+    docstring). ``members``: member name (as the ensemble's steps call it) -> (files of
+    its version folder, its config.pbtxt); the engine is ``engine_file`` of
+    ``engine_member`` and must hash to ``engine_sha256``."""
+    folder = model_dir(root, name)
+    folder.mkdir(exist_ok=True)
+    root_path = folder.parent
+    with _locked(folder):
+        for stale in folder.glob(_TMP_PREFIX + "*"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        versions = installed_versions(folder)
+        number = versions[-1].number + 1 if versions else 1
+        names = {m: member_name(name, m, number) for m in members}
+        placed: list[Path] = []
+        try:
+            for member, (files, config) in members.items():
+                target = model_dir(root_path, names[member])
+                if target.exists():
+                    raise PromoteError(
+                        f"{target} exists already: a unit version {number} of {name} was "
+                        "installed before without its ensemble version. Remove it by hand.")
+                tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=folder))
+                (tmp / "1").mkdir()
+                for file_name, src in files.items():
+                    digest = _copy_hashing(src, tmp / "1" / file_name)
+                    if member == engine_member and file_name == engine_file and \
+                            digest != engine_sha256:
+                        raise PromoteError(
+                            f"the engine {src} has sha256 {digest}, but its record says "
+                            f"{engine_sha256}: it changed after it was recorded. Nothing was "
+                            "installed; re-run the sweep job (or restore the artifact).")
+                _write_synced(tmp / "config.pbtxt", _rename_config(config, names[member]))
+                _fsync_dir(tmp / "1")
+                _fsync_dir(tmp)
+                os.rename(tmp, target)
+                placed.append(target)
+            _fsync_dir(root_path)
+            config_text = _point_steps(_rename_config(entry_config, name), names)
+            tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=folder))
+            _write_synced(tmp / CONFIG_COPY, config_text)
+            record = {**manifest, "version": number, "engine_file": engine_file,
+                      "engine_sha256": engine_sha256, "engine_model": names[engine_member],
+                      "unit_members": sorted(names.values())}
+            _write_synced(tmp / MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
+            _fsync_dir(tmp)
+            os.rename(tmp, folder / str(number))
+        except BaseException:
+            for done in placed:
+                shutil.rmtree(done, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(folder)
+        _replace_file(folder / "config.pbtxt", config_text)  # the switch
+        return InstalledVersion(number, folder / str(number), record)

@@ -21,7 +21,14 @@ from rich.table import Table
 from sweep.errors import PromoteError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.promote import install
-from sweep.promote.selection import Candidate, Constraints, Objective, Selection, select
+from sweep.promote.selection import (
+    Candidate,
+    Constraints,
+    Objective,
+    Selection,
+    format_interval,
+    select,
+)
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "trt-sweep"
@@ -52,6 +59,11 @@ def client_for(uri: str) -> Any:
                 "point --tracking-uri (or MLFLOW_TRACKING_URI) at the sweep's store."
             )
         uri = prefix + str(path.resolve())
+    import mlflow
+
+    # The registry resolves a models:/<LoggedModel id> source through the global URI.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -143,19 +155,37 @@ def print_selection(console: Console, parent: Any, selection: Selection,
         if ref else "none in this sweep"))
     console.print(f"constraints: {target.budget_reason}; device {target.device}, builder "
                   f"{target.builder_version} ({target.target_reason}); FINISHED runs only")
-    console.print(f"objective: {objective.describe()}; ties -> lower WER, then earlier job, "
-                  "then smaller run id")
+    console.print(f"objective: {objective.describe()}; a winner only where its interval "
+                  "clears the others', else the simplest flag set of those it cannot be told "
+                  "apart from; ties -> lower WER, then earlier job, then smaller run id")
+    console.print("\\[brackets]: WER's 95 % bootstrap interval over utterances; a latency's "
+                  "range over the eval.repeats passes")
     table = Table(title="promotion candidates")
-    for name in ("rank", "flag set", "run", "status", "WER %", objective.metric, "verdict"):
-        table.add_column(name, justify="right" if name in ("rank", "WER %", objective.metric)
+    percent = objective.metric in ("wer", "cer")
+    # Each figure with its interval: WER's 95 % bootstrap CI (in %), a latency's range over
+    # the eval.repeats passes.
+    columns = ["rank", "flag set", "run", "status", "WER %"]
+    if objective.metric != "wer":
+        columns.append(objective.metric + (" %" if percent else ""))
+    for name in (*columns, "verdict"):
+        table.add_column(name, justify="right" if name in columns[4:] or name == "rank"
                          else "left", overflow="fold")
+    tied = {c.run_id for c in selection.indistinguishable}
     for v in selection.verdicts:
         c = v.candidate
-        verdict = ("[bold green]chosen[/]" if v.rank == 1 else "qualifies" if v.ok else
+        verdict = ("[bold green]chosen[/]" if v.rank == 1 else
+                   "qualifies, indistinguishable" if v.ok and c.run_id in tied else
+                   "qualifies" if v.ok else
                    "[red]rejected:[/] " + escape("; ".join(v.reasons)))
-        table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status,
-                      _fmt(c.metric("wer"), True), _fmt(c.metric(objective.metric)), verdict)
+        wer = " ".join(x for x in (_fmt(c.metric("wer"), True),
+                                   format_interval(c, "wer", True)) if x)
+        value = " ".join(x for x in (_fmt(c.metric(objective.metric), percent),
+                                     format_interval(c, objective.metric, percent)) if x)
+        table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status, escape(wer),
+                      *([escape(value)] if objective.metric != "wer" else []), verdict)
     console.print(table)
+    if selection.decision:
+        console.print(f"decision: {escape(selection.decision)}")
     chosen = selection.chosen
     if chosen is not None:
         console.print(f"choice: [bold]{escape(chosen.label)}[/] (run {chosen.run_id}), "
@@ -186,6 +216,9 @@ class Registered:
     version: str
     engine_file: str
     engine_sha256: str
+    # Where the bundle lies inside the version's source (a LoggedModel's artifacts hold
+    # the engine as the job logged it and one folder per promotion); "" for the root.
+    bundle_path: str = ""
 
 
 def _download(client: Any, run_id: str, path: str, dst: Path) -> Path | None:
@@ -280,7 +313,20 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
     # A fresh folder per registration: a model version must never see its files change
     # when the same run is promoted again under other constraints.
     artifact_path = f"promotions/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
-    client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
+    # The job's engine is an MLflow LoggedModel: the version is registered from it (the
+    # registry shows it as the version's source model), the bundle among its artifacts.
+    model_id = chosen.tags.get("logged_model_id")
+    logged = None
+    if model_id:
+        try:
+            logged = client.get_logged_model(model_id)
+        except MlflowException:
+            logged = None
+    if logged is not None:
+        client.log_model_artifacts(logged.model_id, str(bundle.path), artifact_path)
+        source = f"models:/{logged.model_id}"  # the registry's source: the LoggedModel
+    else:  # a run logged before engines were LoggedModels
+        client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
     try:
         client.create_registered_model(name, tags={"trt-sweep.model": record["model"]},
                                        description="Engines promoted by trt-sweep "
@@ -289,6 +335,8 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     run = client.get_run(chosen.run_id)
+    if logged is None:
+        source = f"{run.info.artifact_uri}/{artifact_path}"
     tags = {"engine_sha256": bundle.engine_sha256, "engine_file": bundle.engine_file,
             "engine_format": ("tensorrt_plan" if bundle.engine_file == "model.plan"
                               else "onnx_emulated"),
@@ -299,11 +347,21 @@ def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Re
             "source_run_id": chosen.run_id, "sweep_parent_run_id": record["sweep_parent_run_id"],
             "objective": selection.objective.describe(), "constraint": record["constraint"],
             **{f"metric.{k}": f"{v:.6g}" for k, v in record["metrics"].items() if v is not None}}
+    if logged is not None:
+        tags |= {"logged_model_id": logged.model_id, "bundle_path": artifact_path}
     version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=chosen.run_id,
-        tags=tags, description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
-                               f"{selection.objective.describe()}, {record['constraint']}.")
-    return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256)
+        name, source=source, run_id=chosen.run_id,
+        model_id=logged.model_id if logged is not None else None, tags=tags,
+        description=f"{chosen.label} from sweep {record['sweep_parent_run_id']}: "
+                    f"{selection.objective.describe()}, {record['constraint']}.")
+    if logged is not None:
+        # As mlflow.register_model does: the LoggedModel lists its registered versions (the
+        # Models tab's "Registered models" column).
+        listed = json.loads(logged.tags.get("mlflow.modelVersions") or "[]")
+        client.set_logged_model_tags(logged.model_id, {"mlflow.modelVersions": json.dumps(
+            [*listed, {"name": name, "version": str(version.version)}])})
+    return Registered(name, str(version.version), bundle.engine_file, bundle.engine_sha256,
+                      artifact_path if logged is not None else "")
 
 
 def _install(client: Any, registered: Registered, root: Path, model_name: str,
@@ -313,6 +371,8 @@ def _install(client: Any, registered: Registered, root: Path, model_name: str,
     import mlflow.artifacts
 
     uri = client.get_model_version_download_uri(registered.name, registered.version)
+    if registered.bundle_path:
+        uri = f"{uri.rstrip('/')}/{registered.bundle_path}"
     with tempfile.TemporaryDirectory(prefix="trt-sweep-install-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
                                                          tracking_uri=tracking_uri))
@@ -329,8 +389,42 @@ def _install(client: Any, registered: Registered, root: Path, model_name: str,
                     "registered_version": registered.version,
                     **json.loads((local / "promotion.json").read_text()),
                     "installed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        repository = local / "model_repository"
+        if (repository / "ensemble" / "config.pbtxt").is_file():
+            return _install_unit(repository, local, registered, root, model_name, manifest)
         return install.install(root, model_name, files, registered.engine_file,
                                registered.engine_sha256, config_text, manifest)
+
+
+def _install_unit(repository: Path, local: Path, registered: Registered, root: Path,
+                  model_name: str, manifest: dict[str, Any]) -> install.InstalledVersion:
+    """An ensemble's every model (preprocessing, model, the ensemble) as one unit."""
+    members: dict[str, tuple[dict[str, Path], str]] = {}
+    for folder in sorted(p for p in repository.iterdir() if p.is_dir()):
+        if folder.name == "ensemble" or not (folder / "config.pbtxt").is_file():
+            continue
+        files = {f.name: f for f in sorted((folder / "1").glob("*")) if f.is_file()} \
+            if (folder / "1").is_dir() else {}
+        if folder.name == "model":
+            files[registered.engine_file] = local / "engine" / registered.engine_file
+            if registered.engine_file == "model.onnx":
+                for name in SERVING_FILES:  # runs logged before the sources were
+                    files.setdefault(name, local / "serving" / name)
+        members[folder.name] = (files, (folder / "config.pbtxt").read_text(encoding="utf-8"))
+    if "model" not in members:
+        raise PromoteError("the registered version's model_repository/ has an ensemble but no "
+                           "model/config.pbtxt; nothing was installed.")
+    missing = [m for m, (files, _) in members.items() if not files]
+    if missing:
+        raise PromoteError(
+            f"the registered version holds no files for the ensemble member(s) "
+            f"{', '.join(missing)} (model_repository/<member>/1/): the job ran before trt-sweep "
+            "logged the whole serving unit. Re-run it (+force=true) and promote again; nothing "
+            "was installed.")
+    entry = (repository / "ensemble" / "config.pbtxt").read_text(encoding="utf-8")
+    return install.install_unit(root, model_name, members, entry, "model",
+                                registered.engine_file, registered.engine_sha256,
+                                manifest | {"serving_unit": "ensemble"})
 
 
 # --- rollback ----------------------------------------------------------------------------
@@ -402,7 +496,12 @@ def promote(args: argparse.Namespace, console: Console) -> None:
                               device=args.device, builder_version=args.builder_version)
     client = client_for(args.tracking_uri)
     parent = find_sweep(client, args.parent_run_id, args.experiment)
-    candidates = load_candidates(client, parent)
+    candidates = [c for c in load_candidates(client, parent)
+                  if (not args.dataset or c.tags.get("dataset") == args.dataset)
+                  and (not args.model or c.tags.get("model") == args.model)]
+    if not candidates:
+        raise PromoteError(f"no job of sweep {parent.info.run_id} has dataset "
+                           f"{args.dataset or 'any'} and model {args.model or 'any'}.")
     selection = select(candidates, objective, constraints)
     print_selection(console, parent, selection, candidates)
     chosen = selection.chosen
@@ -445,7 +544,11 @@ def promote(args: argparse.Namespace, console: Console) -> None:
                            ("triton.model_name", model_name),
                            ("triton.version", str(installed.number))):
             client.set_model_version_tag(name, registered.version, key, value)
+        members = (installed.manifest or {}).get("unit_members")
         console.print(f"installed {installed.path / registered.engine_file} "
-                      f"(Triton version {installed.number})")
+                      f"(Triton version {installed.number})" if not members else
+                      f"installed the serving unit {model_name} version {installed.number}: "
+                      f"ensemble {installed.path.parent}, members "
+                      f"{', '.join(members)}")
     client.set_registered_model_alias(name, args.alias, registered.version)
     console.print(f"alias {args.alias!r} -> {name} version {registered.version}")

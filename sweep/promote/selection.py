@@ -17,6 +17,16 @@ Rules (docs/promote.md):
 * The qualifying candidates are ranked by the objective; exact ties go to the lower WER,
   then the earlier job (``job.num``), then the smaller run id, so the choice never depends
   on the order the store returns runs in.
+* The best-ranked candidate wins only when its advantage exceeds the intervals: its
+  objective's interval (WER/CER: the 95 % bootstrap interval over utterances,
+  ``wer_ci_low``/``wer_ci_high``; a latency: the range across ``eval.repeats`` passes,
+  ``<metric>_min``/``<metric>_max``) must not overlap any other qualifier's. Otherwise the
+  candidates whose intervals overlap the best one's are *indistinguishable*, and the
+  simplest flag set among them is chosen (``simplicity``: fewer layer pins, then the
+  smaller precision change fp32 < bf16 = fp16 < fp8 < int8, then weaker precision
+  constraints, then the lower opt level; then the objective's ranking). A metric without
+  an interval (one repeat, runs logged before intervals existed) compares as a point.
+* Runs of different datasets or model interfaces are never compared (``comparable``).
 """
 
 from __future__ import annotations
@@ -138,6 +148,10 @@ class Selection:
     objective: Objective
     target: Target
     verdicts: tuple[Verdict, ...]  # chosen first, then the other qualifiers, then rejects
+    # The qualifiers the chosen one cannot be told apart from (chosen included), empty when
+    # it wins outright; the sentence that says which.
+    indistinguishable: tuple[Candidate, ...] = ()
+    decision: str = ""
 
     @property
     def chosen(self) -> Candidate | None:
@@ -226,10 +240,79 @@ def reasons(candidate: Candidate, objective: Objective, target: Target) -> tuple
     return tuple(out)
 
 
+_PRECISION_CHANGE = {"fp32": 0, "bf16": 1, "fp16": 1, "fp8": 2, "int8": 3}
+_CONSTRAINT_RANK = {"none": 0, "prefer": 1, "obey": 2}
+
+
+def _pins(value: str) -> int:
+    return 0 if value in _NO_OVERRIDE else len([p for p in value.split(",") if p])
+
+
+def simplicity(c: Candidate) -> tuple[int, int, int, int]:
+    """Lower is simpler: layer pins, precision change, precision constraints, opt level."""
+    p = c.params
+    try:
+        opt = int(p.get("trt.opt_level", "3"))
+    except ValueError:
+        opt = 3
+    return (_pins(p.get("trt.layer_precisions", "-")) + _pins(p.get("trt.layer_output_types",
+                                                                     "-")),
+            _PRECISION_CHANGE.get(p.get("trt.precision", "fp32"), 4),
+            _CONSTRAINT_RANK.get(p.get("trt.precision_constraints", "none"), 3), opt)
+
+
+def interval(c: Candidate, metric: str) -> tuple[float, float] | None:
+    """The candidate's uncertainty on ``metric`` (module docstring), or None."""
+    value = c.metric(metric)
+    if value is None:
+        return None
+    if metric in ("wer", "cer"):
+        low, high = c.metric(f"{metric}_ci_low"), c.metric(f"{metric}_ci_high")
+    else:
+        low, high = c.metric(f"{metric}_min"), c.metric(f"{metric}_max")
+    if low is None or high is None:
+        return None
+    return (min(low, value), max(high, value))
+
+
+def _overlap(a: Candidate, b: Candidate, metric: str) -> bool:
+    ia, ib = interval(a, metric), interval(b, metric)
+    if ia is None or ib is None:  # points: only an exact tie is indistinguishable
+        return a.metric(metric) == b.metric(metric)
+    return ia[0] <= ib[1] + _EPSILON and ib[0] <= ia[1] + _EPSILON
+
+
+def format_interval(c: Candidate, metric: str, percent: bool = False) -> str:
+    found = interval(c, metric)
+    if found is None:
+        return ""
+    scale = 100 if percent else 1
+    return f"[{found[0] * scale:.4g}, {found[1] * scale:.4g}]"
+
+
+def comparable(candidates: list[Candidate]) -> None:
+    """Refuse a set of runs measured on different test sets or model interfaces: their
+    figures say nothing about each other."""
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for c in candidates:
+        dataset = c.tags.get("dataset_digest") or c.tags.get("dataset", "")
+        groups.setdefault((c.tags.get("dataset", "?") + "@" + dataset,
+                           c.tags.get("model", "?")), []).append(c)
+    if len(groups) > 1:
+        listed = "; ".join(f"dataset {d}, model {m}: {len(cs)} job(s)"
+                           for (d, m), cs in sorted(groups.items()))
+        raise PromoteError(
+            f"the sweep's jobs measured different datasets or model interfaces ({listed}); "
+            "their WER and latency cannot be compared. Pick one with --dataset NAME and/or "
+            "--model NAME.")
+
+
 def select(candidates: list[Candidate], objective: Objective,
            constraints: Constraints) -> Selection:
-    """Rank the qualifying candidates (module docstring); raises only when the constraints
-    themselves cannot be resolved. ``Selection.chosen`` is None when nothing qualifies."""
+    """Rank the qualifying candidates and decide between the best ones by their intervals
+    (module docstring); raises only when the constraints themselves cannot be resolved or
+    the runs are not comparable. ``Selection.chosen`` is None when nothing qualifies."""
+    comparable(candidates)
     target = resolve_target(candidates, constraints)
     judged = [(c, reasons(c, objective, target)) for c in candidates]
     good = [c for c, why in judged if not why]
@@ -239,8 +322,33 @@ def select(candidates: list[Candidate], objective: Objective,
         return (sign * (c.metric(objective.metric) or 0.0), c.metric("wer") or 0.0,
                 c.job_num, c.run_id)
 
-    ranked = [Verdict(c, (), rank) for rank, c in enumerate(sorted(good, key=key), start=1)]
+    order = sorted(good, key=key)
+    tied: tuple[Candidate, ...] = ()
+    decision = ""
+    metric = objective.metric
+    if order:
+        best = order[0]
+        group = [c for c in order if _overlap(best, c, metric)]
+        if len(group) > 1:
+            winner = min(group, key=lambda c: (simplicity(c), key(c)))
+            tied = tuple([winner] + [c for c in group if c is not winner])
+            decision = (
+                "indistinguishable: " + ", ".join(
+                    f"{c.label} ({c.short_id}) {metric} {c.metric(metric):.4g} "
+                    f"{format_interval(c, metric) or '(no interval)'}" for c in group)
+                + f" overlap; the simpler flag set {winner.label} ({winner.short_id}) is "
+                "chosen")
+            order = [winner] + [c for c in order if c is not winner]
+        elif len(order) > 1:
+            runner = order[1]
+            decision = (f"{best.label} ({best.short_id}) wins: {metric} "
+                        f"{best.metric(metric):.4g} {format_interval(best, metric)} is clear "
+                        f"of the next, {runner.label} ({runner.short_id}) "
+                        f"{runner.metric(metric):.4g} {format_interval(runner, metric)}")
+        else:
+            decision = f"{best.label} ({best.short_id}) is the only qualifier"
+    ranked = [Verdict(c, (), rank) for rank, c in enumerate(order, start=1)]
     rejected = [Verdict(c, why) for c, why in sorted(judged, key=lambda cw: (cw[0].job_num,
                                                                             cw[0].run_id))
                 if why]
-    return Selection(objective, target, tuple(ranked + rejected))
+    return Selection(objective, target, tuple(ranked + rejected), tied, decision)

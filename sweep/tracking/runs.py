@@ -3,6 +3,7 @@ tags that make two runs comparable, and the runs a killed sweep left RUNNING."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import subprocess
@@ -19,6 +20,17 @@ from sweep.tracking.store import Store
 
 PARENT_ENV = "TRT_SWEEP_PARENT_RUN_ID"
 PARENT_FILE = "parent_run_id"
+# MLflow's limit on a param value; longer ones (long pin lists) are cut, marked, and the
+# whole flag set is in the run's flags.yaml.
+MAX_PARAM_CHARS = 6000
+_CUT = "…(cut; see flags.yaml)"
+
+
+def param_value(value: Any) -> str:
+    text = str(value)
+    if len(text) <= MAX_PARAM_CHARS:
+        return text
+    return text[:MAX_PARAM_CHARS - len(_CUT)] + _CUT
 
 
 def environment_tags() -> dict[str, str]:
@@ -99,13 +111,16 @@ def orphans_message(closed: list[str]) -> str:
 
 
 def parent_run_id(sweep_dir: Path | None) -> str | None:
-    """The multirun's parent run: from the environment (same process) or the sweep folder
-    (launchers that run jobs in other processes, e.g. Ray, share the folder)."""
-    if os.environ.get(PARENT_ENV):
-        return os.environ[PARENT_ENV]
-    if sweep_dir is not None and (sweep_dir / PARENT_FILE).exists():
+    """The multirun's parent run, as this sweep's callback recorded it: the file in the
+    sweep folder (shared with launchers that run jobs in other processes, e.g. Ray) first,
+    then the environment variable the callback set in this process. A job without a sweep
+    folder (a single run) has no parent: an inherited TRT_SWEEP_PARENT_RUN_ID or
+    MLFLOW_RUN_ID (an outer ``mlflow run``) never makes one."""
+    if sweep_dir is None:
+        return None
+    if (sweep_dir / PARENT_FILE).exists():
         return (sweep_dir / PARENT_FILE).read_text().strip() or None
-    return None
+    return os.environ.get(PARENT_ENV) or None
 
 
 class JobRun:
@@ -115,10 +130,15 @@ class JobRun:
         self.run_id = run_id
         self.client = client
 
+    # The LoggedModel (the job's engine) that metrics are linked to once it exists, and the
+    # dataset they were measured on (MLflow 3 shows both beside each metric).
+    model_id: str | None = None
+    dataset_ref: tuple[str, str] | None = None  # (name, digest)
+
     def params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in values.items()]
+        items = [Param(k, param_value(v)) for k, v in values.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
@@ -128,9 +148,54 @@ class JobRun:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in values.items()]
+        name, digest = self.dataset_ref or (None, None)
+        items = [Metric(k, float(v), now, 0, model_id=self.model_id, dataset_name=name,
+                        dataset_digest=digest) for k, v in values.items()]
         if items:
             self.client.log_batch(self.run_id, metrics=items)
+
+    def dataset(self, name: str, digest: str, source: dict[str, Any],
+                profile: dict[str, Any]) -> None:
+        """The test set as the run's input (MLflow's Dataset column and run page)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name, digest=digest, source_type="local",
+                     source=json.dumps(source, sort_keys=True),
+                     profile=json.dumps(profile, sort_keys=True))
+        self.client.log_inputs(self.run_id, [DatasetInput(
+            ds, [InputTag("mlflow.data.context", "eval")])])
+        self.dataset_ref = (name, digest)
+        self.tags({tag.DATASET_DIGEST: digest})
+
+    def logged_model(self, experiment_id: str, name: str, params: dict[str, Any],
+                     tags: dict[str, str], files: list[tuple[Path, str | None]]) -> str:
+        """The job's engine as an MLflow 3 LoggedModel (the Models tab): the flag set as
+        its params, ``files`` (path, folder) as its artifacts, the run's metrics linked to
+        it from now on. Left PENDING until ``finish_model``."""
+        from mlflow.entities import LoggedModelOutput
+
+        model = self.client.create_logged_model(
+            experiment_id, name=name, source_run_id=self.run_id, tags=tags,
+            params={k: param_value(v) for k, v in params.items()}, model_type="tensorrt-engine")
+        self.model_id = model.model_id
+        for path, folder in files:
+            if path.is_dir():
+                self.client.log_model_artifacts(model.model_id, str(path), folder)
+            elif path.exists():
+                self.client.log_model_artifact(model.model_id, str(path), folder)
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, 0)])
+        self.tags({tag.LOGGED_MODEL: model.model_id})
+        return str(model.model_id)
+
+    def model_artifact(self, path: Path, folder: str | None = None) -> None:
+        if self.model_id is not None and path.is_file():
+            self.client.log_model_artifact(self.model_id, str(path), folder)
+
+    def finish_model(self, status: str) -> None:
+        if self.model_id is not None:
+            self.client.finalize_logged_model(self.model_id, status)
 
     def tags(self, values: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -147,27 +212,67 @@ class JobRun:
 
 @contextmanager
 def job_run(store: Store, run_name: str, parent_id: str | None,
-            tags: dict[str, str]) -> Iterator[JobRun]:
+            tags: dict[str, str], system_metrics_interval_s: float | None = None
+            ) -> Iterator[JobRun]:
     """Start a child run; end it FINISHED, FAILED (reason tagged and logged) or KILLED."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store.uri)
-    all_tags = dict(tags)
-    if parent_id:
+    all_tags = {k: v for k, v in tags.items() if k != tag.PARENT_RUN}
+    if parent_id:  # the one source of a job's parent: never an inherited MLFLOW_RUN_ID
         all_tags[tag.PARENT_RUN] = parent_id
     run = client.create_run(store.experiment_id, run_name=run_name, tags=all_tags)
     job = JobRun(run.info.run_id, client)
+    monitor = system_metrics(store, job.run_id, system_metrics_interval_s)
     try:
         yield job
     except (KeyboardInterrupt, SystemExit):
+        _stop(monitor)
+        job.finish_model("FAILED")
         client.set_tag(job.run_id, tag.ERROR, "interrupted (SIGINT/SIGTERM)")
         client.set_terminated(job.run_id, "KILLED")
         raise
     except BaseException as exc:
+        _stop(monitor)
+        job.finish_model("FAILED")
         reason = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
         client.set_tag(job.run_id, tag.ERROR, reason[:5000])
         client.log_text(job.run_id, "".join(traceback.format_exception(exc)), "error.txt")
         client.set_terminated(job.run_id, "FAILED")
         raise
     else:
+        _stop(monitor)
+        job.finish_model("READY")
         client.set_terminated(job.run_id, "FINISHED")
+
+
+def system_metrics(store: Store, run_id: str, interval_s: float | None) -> Any:
+    """MLflow's own system metrics monitor (``system/cpu_utilization_percentage``,
+    ``system/system_memory_usage_megabytes``, ``system/gpu_*`` where pynvml finds a GPU) on
+    the job's run; None when off (``interval_s`` None or 0) or psutil is missing."""
+    if not interval_s:
+        return None
+    try:
+        import psutil  # noqa: F401  (MLflow's CPU/memory monitor needs it)
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    except ImportError:
+        return None
+    # Its start/stop lines at INFO would interleave every job's progress output.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s,
+                                   tracking_uri=store.uri)
+    monitor.start()
+    return monitor
+
+
+def _stop(monitor: Any) -> None:
+    """Stop the monitor; a job shorter than one sampling interval still gets one sample
+    (MLflow's loop logs only after a full interval)."""
+    if monitor is None:
+        return
+    with suppress(Exception):
+        monitor.finish()
+        if monitor._logging_step == 0:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()

@@ -135,6 +135,7 @@ def _open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> St
                 experiment_id = found.experiment_id
         else:
             experiment_id = found.experiment_id
+        _set_kind(client, experiment_id, found)
     except Exception as exc:
         raise TrackingError(
             f"the MLflow tracking store (tracking.uri) cannot be used: "
@@ -142,3 +143,15 @@ def _open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> St
             "default sqlite:///mlruns/mlflow.db."
         ) from exc
     return Store(uri=uri, experiment_id=experiment_id, experiment=experiment)
+
+
+def _set_kind(client: object, experiment_id: str, found: object) -> None:
+    """Tag the experiment as model development, the way MLflow 3 records an experiment's
+    kind, so its UI opens it on the runs table rather than the GenAI overview. A kind
+    someone set already is kept."""
+    from sweep.tracking import tags as tag
+
+    existing = dict(getattr(found, "tags", None) or {}) if found is not None else {}
+    if tag.EXPERIMENT_KIND not in existing:
+        client.set_experiment_tag(experiment_id, tag.EXPERIMENT_KIND,  # type: ignore[attr-defined]
+                                  tag.EXPERIMENT_KIND_VALUE)

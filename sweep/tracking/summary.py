@@ -82,11 +82,34 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def group_of(row: JobRow) -> tuple[str, str]:
+    """What a job's figures are comparable within: its test set (name and digest of
+    manifest + audio) and its model interface."""
+    dataset = row.tags.get("dataset", "?")
+    digest = row.tags.get("dataset_digest")
+    return (f"{dataset} (#{digest})" if digest else dataset, row.tags.get("model", "?"))
+
+
 def _front_of(rows: list[JobRow]) -> set[str]:
-    """Run ids on the WER/p99 Pareto front among FINISHED jobs."""
+    """Run ids on the WER/p99 Pareto front among FINISHED jobs, one front per dataset and
+    model interface: jobs measured on different test sets never dominate each other."""
+    front: set[str] = set()
     done = [r for r in rows if r.status == "FINISHED"]
-    points = [(r.get("latency_p99_ms"), r.get("wer")) for r in done]
-    return {done[i].run_id for i in pareto_front(points)}
+    for group in {group_of(r) for r in done}:
+        members = [r for r in done if group_of(r) == group]
+        points = [(r.get("latency_p99_ms"), r.get("wer")) for r in members]
+        front |= {members[i].run_id for i in pareto_front(points)}
+    return front
+
+
+def _grouped_labels(rows: list[JobRow]) -> list[str]:
+    """Flag-set labels, with the dataset and model appended when the sweep's FINISHED jobs
+    mix them (a job that failed before loading its data has no digest: not a mix)."""
+    labels = display_labels(rows)
+    if len({group_of(r) for r in rows if r.status == "FINISHED"}) < 2:
+        return labels
+    return [f"{label} [{group_of(r)[0]}, {group_of(r)[1]}]" for label, r in zip(labels, rows,
+                                                                               strict=True)]
 
 
 def plot_pareto(points: list[tuple[float, float]], labels: list[str], front: list[int],
@@ -140,7 +163,7 @@ def print_table(rows: list[JobRow], console: Console | None = None) -> None:
     for name in HEADERS:
         table.add_column(name, justify="right")
     table.add_column("status")
-    for row, label in zip(rows, display_labels(rows), strict=True):
+    for row, label in zip(rows, _grouped_labels(rows), strict=True):
         status = {"FINISHED": "[green]FINISHED[/]", "FAILED": "[red]FAILED[/]"}.get(
             row.status, row.status)
         marker = " *" if row.run_id in front else ""
@@ -180,15 +203,18 @@ def summarise(client: Any, store: Store, parent_id: str, sweep_dir: Path | None)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "sweep_results.csv")
         client.log_artifact(parent_id, str(out / "sweep_results.csv"))
-        labels = display_labels(rows)
+        labels = _grouped_labels(rows)
         done = [i for i, r in enumerate(rows) if r.status == "FINISHED"]
         if done:
             points = [(rows[i].get("latency_p99_ms"), rows[i].get("wer")) for i in done]
-            plot_pareto(points, [labels[i] for i in done], pareto_front(points),
+            front = _front_of(rows)
+            plot_pareto(points, [labels[i] for i in done],
+                        [k for k, i in enumerate(done) if rows[i].run_id in front],
                         out / "pareto_wer_latency.png")
             client.log_artifact(parent_id, str(out / "pareto_wer_latency.png"))
             scored = [rows[i] for i in done if math.isfinite(rows[i].get("wer"))]
-            if scored:
+            # best_wer only where the jobs are comparable (one dataset, one model)
+            if scored and len({group_of(r) for r in scored}) == 1:
                 best = min(scored, key=lambda r: (r.get("wer"), r.get("latency_p99_ms")))
                 client.log_metric(parent_id, "best_wer", best.get("wer"))
         client.log_metric(parent_id, "jobs", len(rows))

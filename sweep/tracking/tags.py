@@ -32,3 +32,11 @@ TYPED_SHA256 = "typed_sha256"
 TYPED_TOOL = "typed_tool"
 # A builder.dry_run job: planned, not built or measured.
 DRY_RUN = "dry_run"
+# The job's engine as an MLflow LoggedModel, and the digest of the test set it measured.
+LOGGED_MODEL = "logged_model_id"
+DATASET_DIGEST = "dataset_digest"
+# The experiment's kind, which picks the MLflow 3 UI's default view: MLflow's UI opens a
+# "custom_model_development" experiment on its runs table, a "genai_development" one (or an
+# untagged one it infers as such) on the GenAI overview.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_VALUE = "custom_model_development"

@@ -25,12 +25,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.ports import free_port
+from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
 
+REGISTERED = "trt-sweep-ui"
+# MLflow 3.17's UI picks the experiment page by its workflow switch (GenAI / Model
+# training, kept in the browser, GenAI by default) before the experiment's kind tag; this
+# parameter is what the switch sets. README's link carries it.
+ML = "workflowType=machine_learning"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -72,6 +78,11 @@ def mlflow_ui(tmp_path_factory: pytest.TempPathFactory, demo_onnx: Path
         proc = run_sweep(["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny",
                           "dataset.limit=2"], tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        # Registered (no install): the version's source is the job's LoggedModel.
+        promoted = subprocess.run([sys.executable, "-m", "sweep.promote", "--tracking-uri", uri,
+                                   "--name", REGISTERED], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=120)
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -182,3 +193,105 @@ def test_the_experiment_page_shows_the_sweep_runs_and_their_wer(
         assert any(math.isclose(n, wer, abs_tol=1e-3) for n in numbers), \
             f"the wer of {name} ({wer}) is not in its row {row!r} (screenshot: {screenshot})"
         assert name.split("-")[0] in row.split(), f"trt.precision of {name} not shown"
+
+
+
+def _shot(browser: Chrome, request: pytest.FixtureRequest, tmp_path: Path, name: str,
+          record_property: Callable[[str, object], None]) -> Path:
+    screenshot = Path(os.environ.get("TRT_SWEEP_SCREENSHOT_DIR") or tmp_path) / name
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(screenshot))
+    record_property(name, str(screenshot))
+    _report(request, f"MLflow UI screenshot: {screenshot}")
+    return screenshot
+
+
+def _body(browser: Chrome) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.TAG_NAME, "body").text)
+
+
+def _close_panels(browser: Chrome) -> None:
+    from selenium.webdriver.common.by import By
+
+    for close in browser.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+        with contextlib.suppress(Exception):
+            close.click()
+
+
+def test_the_experiment_opens_on_the_runs_table_with_the_dataset(
+        mlflow_ui: tuple[Path, str], browser: Chrome, tmp_path: Path,
+        request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> None:
+    """The experiment is tagged as model development: its page opens on the runs table
+    (not the GenAI overview), where each job's row names the test set it measured."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, mlflow_url = mlflow_ui
+    client = MlflowClient(f"sqlite:///{store}/mlruns/mlflow.db")
+    exp_id = experiment_id(client)
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+    jobs = [r for r in client.search_runs([exp_id], "tags.`trt-sweep.kind` = 'job'")]
+    inputs = jobs[0].inputs
+    assert inputs is not None
+    digest = inputs.dataset_inputs[0].dataset.digest
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}?{ML}")
+    WebDriverWait(browser, 45).until(lambda d: "/runs" in d.current_url
+                                     and "sweep " in _body(d))
+    landed = browser.current_url
+    # The jobs are nested under the sweep's parent run: a metric filter and an order by a
+    # metric list them flat.
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}/runs?{ML}"
+                "&searchFilter=metrics.wer%20%3E%3D%200&orderByKey=metrics.%60wer%60"
+                "&orderByAsc=true")
+    try:
+        WebDriverWait(browser, 45).until(lambda d: all(r.info.run_name in _body(d)
+                                                       for r in jobs)
+                                         and "demo_tiny" in _body(d))
+        _close_panels(browser)
+        text = _body(browser)
+    finally:
+        shot = _shot(browser, request, tmp_path, "mlflow_ui_runs_dataset.png", record_property)
+    assert "/overview" not in landed and "/runs" in landed, landed
+    assert f"demo_tiny ({digest})" in text or f"demo_tiny (#{digest})" in text, \
+        f"no Dataset column value (screenshot: {shot})"
+
+
+def test_the_models_tab_lists_the_engines_and_the_registry_names_its_source(
+        mlflow_ui: tuple[Path, str], browser: Chrome, tmp_path: Path,
+        request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> None:
+    """Each job's engine is a LoggedModel (named after its flag set, the flag set as its
+    params): the experiment's Models tab lists them; the promoted version names one of
+    them as its source model."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, mlflow_url = mlflow_ui
+    uri = f"sqlite:///{store}/mlruns/mlflow.db"
+    client = MlflowClient(uri, registry_uri=uri)
+    exp_id = experiment_id(client)
+    models = client.search_logged_models([exp_id])
+    names = {m.name for m in models}
+    assert {n.rsplit("-", 1)[0] for n in names} == {"fp32-o3", "bf16-o3"}
+    assert all(m.params.get("trt.precision") in ("fp32", "bf16") for m in models)
+    assert all(m.source_run_id for m in models)
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}/models?{ML}")
+    try:
+        WebDriverWait(browser, 45).until(lambda d: all(n in _body(d) for n in names)
+                                         and REGISTERED in _body(d))
+        _close_panels(browser)
+        text = _body(browser)
+    finally:
+        shot = _shot(browser, request, tmp_path, "mlflow_ui_models.png", record_property)
+    assert all(n in text for n in names), f"engines missing (screenshot: {shot})"
+
+    version = client.get_model_version_by_alias(REGISTERED, "champion")
+    assert version.source is not None and version.source.startswith("models:/m-")
+    source = client.get_logged_model(str(version.source).removeprefix("models:/"))
+    browser.get(f"{mlflow_url}/#/models/{REGISTERED}/versions/{version.version}?{ML}")
+    try:
+        WebDriverWait(browser, 45).until(lambda d: "Source Model" in _body(d)
+                                         and source.name in _body(d))
+    finally:
+        shot = _shot(browser, request, tmp_path, "mlflow_ui_registered_source.png",
+                     record_property)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from sweep.promote.cli import main
 from sweep.promote.install import MANIFEST
 from tests.support.paths import ROOT
-from tests.support.sweep import run_sweep
+from tests.support.sweep import run_sweep, sweep_command
 
 pytestmark = pytest.mark.integration
 
@@ -435,3 +436,139 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
             repository, tmp_path / "triton.log") as endpoint:
         client = InferenceServerClient(endpoint.grpc_url)
         assert client.is_model_ready("asr", "1")
+
+
+# --- intervals: indistinguishable jobs and a clear winner -----------------------------------
+
+def _with_intervals(store: Store, parent_id: str, metrics: dict[str, dict[str, float]]) -> None:
+    """Log the confidence metrics a sweep logs (wer_ci_*, latency_p99_ms_min/max)."""
+    for label, values in metrics.items():
+        run = store.run_of(parent_id, label).info.run_id
+        for key, value in values.items():
+            store.client.log_metric(run, key, value)
+
+
+def test_two_jobs_of_one_flag_set_are_indistinguishable(store, capsys):
+    """The same flag set twice: latencies that differ by 10 % between two runs on a noisy
+    host, ranges across repeats that overlap: no winner on the number alone."""
+    parent = store.sweep("same-flags", [Job("fp32-o3", "fp32", wer=0.10, p99=20.0),
+                                        Job("fp32-o3", "fp32", wer=0.10, p99=22.0)])
+    runs = store.client.search_runs([store.client.get_run(parent).info.experiment_id])
+    jobs = sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+                  key=lambda r: r.data.metrics["latency_p99_ms"])
+    for run, (low, high) in zip(jobs, [(18.0, 23.0), (19.0, 24.0)], strict=True):
+        for key, value in {"latency_p99_ms_min": low, "latency_p99_ms_max": high,
+                           "wer_ci_low": 0.07, "wer_ci_high": 0.13}.items():
+            store.client.log_metric(run.info.run_id, key, value)
+    code, out, _ = promote(store, capsys, "--parent-run-id", parent, "--dry-run")
+    assert code == 0, out
+    print(out)
+    assert "indistinguishable" in out
+    assert "[18, 23]" in out and "[19, 24]" in out and "[7, 13]" in out
+    decision = out.split("decision: ")[1].splitlines()[0]
+    assert "overlap; the simpler flag set fp32-o3" in decision
+
+
+def test_a_clearly_worse_flag_set_loses_on_wer(store, capsys):
+    """An injected WER gap: bf16 3 points worse with intervals that do not overlap; with
+    --objective wer the fp32 job wins outright, and the intervals are in the table."""
+    parent = store.sweep("wer-gap", [Job("fp32-o3", "fp32", wer=0.10, p99=20.0),
+                                     Job("bf16-o3", "bf16", wer=0.13, p99=15.0)])
+    _with_intervals(store, parent, {
+        "fp32-o3": {"wer_ci_low": 0.09, "wer_ci_high": 0.11},
+        "bf16-o3": {"wer_ci_low": 0.12, "wer_ci_high": 0.14}})
+    code, out, _ = promote(store, capsys, "--parent-run-id", parent, "--dry-run",
+                           "--objective", "wer", "--max-wer-delta", "5")
+    assert code == 0, out
+    print(out)
+    assert "indistinguishable" not in out
+    assert "choice: fp32-o3" in out
+    assert "fp32-o3 (" in out.split("decision: ")[1] and " wins: " in out
+    assert "[9, 11]" in out and "[12, 14]" in out
+    # Overlapping intervals: the same gap no longer decides; the simpler flag set wins.
+    parent2 = store.sweep("wer-noise", [Job("fp32-o3", "fp32", wer=0.11, p99=20.0),
+                                        Job("bf16-o3", "bf16", wer=0.10, p99=15.0)])
+    _with_intervals(store, parent2, {
+        "fp32-o3": {"wer_ci_low": 0.08, "wer_ci_high": 0.14},
+        "bf16-o3": {"wer_ci_low": 0.07, "wer_ci_high": 0.13}})
+    code, out, _ = promote(store, capsys, "--parent-run-id", parent2, "--dry-run",
+                           "--objective", "wer")
+    assert code == 0, out
+    assert "indistinguishable" in out and "choice: fp32-o3" in out
+
+
+def test_runs_of_different_datasets_are_never_compared(store, capsys):
+    parent = store.sweep("two-datasets", [Job("fp32-o3", "fp32"), Job("fp16-o3")])
+    run = store.run_of(parent, "fp16-o3").info.run_id
+    store.client.set_tag(run, "dataset", "demo_test")
+    code, _, err = promote(store, capsys, "--parent-run-id", parent, "--dry-run")
+    assert code == 2 and "different datasets or model interfaces" in err
+    code, out, _ = promote(store, capsys, "--parent-run-id", parent, "--dry-run",
+                           "--dataset", "demo_tiny")
+    assert code == 0 and "choice: fp32-o3" in out
+
+
+# --- an ensemble: the whole serving unit, promoted and rolled back --------------------------
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "")
+                  for p in root.rglob("*") if not p.name.startswith(".trt-sweep")
+                  and "__pycache__" not in p.parts)  # Triton's python backend writes these
+
+
+def test_an_ensemble_is_promoted_and_rolled_back_as_one_unit(tmp_path, demo_onnx):
+    """Two sweeps of the preprocessing -> model ensemble (fp32; fp32 without TF32, another
+    engine), each promoted into one production repository, then rolled back: the repository
+    before, after each promotion and after rollback, each state served by Triton."""
+    from tritonclient.grpc import InferenceServerClient
+
+    from sweep.server.base import ModelRepository
+    from sweep.server.local import LocalServer
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    cmd = [sys.executable, "-m", "sweep.promote", "--tracking-uri", uri]
+    repo = tmp_path / "production"
+    repo.mkdir()
+    listings = {"before": _listing(repo)}
+    name = "asr"
+
+    def serve_check(expected_members: list[str]) -> None:
+        models = tuple(sorted(p.name for p in repo.iterdir() if p.is_dir()))
+        repository = ModelRepository(path=repo, entry_model=name, models=models, configs=())
+        with LocalServer(cache_dir=str(tmp_path / "triton")).serving(
+                repository, tmp_path / "triton.log") as endpoint:
+            client = InferenceServerClient(endpoint.grpc_url)
+            assert client.is_model_ready(name)
+            config = client.get_model_config(name, as_json=True)["config"]
+            steps = [s["model_name"] for s in config["ensemble_scheduling"]["step"]]
+            assert sorted(steps) == sorted(expected_members)
+            for member in steps:
+                assert client.is_model_ready(member, "1")
+
+    for n, extra in enumerate([[], ["trt.tf32=false"]], start=1):
+        # Two sweeps, one store: the second promotion is another engine of the same model.
+        sweep = sweep_command(["-m", "model=demo_skip_preprocessor", "trt.precision=fp32",
+                               "dataset=demo_tiny", "dataset.limit=2", *extra], tmp_path,
+                              sweep_dir=tmp_path / f"multirun{n}")
+        proc = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        real = subprocess.run([*cmd, "--repository-root", str(repo), "--model-name", name],
+                              cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert real.returncode == 0, real.stdout + real.stderr
+        assert f"installed the serving unit {name} version {n}" in real.stdout, real.stdout
+        listings[f"after promotion {n}"] = _listing(repo)
+        serve_check([f"{name}-model-v{n}", f"{name}-preprocessing-v{n}"])
+    back = subprocess.run([*cmd, "--rollback", "--repository-root", str(repo),
+                           "--model-name", name], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert back.returncode == 0, back.stdout + back.stderr
+    listings["after rollback"] = _listing(repo)
+    report = "\n".join(f"--- {state}:\n" + "\n".join(files) for state, files in listings.items())
+    out_dir = os.environ.get("TRT_SWEEP_SCREENSHOT_DIR")
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "ensemble_promotion.txt").write_text(report + "\n")
+    print(report)
+    assert listings["after rollback"] == listings["after promotion 1"]
+    assert not any("-v2" in f for f in listings["after rollback"])
+    serve_check([f"{name}-model-v1", f"{name}-preprocessing-v1"])

@@ -103,3 +103,66 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
               if r.data.tags.get("error", "").startswith("ONNX model /nonexistent")]
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
     assert our_processes() == []
+
+
+def test_jobs_are_recorded_the_way_mlflow_3_shows_them(two_job_sweep):
+    """Each job: its engine a LoggedModel (flag set as params, metrics linked), the test set
+    as a run input, the flag set's digest as a param and flags.yaml, MLflow's system
+    metrics, WER with its bootstrap interval, latency with its spread over repeats."""
+    _, client, runs, _ = two_job_sweep
+    exp = experiment_id(client)
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    models = {m.model_id: m for m in client.search_logged_models([exp])}
+    digests = set()
+    for run in jobs:
+        m, p, t = run.data.metrics, run.data.params, run.data.tags
+        model = models[t["logged_model_id"]]
+        assert model.name == f"{run.info.run_name}-{t['flags_digest'][:6]}"
+        assert model.source_run_id == run.info.run_id and str(model.status) == "READY"
+        assert model.params["trt.precision"] == p["trt.precision"]
+        assert {x.key for x in model.metrics} >= {"wer", "latency_p99_ms"}
+        (ds,) = run.inputs.dataset_inputs
+        assert ds.dataset.name == "demo_tiny" and ds.dataset.digest == t["dataset_digest"]
+        digests.add(ds.dataset.digest)
+        assert p["flags.digest"] == t["flags_digest"]
+        root = Path(run.info.artifact_uri.removeprefix("file://"))
+        assert "precision: " + p["trt.precision"] in (root / "flags.yaml").read_text()
+        assert (root / "model_repository" / "model" / "1" / "model.py").is_file()
+        assert m["system/cpu_utilization_percentage"] >= 0
+        assert m["system/system_memory_usage_megabytes"] > 0
+        assert m["wer_ci_low"] <= m["wer"] <= m["wer_ci_high"]
+        assert m["eval_repeats"] == 2 and m["latency_p99_ms_spread"] >= 0
+        assert m["latency_p99_ms_min"] <= m["latency_p99_ms_max"]
+    assert len(digests) == 1
+
+
+def test_an_inherited_mlflow_run_id_never_reparents_jobs(tmp_path, demo_onnx):
+    """A sweep started inside another MLflow run (MLFLOW_RUN_ID, TRT_SWEEP_PARENT_RUN_ID in
+    its environment): its jobs are children of the sweep's own parent run only."""
+    import os
+    import subprocess
+
+    from tests.support.paths import ROOT
+    from tests.support.sweep import sweep_command
+
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    client = MlflowClient(f"sqlite:///{db}")
+    outer = client.create_run("0", run_name="outer").info.run_id
+    env = {**os.environ, "MLFLOW_RUN_ID": outer, "TRT_SWEEP_PARENT_RUN_ID": outer}
+    for args in (["-m", "trt.precision=fp32"], []):
+        proc = subprocess.run(sweep_command([*args, "dataset=demo_tiny", "dataset.limit=1",
+                                             "eval.repeats=1"], tmp_path),
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = client.search_runs([experiment_id(client)])
+    (parent,) = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
+    jobs = sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+                  key=lambda r: r.info.start_time)
+    assert len(jobs) == 2
+    assert jobs[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "mlflow.parentRunId" not in jobs[1].data.tags  # a single run has no parent
+    assert "mlflow.parentRunId" not in parent.data.tags
+    assert client.search_runs(["0"], f"tags.mlflow.parentRunId = '{outer}'") == []

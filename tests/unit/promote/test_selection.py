@@ -83,3 +83,44 @@ def test_without_a_reference_the_budget_and_target_must_be_given():
     chosen = select(jobs, Objective(), Constraints(max_wer=30, device="cpu:x86_64",
                                                    builder_version="emulate-1")).chosen
     assert chosen is not None and chosen.run_id == "run02"  # same p99: the lower WER wins
+
+
+def _ci(c: Candidate, **metrics: float) -> Candidate:
+    return Candidate(c.run_id, c.label, c.status, c.job_num, {**c.metrics, **metrics},
+                     c.params, c.tags, c.engine_artifact)
+
+
+def test_overlapping_latency_ranges_are_indistinguishable_and_the_simpler_wins():
+    """bf16 is 10 % faster on the number, but the ranges over repeats overlap: fp32 (no
+    precision change) is chosen, and the decision says why."""
+    jobs = [_ci(job(0, "fp32", wer=0.10, p99=22), latency_p99_ms_min=19, latency_p99_ms_max=24),
+            _ci(job(1, "bf16", wer=0.10, p99=20), latency_p99_ms_min=18, latency_p99_ms_max=23)]
+    selection = select(jobs, Objective(), Constraints())
+    assert selection.chosen is not None and selection.chosen.run_id == "run00"
+    assert {c.run_id for c in selection.indistinguishable} == {"run00", "run01"}
+    assert selection.decision.startswith("indistinguishable")
+
+
+def test_a_clear_latency_win_beats_the_simpler_flag_set():
+    jobs = [_ci(job(0, "fp32", wer=0.10, p99=40), latency_p99_ms_min=38, latency_p99_ms_max=42),
+            _ci(job(1, "bf16", wer=0.10, p99=20), latency_p99_ms_min=18, latency_p99_ms_max=23)]
+    selection = select(jobs, Objective(), Constraints())
+    assert selection.chosen is not None and selection.chosen.run_id == "run01"
+    assert selection.indistinguishable == () and " wins: " in selection.decision
+
+
+def test_simplicity_order():
+    from sweep.promote.selection import simplicity
+
+    pinned = job(0, "bf16", params={"trt.layer_precisions": "Softmax:fp32,LayerNormalization:fp32",
+                                    "trt.precision_constraints": "obey"})
+    assert simplicity(job(1, "fp32")) < simplicity(job(2, "fp16")) < simplicity(pinned)
+    assert simplicity(job(3, "fp16", params={"trt.opt_level": "0"})) < simplicity(job(4, "fp16"))
+
+
+def test_runs_of_two_datasets_are_refused():
+    other = job(1)
+    other = Candidate(other.run_id, other.label, other.status, other.job_num, other.metrics,
+                      other.params, {**other.tags, "dataset": "b"}, other.engine_artifact)
+    with pytest.raises(PromoteError, match="different datasets or model interfaces"):
+        select([job(0, "fp32"), other], Objective(), Constraints())
