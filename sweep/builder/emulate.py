@@ -369,9 +369,10 @@ def _refuse_quantised(flags: FlagSet) -> None:
     bad = sorted(wanted - set(_EMULATED))
     if bad:
         raise FlagSetError(
-            f"builder=emulate cannot emulate {'/'.join(bad)}: int8 and fp8 engines need "
-            "calibration or quantisation (Q/DQ) scales that only a real TensorRT build has. "
-            "Use builder=trtexec on a GPU host, or sweep fp32/fp16/bf16 here."
+            f"builder=emulate cannot emulate weakly typed {'/'.join(bad)}: int8 and fp8 "
+            "engines need calibration or quantisation (Q/DQ) scales, which a weak flag set "
+            "leaves to TensorRT. Realise it in the graph instead (trt.strongly_typed=true: "
+            "Q/DQ nodes calibrated on streamed audio), or use builder=trtexec on a GPU host."
         )
 
 

@@ -209,8 +209,8 @@ def test_opt_level_table(opt_level: int) -> None:
 
 
 @pytest.mark.parametrize("flags, words", [
-    (FlagSet(precision="int8"), ["int8", "trtexec"]),
-    (FlagSet(precision="fp8"), ["fp8", "calibration"]),
+    (FlagSet(precision="int8"), ["int8", "trtexec", "strongly_typed=true"]),
+    (FlagSet(precision="fp8"), ["fp8", "Q/DQ"]),
     (FlagSet(precision="fp16", precision_constraints="obey",
              layer_precisions=(("Softmax", "int8"),)), ["int8"]),
     (FlagSet(precision="fp16", precision_constraints="obey",

@@ -72,7 +72,7 @@ def test_defaults_are_tensorrt_defaults_spelled_out() -> None:
 
 
 @pytest.mark.parametrize(("precision", "flag"), [
-    ("fp16", "--fp16"), ("bf16", "--bf16"), ("int8", "--int8"), ("fp8", "--fp8")])
+    ("fp16", "--fp16"), ("bf16", "--bf16"), ("int8", "--int8")])
 def test_precision_flags(precision: str, flag: str) -> None:
     out = args(flags(precision=precision))
     assert flag in out
