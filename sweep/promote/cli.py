@@ -53,6 +53,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "points (default: 0.5)")
     budget.add_argument("--max-wer", type=float, metavar="PERCENT",
                         help="absolute WER bound in percent instead (e.g. 12.5)")
+    p.add_argument("--min-streams-at-slo", type=int, metavar="N",
+                   help="only engines that serve at least N calls within the latency SLO "
+                        "(streams_at_slo: sweep with eval.capacity=true); as the objective: "
+                        "--objective streams_at_slo:max")
     p.add_argument("--device", help="target device tag (default: the fp32 reference's)")
     p.add_argument("--builder-version",
                    help="target builder_version tag (default: the fp32 reference's)")

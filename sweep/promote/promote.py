@@ -493,7 +493,8 @@ def _registered_match(client: Any, name: str, installed: install.InstalledVersio
 def promote(args: argparse.Namespace, console: Console) -> None:
     objective = Objective.parse(args.objective)
     constraints = Constraints(max_wer_delta=args.max_wer_delta, max_wer=args.max_wer,
-                              device=args.device, builder_version=args.builder_version)
+                              device=args.device, builder_version=args.builder_version,
+                              min_streams_at_slo=args.min_streams_at_slo)
     client = client_for(args.tracking_uri)
     parent = find_sweep(client, args.parent_run_id, args.experiment)
     candidates = [c for c in load_candidates(client, parent)

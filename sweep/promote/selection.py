@@ -118,6 +118,8 @@ class Constraints:
     max_wer: float | None = None  # absolute; replaces the reference-relative budget
     device: str | None = None
     builder_version: str | None = None
+    # Calls the engine serves within the latency SLO (eval.capacity=true's streams_at_slo).
+    min_streams_at_slo: int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class Target:
     builder_version: str
     target_reason: str
     reference: Candidate | None
+    min_streams_at_slo: int | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,8 @@ def resolve_target(candidates: list[Candidate], constraints: Constraints) -> Tar
     target_reason = (" and ".join(given) if len(given) == 2 else
                      f"{given[0]}, the rest from the fp32 reference" if given else
                      "from the fp32 reference")
-    return Target(budget, budget_reason, device, version, target_reason, reference)
+    return Target(budget, budget_reason, device, version, target_reason, reference,
+                  constraints.min_streams_at_slo)
 
 
 def reasons(candidate: Candidate, objective: Objective, target: Target) -> tuple[str, ...]:
@@ -237,6 +241,12 @@ def reasons(candidate: Candidate, objective: Objective, target: Target) -> tuple
         out.append(f"WER {_percent(wer)} over the budget {_percent(target.wer_budget)}")
     if candidate.engine_artifact is None:
         out.append("no engine artifact (tracking.log_engine=false?)")
+    if target.min_streams_at_slo is not None:
+        streams = candidate.metric("streams_at_slo")
+        if streams is None:
+            out.append("no streams_at_slo metric (sweep with eval.capacity=true)")
+        elif streams < target.min_streams_at_slo:
+            out.append(f"streams_at_slo {streams:g} below {target.min_streams_at_slo}")
     return tuple(out)
 
 

@@ -15,9 +15,11 @@ TAGS = {"device": "cpu:x86_64", "builder_version": "emulate-1"}
 
 
 def job(num: int, precision: str = "fp16", wer: float = 0.10, p99: float | None = 10.0,
-        status: str = "FINISHED", params: Mapping[str, str] | None = None) -> Candidate:
+        status: str = "FINISHED", params: Mapping[str, str] | None = None,
+        streams_at_slo: float | None = None) -> Candidate:
     metrics = {"wer": wer, **({"latency_p99_ms": p99} if p99 is not None else {}),
-               "throughput_chunks_s": 1000.0 / (p99 or 1)}
+               "throughput_chunks_s": 1000.0 / (p99 or 1),
+               **({"streams_at_slo": streams_at_slo} if streams_at_slo is not None else {})}
     return Candidate(f"run{num:02d}", f"{precision}-{num}", status, num, metrics,
                      {"trt.precision": precision, "trt.strongly_typed": "False",
                       "trt.layer_precisions": "-", "trt.layer_output_types": "-", **(params or {})},
@@ -124,3 +126,17 @@ def test_runs_of_two_datasets_are_refused():
                       other.params, {**other.tags, "dataset": "b"}, other.engine_artifact)
     with pytest.raises(PromoteError, match="different datasets or model interfaces"):
         select([job(0, "fp32"), other], Objective(), Constraints())
+
+
+def test_capacity_as_a_constraint_and_as_the_objective():
+    jobs = [job(0, "fp32", wer=0.10, p99=30, streams_at_slo=40.0),
+            job(1, wer=0.10, p99=20, streams_at_slo=24.0),
+            job(2, wer=0.10, p99=25, streams_at_slo=64.0)]
+    chosen = select(jobs, Objective(), Constraints(min_streams_at_slo=32)).chosen
+    assert chosen is not None and chosen.run_id == "run02"
+    rejected = {v.candidate.run_id: v.reasons
+                for v in select(jobs, Objective(), Constraints(min_streams_at_slo=32)).verdicts
+                if not v.ok}
+    assert rejected["run01"] == ("streams_at_slo 24 below 32",)
+    most = select(jobs, Objective.parse("streams_at_slo:max"), Constraints()).chosen
+    assert most is not None and most.run_id == "run02"
