@@ -184,7 +184,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
     # Against the fp32 model in-process: what changed frame by frame, even where WER did not.
     t3 = time.perf_counter()
-    reference = fp32_logprobs(model, utterances, Path(settings.builder.cache_dir).expanduser())
+    reference = fp32_logprobs(model, utterances, settings.builder.derived_dir)
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
@@ -245,7 +245,7 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
                           settings.dataset.calibration_utterances)
     calibration_seconds = time.perf_counter() - t0
     typed = realise(model.onnx_path, flags,
-                    Path(settings.builder.cache_dir).expanduser(), calibration)
+                    settings.builder.derived_dir, calibration)
     job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
     job.metrics({"calibration_seconds": calibration_seconds,
                  "calibration_samples": float(calibration.samples),

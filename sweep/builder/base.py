@@ -39,6 +39,13 @@ class BuilderConfig:
     # Size limit of the engine cache in GB: least recently used entries go; null: none.
     cache_max_gb: float | None = None
 
+    @property
+    def derived_dir(self) -> Path:
+        """Beside the engine cache (never inside it, whose every folder is an engine): what
+        the stages derive from a model once, the typed ONNX files and the fp32 reference
+        outputs."""
+        return Path(self.cache_dir).expanduser().parent
+
 
 @runtime_checkable
 class Builder(Protocol):

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from sweep.precision.realise import realise
 
         # Typed probes build from their typed ONNX (its digest keys the engine cache).
-        source = realise(model.onnx_path, flags, Path(settings.builder.cache_dir).expanduser(),
+        source = realise(model.onnx_path, flags, settings.builder.derived_dir,
                          calibration).path if flags.in_graph else model.onnx_path
         return cache.build(builder, source, flags, "cpu")
 
