@@ -24,7 +24,7 @@ from sweep.evaluate.stream import GrpcStreamer, StreamRun
 from sweep.model import ModelInterface
 
 if TYPE_CHECKING:
-    from sweep.config import EvalConfig
+    from sweep.evaluate.settings import EvalConfig
 
 
 @dataclass(frozen=True)
