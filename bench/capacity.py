@@ -50,7 +50,6 @@ from sweep.evaluate.capacity import (
     judge,
     measure,
     playlists,
-    plot_capacity,
 )
 from sweep.evaluate.stream import (
     _TRITON_DTYPES,
@@ -62,6 +61,7 @@ from sweep.model import ModelInterface
 from sweep.server.base import ServingOptions
 from sweep.server.local import LocalServer
 from sweep.server.serve import serve
+from sweep.tracking.plots import plot_capacity
 
 
 async def _open_loop(model: ModelInterface, url: str, name: str, utts: list[Utterance],

@@ -30,7 +30,7 @@ from sweep.data.manifest import Utterance
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
-from sweep.evaluate.capacity import Capacity, measure_capacity, plot_capacity
+from sweep.evaluate.capacity import Capacity, measure_capacity
 from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
@@ -46,7 +46,7 @@ from sweep.server.repository import render
 from sweep.server.serve import serve
 from sweep.tracking import resume
 from sweep.tracking import tags as tag
-from sweep.tracking.plots import plot_latency, plot_layer_precisions
+from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
 from sweep.tracking.runs import (
     JobRun,
     close_orphaned_runs,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -162,48 +161,6 @@ def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
     result.streams_at_slo = good
     result.seconds = clock() - started
     return result
-
-
-def plot_capacity(capacity: Capacity, out_png: str | Path, title: str) -> Path:
-    """Latency at the SLO's percentile against paced streams, one dot per probe (filled:
-    passed), the SLO as a line and streams_at_slo marked: the largest filled dot under the
-    line is the engine's capacity; the curve's knee is where the server stops keeping up."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = sorted(capacity.points, key=lambda p: p.streams)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    xs = [p.streams for p in points]
-    ys = [p.latency_ms for p in points]
-    ax.plot(xs, ys, color="#4c72b0", linewidth=1, alpha=0.6)
-    for p in points:
-        ax.scatter([p.streams], [p.latency_ms], s=36, zorder=3,
-                   color="#4c72b0" if p.passed else "white", edgecolors="#4c72b0",
-                   label=None)
-        if p.late_chunk_fraction > 0:
-            ax.annotate(f"{100 * p.late_chunk_fraction:.0f}% late", (p.streams, p.latency_ms),
-                        fontsize="x-small", xytext=(4, 4), textcoords="offset points")
-    bounds = capacity.bounds
-    ax.axhline(bounds.slo_ms, color="#c44e52", linestyle="--",
-               label=f"SLO p{bounds.percentile:g} {bounds.slo_ms:g} ms")
-    if capacity.streams_at_slo:
-        ax.axvline(capacity.streams_at_slo, color="black", linestyle=":",
-                   label=f"streams_at_slo {capacity.streams_at_slo}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("paced streams (real-time calls)")
-    ax.set_ylabel(f"p{bounds.percentile:g} chunk latency from schedule, ms")
-    ax.set_title(f"{title} (search {capacity.seconds:.0f} s, stopped: {capacity.stopped_by})",
-                 fontsize="small")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 def measure(model: ModelInterface, grpc_url: str, model_name: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,6 +17,9 @@ matplotlib.use("Agg")  # servers and CI have no display; must precede pyplot's i
 
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
+
+if TYPE_CHECKING:
+    from sweep.evaluate.capacity import Capacity
 
 # Colours chosen to read as "wide -> narrow"; pinned nodes share the colour, hatched.
 PRECISION_COLOURS = {"fp32": "#4c72b0", "tf32": "#64b5cd", "fp16": "#dd8452", "bf16": "#55a868",
@@ -93,9 +96,46 @@ def plot_latency(latencies_ms: Iterable[float], out_png: str | Path, title: str)
     ax.set_ylabel("chunks")
     ax.set_title(title)
     ax.legend(fontsize="small")
+    return save_figure(fig, out_png)
+
+
+def save_figure(fig: Any, out_png: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write and close a figure (pyplot keeps every open one alive)."""
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
+
+
+def plot_capacity(capacity: Capacity, out_png: str | Path, title: str) -> Path:
+    """Latency at the SLO's percentile against paced streams, one dot per probe (filled:
+    passed), the SLO as a line and streams_at_slo marked: the largest filled dot under the
+    line is the engine's capacity; the curve's knee is where the server stops keeping up."""
+    points = sorted(capacity.points, key=lambda p: p.streams)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = [p.streams for p in points]
+    ys = [p.latency_ms for p in points]
+    ax.plot(xs, ys, color="#4c72b0", linewidth=1, alpha=0.6)
+    for p in points:
+        ax.scatter([p.streams], [p.latency_ms], s=36, zorder=3,
+                   color="#4c72b0" if p.passed else "white", edgecolors="#4c72b0",
+                   label=None)
+        if p.late_chunk_fraction > 0:
+            ax.annotate(f"{100 * p.late_chunk_fraction:.0f}% late", (p.streams, p.latency_ms),
+                        fontsize="x-small", xytext=(4, 4), textcoords="offset points")
+    bounds = capacity.bounds
+    ax.axhline(bounds.slo_ms, color="#c44e52", linestyle="--",
+               label=f"SLO p{bounds.percentile:g} {bounds.slo_ms:g} ms")
+    if capacity.streams_at_slo:
+        ax.axvline(capacity.streams_at_slo, color="black", linestyle=":",
+                   label=f"streams_at_slo {capacity.streams_at_slo}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("paced streams (real-time calls)")
+    ax.set_ylabel(f"p{bounds.percentile:g} chunk latency from schedule, ms")
+    ax.set_title(f"{title} (search {capacity.seconds:.0f} s, stopped: {capacity.stopped_by})",
+                 fontsize="small")
+    ax.legend(fontsize="small")
+    return save_figure(fig, out_png)

@@ -18,10 +18,10 @@ from sweep.evaluate.capacity import (
     ProbePoint,
     judge,
     playlists,
-    plot_capacity,
     search,
 )
 from sweep.evaluate.stream import StreamRun, UtteranceResult, _Schedule
+from sweep.tracking.plots import plot_capacity
 
 
 def test_latency_is_measured_from_the_schedule_and_late_answers_are_counted() -> None:
