@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sweep.evaluate.capacity import CapacityBounds
+
 
 @dataclass
 class EvalConfig:
@@ -26,13 +28,14 @@ class EvalConfig:
     # The default SLO is T-one's (100 ms). Bounded: at most capacity_max_streams, each probe
     # capacity_probe_s of audio per stream, the whole search capacity_budget_s; a failing
     # count is probed capacity_retries more times (a pass is enough: others' load only adds).
+    # The defaults are CapacityBounds' (one copy).
     capacity: bool = False
-    slo_ms: float = 100.0
-    slo_percentile: float = 95.0
-    capacity_max_streams: int = 256
-    capacity_probe_s: float = 6.0
-    capacity_budget_s: float = 180.0
-    capacity_retries: int = 1
+    slo_ms: float = CapacityBounds.slo_ms
+    slo_percentile: float = CapacityBounds.percentile
+    capacity_max_streams: int = CapacityBounds.max_streams
+    capacity_probe_s: float = CapacityBounds.probe_s
+    capacity_budget_s: float = CapacityBounds.budget_s
+    capacity_retries: int = CapacityBounds.retries
     # Streaming passes over the test set: latency metrics are the median pass's, with the
     # spread across passes logged beside them (latency_p99_ms_min/_max/_spread); WER/CER
     # come from the first pass (decoding is deterministic). Small: each pass is a full run.
