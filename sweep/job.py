@@ -5,7 +5,6 @@ package; what the job was asked to do arrives as frozen ``JobSettings``."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import shlex
 import time
@@ -46,6 +45,7 @@ from sweep.server.repository import render
 from sweep.server.serve import serve
 from sweep.tracking import resume
 from sweep.tracking import tags as tag
+from sweep.tracking.datasets import log_dataset
 from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
 from sweep.tracking.runs import (
     JobRun,
@@ -203,6 +203,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,
                 label: str, experiment_id: str, flags_yaml: Path) -> None:
     flags = engine.flags
+    sha256 = file_digest(engine.path)  # once: engines can be large
     # The engine as an MLflow 3 LoggedModel (the experiment's Models tab): named after the
     # flag set, its params, the engine file and build log as its artifacts; the run's
     # metrics are linked to it from here on, config.pbtxt files join it once rendered.
@@ -213,7 +214,7 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
                      {**flags.params(), "flags.digest": flags.digest,
                       "builder": settings.builder.name, "model": settings.model_config.name},
                      {tag.FLAGS_DIGEST: flags.digest,
-                      tag.ENGINE_SHA256: file_digest(engine.path),
+                      tag.ENGINE_SHA256: sha256,
                       tag.BUILDER_VERSION: engine.builder_version,
                       "model": settings.model_config.name, "dataset": settings.dataset.name,
                       "engine_format": engine.format.value},
@@ -222,7 +223,7 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
               tag.ENGINE_CACHED: str(engine.cached).lower(),
               tag.BUILDER_VERSION: engine.builder_version,
               # promote checks the engine it installs against this
-              tag.ENGINE_SHA256: file_digest(engine.path)})
+              tag.ENGINE_SHA256: sha256})
     job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
     for artifact in (engine.log_path, *engine.artifacts):
         job.artifact(artifact, "engine")
@@ -290,29 +291,6 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
         job.artifact(config, f"model_repository/{config.parent.name}")
 
 
-def dataset_digest(manifest: Path, utterances: list[Utterance]) -> str:
-    """The test set by content: the manifest's bytes and every audio file's (12 hex)."""
-    h = hashlib.sha256()
-    if manifest.is_file():
-        h.update(manifest.read_bytes())
-    for u in utterances:
-        h.update(u.id.encode())
-        h.update(bytes.fromhex(file_digest(u.audio_path)))
-    return h.hexdigest()[:12]
-
-
-def log_dataset(job: JobRun, settings: JobSettings, utterances: list[Utterance]) -> None:
-    """The dataset as the run's MLflow input: name, digest (manifest + audio), source."""
-    spec = settings.dataset
-    manifest = spec.folder / spec.manifest
-    digest = dataset_digest(manifest, utterances)
-    job.dataset(spec.name, digest,
-                {"uri": manifest.resolve().as_uri(), "limit": spec.limit},
-                {"utterances": len(utterances),
-                 "audio_seconds": round(sum(u.duration for u in utterances), 3),
-                 "sample_rate": spec.sample_rate})
-
-
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         job_num: int | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
@@ -355,7 +333,7 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             model = settings.model_interface()
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = settings.dataset.load()
-            log_dataset(job, settings, utterances)
+            log_dataset(job, settings.dataset, utterances)
             identity = resume.job_identity(
                 flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
                 data_digest=resume.utterances_digest(utterances), device=tags[tag.DEVICE],
