@@ -83,17 +83,18 @@ def test_no_server_left_behind(two_job_sweep):
 def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
     """A flag set TensorRT rejects and a missing ONNX each give a FAILED run with the reason;
     the good job of the same sweep still finishes."""
-    proc = run_sweep(["-m", "trt.strongly_typed=false,true", "trt.precision=fp16",
-                      "dataset=demo_tiny", "dataset.limit=2"], tmp_path)
+    # Weakly typed fp8: TensorRT builds no fp8 layer from the flag alone (Q/DQ only).
+    proc = run_sweep(["-m", "trt.precision=fp16,fp8", "dataset=demo_tiny",
+                      "dataset.limit=2"], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     exp_id = experiment_id(client)
     jobs = [r for r in client.search_runs([exp_id])
             if r.data.tags.get("trt-sweep.kind") == "job"]
-    status = {r.data.params["trt.strongly_typed"]: r for r in jobs}
-    assert status["False"].info.status == "FINISHED"
-    assert status["True"].info.status == "FAILED"
-    assert "strongly typed" in status["True"].data.tags["error"]
+    status = {r.data.params["trt.precision"]: r for r in jobs}
+    assert status["fp16"].info.status == "FINISHED"
+    assert status["fp8"].info.status == "FAILED"
+    assert "no fp8 layer" in status["fp8"].data.tags["error"]
 
     missing = run_sweep(["model.onnx_path=/nonexistent/model.onnx", "dataset=demo_tiny"],
                         tmp_path)
