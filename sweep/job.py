@@ -243,7 +243,8 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
         return realise(model.onnx_path, flags, Path())
     t0 = time.perf_counter()
     calibration = collect(model, settings.dataset.load_calibration(),
-                          settings.dataset.calibration_utterances)
+                          settings.dataset.calibration_utterances,
+                          cache_dir=settings.builder.derived_dir)
     calibration_seconds = time.perf_counter() - t0
     typed = realise(model.onnx_path, flags,
                     settings.builder.derived_dir, calibration)

@@ -9,6 +9,8 @@ every chunk of every calibration utterance are recorded as the fp32 pipeline run
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from sweep.data.manifest import Utterance
 from sweep.errors import ConfigError
+from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
 
 
@@ -37,10 +40,19 @@ class CalibrationData:
         return path
 
 
+def _cache_key(model: ModelInterface, utterances: list[Utterance]) -> str:
+    ask = [file_digest(model.onnx_path), model.chunk_ms, model.pad_ms,
+           model.left_context_samples, model.scale,
+           [(u.id, file_digest(u.audio_path)) for u in utterances]]
+    return hashlib.sha256(json.dumps(ask).encode()).hexdigest()[:24]
+
+
 def collect(model: ModelInterface, utterances: list[Utterance], wanted: int,
-            where: str = "dataset.calibration") -> CalibrationData:
+            where: str = "dataset.calibration", cache_dir: Path | None = None
+            ) -> CalibrationData:
     """Stream ``wanted`` utterances through the fp32 ONNX in-process and record every
-    chunk's model inputs (state included)."""
+    chunk's model inputs (state included). With ``cache_dir`` the pairs are kept there by
+    content (the model, the audio), so the jobs of a sweep stream them once."""
     from sweep.evaluate.reference import OrtPipeline
 
     if wanted < 1:
@@ -49,10 +61,22 @@ def collect(model: ModelInterface, utterances: list[Utterance], wanted: int,
         raise ConfigError(
             f"{where}: {wanted} calibration utterances asked for, the calibration set has "
             f"{len(utterances)}. Lower {where}_utterances or point {where} at a larger set.")
-    feeds: list[dict[str, np.ndarray]] = []
-    OrtPipeline(model, on_feed=lambda feed: feeds.append(
-        {k: np.array(v, copy=True) for k, v in feed.items()})).run(utterances[:wanted])
-    arrays = {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+    chosen = utterances[:wanted]
+    cached = cache_dir / "calibration" / f"{_cache_key(model, chosen)}.npz" \
+        if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as data:
+            arrays = {k: data[k] for k in data.files}
+    else:
+        feeds: list[dict[str, np.ndarray]] = []
+        OrtPipeline(model, on_feed=lambda feed: feeds.append(
+            {k: np.array(v, copy=True) for k, v in feed.items()})).run(chosen)
+        arrays = {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **arrays)
+            tmp.replace(cached)  # whole or absent: a concurrent job sees one or the other
     h = hashlib.sha256()
     for name in sorted(arrays):
         h.update(name.encode())

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         from sweep.precision.calibration import collect
 
         calibration = collect(model, settings.dataset.load_calibration(),
-                              settings.dataset.calibration_utterances)
+                              settings.dataset.calibration_utterances,
+                              cache_dir=settings.builder.derived_dir)
         base = replace(base, strongly_typed=True, precision_constraints="none")
 
     def build(flags: FlagSet) -> Engine:

@@ -77,8 +77,11 @@ def test_calibration_records_streamed_inputs_and_refuses_too_few(tmp_path: Path)
                            logprobs_output="logprobs",
                            states=(StatePair("state", "state_next"),))
     utterances = load_manifest(DEMO / "data" / "demo_calib")
-    data = collect(model, utterances, 2)
+    data = collect(model, utterances, 2, cache_dir=tmp_path)
     assert set(data.arrays) == {"signal", "state"} and data.samples > 2
+    # A second job of the sweep reads the same pairs back instead of streaming again.
+    assert len(list((tmp_path / "calibration").glob("*.npz"))) == 1
+    assert collect(model, utterances, 2, cache_dir=tmp_path).digest == data.digest
     # The state of later chunks is what the model left behind, not zeros.
     assert np.abs(data.arrays["state"][1:]).max() > 0
     with pytest.raises(ConfigError, match=f"100 calibration utterances asked for, the "
