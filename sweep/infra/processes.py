@@ -123,3 +123,33 @@ def _group_only_zombies(pgid: int) -> bool:
         except (OSError, ProcessLookupError):
             continue
     return True
+
+
+def start_group(argv: list[str], log: Path, *, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> int:
+    """Start a long-running service in a session of its own, detached from this process
+    (it outlives the command that started it; ``stop_group`` ends it and everything it
+    spawned). Returns its pid, which is also its process group id."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return not _group_only_zombies(pgid)
+
+
+def stop_group(pgid: int, sig: signal.Signals = signal.SIGTERM, grace_s: float = 10.0) -> None:
+    """``sig`` to a process group started by ``start_group``, then SIGKILL to whatever of
+    it is left after ``grace_s``; returns once nothing of the group runs."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.1)
+    _kill_group(pgid)

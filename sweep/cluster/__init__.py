@@ -1,0 +1,1 @@
+"""``python -m sweep.cluster``: several hosts rehearsed on one machine (docs/scaling.md)."""
