@@ -100,7 +100,9 @@ class TrackingConfig:
     # MLflow 3 refuses a plain file store without MLFLOW_ALLOW_FILE_STORE; SQLite keeps the
     # runs and (beside it) the artifacts in one mlruns/ folder.
     uri: str = "sqlite:///mlruns/mlflow.db"
-    artifact_root: str = "mlruns/artifacts"
+    # Where a new experiment keeps its artifacts. null: the tracking server's own store
+    # (``mlflow server --serve-artifacts``: jobs on any host upload through the server).
+    artifact_root: str | None = "mlruns/artifacts"
     experiment: str = "trt-sweep"
     log_engine: bool = True
     # MLflow's system metrics (CPU, memory, disk, network; GPU where pynvml sees one) on

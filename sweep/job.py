@@ -59,6 +59,8 @@ from sweep.tracking.store import open_store
 
 console = Console(stderr=True)
 ENGINE_FILES = ("model.plan", "model.onnx")
+# How long a multirun's job waits for a tracking server that does not answer.
+STORE_WAIT_S = 120.0
 
 
 def say(label: str, style: str, message: str) -> None:
@@ -299,7 +301,10 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = settings.tracking
-    store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd())
+    # A job of a multirun waits for a tracking server that is restarting: the sweep's own
+    # check already found it up, so a refusal now is an outage, not a wrong address.
+    store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd(),
+                       wait_s=STORE_WAIT_S if sweep_dir is not None else 0.0)
     if sweep_dir is None:  # a multirun's parent-run callback did it for the whole sweep
         closed = close_orphaned_runs(store)
         if closed:

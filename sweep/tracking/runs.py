@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -40,7 +41,7 @@ def environment_tags() -> dict[str, str]:
     from sweep.infra.device import host_device
 
     tags = {tag.DEVICE: host_device(),
-            "host": platform.node(), "python": platform.python_version()}
+            "host": platform.node(), "python": platform.python_version(), **ray_tags()}
     owner = process_identity(os.getpid())
     if owner is not None:
         tags[tag.OWNER] = owner
@@ -57,6 +58,21 @@ def environment_tags() -> dict[str, str]:
         pass
     return tags
 
+
+def ray_tags() -> dict[str, str]:
+    """The Ray node this job runs on, when a Ray launcher runs it in a task (nothing
+    elsewhere): the one record of where a job of a multi-host sweep ran."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    try:
+        context = ray.get_runtime_context()
+        if context.get_task_id() is None:  # the driver, not a task
+            return {}
+        return {tag.RAY_NODE_IP: str(ray.util.get_node_ip_address()),
+                tag.RAY_NODE_ID: str(context.get_node_id())}
+    except Exception:  # a Ray without these calls: the run is still worth having
+        return {}
 
 
 def process_identity(pid: int) -> str | None:

@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,10 +102,25 @@ def _init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> Store:
-    """Connect, create the experiment if needed, and fail early if the store is unusable."""
+def open_store(uri: str, experiment: str, artifact_root: str | None, base: Path,
+               wait_s: float = 0.0) -> Store:
+    """Connect, create the experiment if needed, and fail early if the store is unusable.
+    ``wait_s``: how long a tracking server that does not answer is waited for (a job in
+    the middle of a sweep rides out a server restart; the sweep's own check does not)."""
     uri = _absolute_uri(uri, base)
-    _check_reachable(uri)
+    if artifact_root is None and not _is_server(uri):
+        raise TrackingError("tracking.artifact_root=null lets a tracking server store the "
+                            "artifacts, but tracking.uri is not an http(s) server: set "
+                            "tracking.artifact_root to a folder.")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            _check_reachable(uri)
+            break
+        except TrackingError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
     if redact(uri) != uri:
         # MLflow prints "View run ... at: <tracking URI>/#/..." to stdout when a run ends,
         # credentials and all.
@@ -113,7 +129,11 @@ def open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> Sto
         return _open_store(uri, experiment, artifact_root, base)
 
 
-def _open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> Store:
+def _is_server(uri: str) -> bool:
+    return urllib.parse.urlsplit(uri).scheme in ("http", "https")
+
+
+def _open_store(uri: str, experiment: str, artifact_root: str | None, base: Path) -> Store:
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -122,12 +142,14 @@ def _open_store(uri: str, experiment: str, artifact_root: str, base: Path) -> St
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            root = Path(artifact_root)
-            root = root if root.is_absolute() else (base / root)
-            root.mkdir(parents=True, exist_ok=True)
+            location = None
+            if artifact_root is not None:
+                root = Path(artifact_root)
+                root = root if root.is_absolute() else (base / root)
+                root.mkdir(parents=True, exist_ok=True)
+                location = root.resolve().as_uri()
             try:
-                experiment_id = client.create_experiment(experiment,
-                                                         artifact_location=root.resolve().as_uri())
+                experiment_id = client.create_experiment(experiment, artifact_location=location)
             except Exception:  # another sweep created it between the two calls
                 found = client.get_experiment_by_name(experiment)
                 if found is None:

@@ -18,6 +18,12 @@ NOTE = "mlflow.note.content"
 MODEL = "trt-sweep.model"
 ROLLED_BACK = "trt-sweep.rolled_back"
 
+# The Ray node a job ran on (a launcher that runs jobs on a cluster): its address and id.
+RAY_NODE_IP = "ray.node_ip"
+RAY_NODE_ID = "ray.node_id"
+# A run its Ray worker left RUNNING (the node died), and the run of the job's retry.
+RETRIED_BY = "trt-sweep.retried_by"
+
 # What a job records of its flag set and engine.
 FLAGS_DIGEST = "flags_digest"
 ENGINE_HASH = "engine_hash"
