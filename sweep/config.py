@@ -160,6 +160,24 @@ def gpu_host_settings(cfg: DictConfig) -> tuple[BuilderConfig, ServerConfig]:
     return builder, server
 
 
+def multihost_paths(cfg: DictConfig) -> dict[str, str | None] | None:
+    """The output paths of a sweep whose launcher runs jobs on other hosts (a Ray
+    launcher that joins a cluster: ``ray.init.address`` set), by setting name; None when
+    the jobs run on this host (the basic launcher, ``ray_local``)."""
+    launcher = cfg.hydra.launcher
+    if not str(launcher.get("_target_", "")).endswith("RayLauncher"):
+        return None
+    if launcher.ray.init.get("address") is None:
+        return None
+    builder, _ = gpu_host_settings(cfg)
+    tracking = tracking_settings(cfg)
+    return {"hydra.sweep.dir": str(cfg.hydra.sweep.dir),
+            "builder.cache_dir": builder.cache_dir,
+            "builder.timing_cache_dir": builder.timing_cache_dir,
+            "tracking.uri": tracking.uri,
+            "tracking.artifact_root": tracking.artifact_root}
+
+
 def tracking_settings(cfg: DictConfig) -> TrackingConfig:
     tracking = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrackingConfig),
                                                    cfg.tracking))

@@ -25,8 +25,17 @@ class PreflightCallback(Callback):
 
 
 def _check(config: DictConfig) -> None:
-    from sweep.config import gpu_host_settings
+    from sweep.config import gpu_host_settings, multihost_paths
     from sweep.preflight.checks import run_checks
+    from sweep.preflight.paths import RelativePathError, check_multihost
+
+    paths = multihost_paths(config)
+    if paths is not None:
+        try:
+            check_multihost(paths)
+        except RelativePathError as exc:
+            print(f"trt-sweep: {exc}", file=sys.stderr)
+            raise SystemExit(int(ExitCode.REFUSED)) from None
 
     failed = [c for c in run_checks(*gpu_host_settings(config)) if not c.ok]
     if not failed:
