@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from sweep.tracking.runs import (
     PARENT_ENV,
     PARENT_FILE,
+    close_abandoned_jobs,
     close_orphaned_runs,
     environment_tags,
     orphans_message,
@@ -135,6 +136,11 @@ def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
 
     client = MlflowClient(store.uri)
     try:
+        abandoned = close_abandoned_jobs(client, store, run_id)
+        if abandoned:
+            print(f"trt-sweep: {len(abandoned)} job run(s) left RUNNING by a worker that died "
+                  "now end FAILED (their error tag says whether Ray ran the job again): "
+                  + ", ".join(abandoned), file=sys.stderr)
         summarise(client, store, run_id, sweep_dir)
     finally:
         client.set_terminated(run_id, status)

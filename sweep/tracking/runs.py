@@ -121,6 +121,45 @@ def close_orphaned_runs(store: Store) -> list[str]:
     return closed
 
 
+def close_abandoned_jobs(client: Any, store: Store, parent_id: str) -> list[str]:
+    """End FAILED the job runs of this sweep still RUNNING once the sweep is over: every
+    job has returned by then, so a RUNNING one lost its process (a Ray worker or a whole
+    node died mid-job, on any host) and nothing else would ever close it. Where Ray ran
+    the job again, the run says which run did (``trt-sweep.retried_by``) and the summary
+    counts the retry only. Returns the runs it closed."""
+    runs = client.search_runs([store.experiment_id],
+                              filter_string=f"tags.`{tag.PARENT_RUN}` = '{parent_id}'",
+                              max_results=5000)
+    closed = []
+    for run in runs:
+        if run.info.status != "RUNNING":
+            continue
+        num = run.data.params.get("job.num")
+        retries = [r for r in runs if r.info.run_id != run.info.run_id
+                   and r.data.params.get("job.num") == num
+                   and r.info.start_time >= run.info.start_time
+                   and r.info.status != "RUNNING"]
+        node = run.data.tags.get(tag.RAY_NODE_IP)
+        where = f" on Ray node {node}" if node else ""
+        reason = (f"the process that ran this job{where} ended without closing its run: the "
+                  "worker or its host died mid-job")
+        if retries:
+            retry = max(retries, key=lambda r: r.info.start_time)
+            client.set_tag(run.info.run_id, tag.RETRIED_BY, retry.info.run_id)
+            reason += (f"; Ray ran the job again: run {retry.info.run_id} "
+                       f"({retry.info.status})")
+        else:
+            reason += "; the job was not run again"
+        client.set_tag(run.info.run_id, tag.ERROR, reason)
+        model = run.data.tags.get(tag.LOGGED_MODEL)
+        if model:
+            with suppress(Exception):
+                client.finalize_logged_model(model, "FAILED")
+        client.set_terminated(run.info.run_id, "FAILED")
+        closed.append(run.info.run_id)
+    return closed
+
+
 def orphans_message(closed: list[str]) -> str:
     return (f"{len(closed)} run(s) left RUNNING by a sweep process that no longer exists now "
             "end KILLED: " + ", ".join(closed))

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sweep.tracking import tags as tag
 from sweep.tracking.store import Store
 
 COLUMNS = ("wer", "cer", "latency_p50_ms", "latency_p99_ms", "throughput_chunks_s",
@@ -48,8 +49,10 @@ def child_rows(client: Any, store: Store, parent_id: str) -> list[JobRow]:
     runs = client.search_runs([store.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
                               max_results=5000)
+    # A run whose worker died and whose job Ray ran again is the retry's: counted once.
     rows = [JobRow(r.info.run_id, r.info.run_name or r.info.run_id[:8], r.info.status,
-                   dict(r.data.metrics), dict(r.data.params), dict(r.data.tags)) for r in runs]
+                   dict(r.data.metrics), dict(r.data.params), dict(r.data.tags)) for r in runs
+            if tag.RETRIED_BY not in r.data.tags]
     # job.num is a string param: sort as a number, or job 10 would come before job 2.
     return sorted(rows, key=lambda row: (row.job_num, row.label, row.run_id))
 
