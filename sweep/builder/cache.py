@@ -155,11 +155,14 @@ class EngineCache:
             try:
                 tmp.rename(entry)
             except OSError:
-                # A concurrent sweep stored the same key first; both builds are identical.
+                # A concurrent sweep (another host, on a shared cache) stored the same key
+                # first: renaming a folder onto a non-empty one fails, so the entry stays
+                # whole and ours goes; both builds are identical. The run records the race.
                 stored = self._lookup(entry)
                 if stored is None:
                     raise
-                return _timed(stored, time.perf_counter() - start)
+                raced = replace(stored, metrics={**stored.metrics, "cache_lost_race": 1.0})
+                return _timed(raced, time.perf_counter() - start)
         except BuildError as exc:
             if _disk_full(exc):
                 raise self._full(exc, key) from exc

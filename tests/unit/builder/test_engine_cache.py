@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +209,42 @@ def test_cache_builds_once_per_key(tiny_onnx, tmp_path):
     assert first.path == second.path and first.path.exists()
     assert second.flags == flags
     assert first.build_seconds == pytest.approx(0.1)
+
+
+class GatedBuilder(SizedBuilder):
+    """Builds only once every process has missed the cache: two hosts building one key at
+    the same moment, with no chance for either to find the other's entry first."""
+
+    def __init__(self, gate: Any) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
+        self.gate.wait(timeout=60)
+        return super().build(onnx_path, flags, workdir)
+
+
+def _build_in_process(root: str, onnx: str, gate: Any, out: Any) -> None:
+    engine = EngineCache(root).build(GatedBuilder(gate), Path(onnx), flags(3), "cpu")
+    out.put((engine.cached, engine.metrics.get("cache_lost_race", 0.0),
+             str(engine.path.parent)))
+
+
+def test_two_processes_building_one_key_at_once_keep_one_entry(tiny_onnx, tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    gate, out = context.Barrier(2), context.Queue()
+    procs = [context.Process(target=_build_in_process,
+                             args=(str(tmp_path / "cache"), str(tiny_onnx), gate, out))
+             for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    results = sorted(out.get(timeout=5) for _ in procs)
+    # One stored its build; the other built too, lost the rename and took the stored entry.
+    assert results[0][:2] == (False, 0.0) and results[1][:2] == (True, 1.0), results
+    assert results[0][2] == results[1][2]
+    assert leftovers(tmp_path / "cache") == [Path(results[0][2]).name]
