@@ -1,0 +1,188 @@
+"""Several hosts, rehearsed on one machine with real parts: ``python -m sweep.cluster up``
+starts PostgreSQL, an MLflow server on it with proxied artifacts, a Ray head and two
+worker nodes (own loopback address, own working directory, own temp dir); the engine
+cache and the sweep folders live on a folder every node sees. One cluster serves every
+test of this module; the test that kills a worker node comes last.
+
+Needs PostgreSQL (Debian: postgresql; `.ci/run` installs it) and the `cluster` extra
+(psycopg2, for the server); skips with the reason otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweep.cluster import cluster, postgres
+from sweep.cluster.state import ClusterError, ClusterState
+from sweep.infra.processes import group_alive
+from tests.support.cluster import (
+    cluster_env,
+    cluster_sweep_command,
+    start_cluster_sweep,
+    sweep_runs,
+    wait_for_running_job,
+)
+from tests.support.paths import ROOT
+from tests.support.processes import our_processes
+
+pytest.importorskip("ray", reason="the `ray` extra is not installed: pip install -e '.[ray]'")
+pytest.importorskip("hydra_plugins.hydra_ray_launcher",
+                    reason="the `ray` extra is not installed: pip install -e '.[ray]'")
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
+
+SMALL = ["dataset=demo_tiny"]
+WORKERS = {"127.0.0.2", "127.0.0.3"}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
+    try:
+        postgres.bin_dir()
+    except ClusterError as exc:
+        pytest.skip(str(exc))
+    if importlib.util.find_spec("psycopg2") is None:
+        pytest.skip("psycopg2 is missing (the MLflow server's PostgreSQL driver): "
+                    "pip install -e '.[cluster]'")
+    root = tmp_path_factory.mktemp("cluster")
+    state = cluster.up(root, workers=2)
+    try:
+        yield state
+    finally:
+        parts = list(state.parts)
+        cluster.down(root)
+        # Nothing of any part is left: not a raylet, not a server, not PostgreSQL.
+        assert [p.name for p in parts if group_alive(p.pgid)] == []
+        assert not Path(state.runtime).exists()
+
+
+def _figures(state: ClusterState, name: str, figures: dict[str, object]) -> None:
+    """The figures of a rehearsal, printed and kept beside the sweep folders."""
+    path = Path(state.shared) / f"{name}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    print(f"\n{name}: {json.dumps(figures)}")
+
+
+def test_a_relative_path_is_refused_before_any_job(rehearsal: ClusterState) -> None:
+    command = cluster_sweep_command(rehearsal, "unused", [*SMALL, "trt.precision=fp32,fp16"],
+                                    "cluster-refused")
+    # A user's defaults: the sweep folder relative, the engine cache under ~.
+    command = [a for a in command if not a.startswith(("hydra.sweep.dir=",
+                                                        "builder.cache_dir="))]
+    proc = subprocess.run(command, cwd=ROOT, env=cluster_env(rehearsal), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "hydra.sweep.dir=multirun/" in last and "builder.cache_dir=~/" in last, last
+    assert "no job was started" in last
+    assert MlflowClient(rehearsal.tracking_uri).get_experiment_by_name("cluster-refused") \
+        is None
+
+
+def test_four_jobs_land_on_both_workers_and_share_the_cache(rehearsal: ClusterState,
+                                                            tmp_path: Path) -> None:
+    # Jobs 0 and 1 (fp32) start together, one per worker, on the same cache key; so do
+    # jobs 2 and 3 (fp16): every entry is built on one node and taken on the other.
+    started = time.monotonic()
+    proc = start_cluster_sweep(rehearsal, "four", [*SMALL, "trt.precision=fp32,fp16",
+                                                   "eval.streams=1,2"], "cluster-sweep",
+                               tmp_path / "sweep.log")
+    assert proc.wait(timeout=400) == 0, (tmp_path / "sweep.log").read_text()[-4000:]
+    wall_s = time.monotonic() - started
+    parent, jobs = sweep_runs(rehearsal, "cluster-sweep")
+    assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in [parent, *jobs]), \
+        [(r.info.run_name, r.info.status, r.data.tags.get("error")) for r in jobs]
+    assert {r.data.tags["ray.node_ip"] for r in jobs} == WORKERS
+
+    by_key: dict[str, list[Any]] = {}
+    for run in jobs:
+        by_key.setdefault(run.data.tags["engine_hash"], []).append(run)
+    assert len(by_key) == 2
+    cross_node = []
+    for runs in by_key.values():
+        built = [r for r in runs if r.data.tags["engine_cached"] == "false"]
+        taken = [r for r in runs if r.data.tags["engine_cached"] == "true"]
+        assert len(built) == 1 and len(taken) == 1, by_key
+        cross_node.append(built[0].data.tags["ray.node_ip"] != taken[0].data.tags["ray.node_ip"])
+    assert any(cross_node), "no entry built on one node was taken on the other"
+    entries = sorted(p.name for p in (Path(rehearsal.shared) / "engines").iterdir()
+                     if not p.name.startswith("."))
+    assert entries == sorted(by_key)
+
+    # The parent run's table, CSV and Pareto plot, read back through the server: the
+    # artifacts went through the server's proxy (mlflow-artifacts:), never a worker's disk.
+    client = MlflowClient(rehearsal.tracking_uri)
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= \
+        {"sweep_results.csv", "pareto_wer_latency.png"}
+    csv = Path(client.download_artifacts(parent.info.run_id, "sweep_results.csv",
+                                         str(tmp_path))).read_text()
+    assert len(csv.strip().splitlines()) == 5
+    assert our_processes() == []
+    _figures(rehearsal, "four_jobs", {
+        "wall_s": round(wall_s, 1),
+        "jobs": [{"job": r.data.params["job.num"], "flags": r.info.run_name,
+                  "streams": r.data.params["eval.streams"],
+                  "node": r.data.tags["ray.node_ip"], "cached": r.data.tags["engine_cached"],
+                  "lost_race": r.data.metrics.get("cache_lost_race", 0.0)}
+                 for r in sorted(jobs, key=lambda r: int(r.data.params["job.num"]))],
+        "cache_entries": len(entries)})
+
+
+def test_a_tracking_server_restart_mid_sweep_loses_nothing(rehearsal: ClusterState,
+                                                           tmp_path: Path) -> None:
+    log = tmp_path / "sweep.log"
+    proc = start_cluster_sweep(rehearsal, "restart", [*SMALL, "trt.precision=fp32",
+                                                      "trt.opt_level=0,1"],
+                               "cluster-restart", log)
+    caught = wait_for_running_job(rehearsal, "cluster-restart", proc, lambda run: True)
+    started = time.monotonic()
+    cluster.restart_tracking(Path(rehearsal.root), down_s=3.0)
+    outage_s = time.monotonic() - started
+    assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]
+    parent, jobs = sweep_runs(rehearsal, "cluster-restart")
+    # The clients rode out the outage (MLflow's HTTP retries; a job starting meanwhile
+    # waits for the server): every run ended, none is left RUNNING.
+    assert len(jobs) == 2
+    assert [r.info.status for r in [parent, *jobs]] == ["FINISHED"] * 3, \
+        [(r.info.run_name, r.info.status, r.data.tags.get("error")) for r in jobs]
+    assert "Retrying" in log.read_text()  # the outage was met, not missed
+    assert our_processes() == []
+    _figures(rehearsal, "tracking_restart", {
+        "caught_run": caught.info.run_id, "outage_s": round(outage_s, 1),
+        "statuses": [r.info.status for r in jobs]})
+
+
+def test_a_worker_node_killed_mid_job(rehearsal: ClusterState, tmp_path: Path) -> None:
+    log = tmp_path / "sweep.log"
+    proc = start_cluster_sweep(rehearsal, "kill", [*SMALL, "trt.precision=fp32,fp16",
+                                                   "trt.opt_level=0"], "cluster-kill", log)
+    victim = wait_for_running_job(rehearsal, "cluster-kill", proc,
+                                  lambda run: run.data.tags.get("ray.node_ip") == "127.0.0.2")
+    cluster.kill_node(Path(rehearsal.root), "worker1")
+    assert proc.wait(timeout=400) == 0, log.read_text()[-4000:]
+    parent, jobs = sweep_runs(rehearsal, "cluster-kill")
+    assert all(r.info.status != "RUNNING" for r in [parent, *jobs])
+    dead = next(r for r in jobs if r.info.run_id == victim.info.run_id)
+    # The killed attempt ends FAILED with the reason; Ray ran the job again on the node
+    # that lives, and the sweep counted that run.
+    assert dead.info.status == "FAILED"
+    assert "died mid-job" in dead.data.tags["error"] and "127.0.0.2" in dead.data.tags["error"]
+    retry_id = dead.data.tags["trt-sweep.retried_by"]
+    retry = next(r for r in jobs if r.info.run_id == retry_id)
+    assert retry.info.status == "FINISHED" and retry.data.tags["ray.node_ip"] == "127.0.0.3"
+    assert retry.data.params["job.num"] == dead.data.params["job.num"]
+    assert sorted(r.info.status for r in jobs) == ["FAILED", "FINISHED", "FINISHED"]
+    assert "1 job run(s) left RUNNING by a worker that died" in log.read_text()
+    assert our_processes() == []
+    _figures(rehearsal, "worker_killed", {
+        "killed_run": dead.info.run_id, "error": dead.data.tags["error"],
+        "retry": retry_id, "retry_node": retry.data.tags["ray.node_ip"]})
