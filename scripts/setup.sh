@@ -3,7 +3,8 @@
 #   bash scripts/setup.sh          # what `python -m sweep` needs
 #   bash scripts/setup.sh --precision  # plus the precision stage (ModelOpt, torch)
 #   bash scripts/setup.sh --dev    # plus test tools, PyTorch (demo tests), Optuna, Ray,
-#                                  # the precision stage, espeak-ng, sox, chromium (UI test)
+#                                  # the precision stage, espeak-ng, sox, chromium (UI test),
+#                                  # PostgreSQL and psycopg2 (the rehearsal cluster's store)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,9 @@ if [ "$dev" = 1 ]; then
   command -v sox >/dev/null || need+=(sox)
   command -v chromium >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)
+  # Debian puts initdb and postgres in /usr/lib/postgresql/<version>/bin, not on PATH.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+    || need+=(postgresql)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -45,7 +49,7 @@ fi
 extras=""
 [ "$precision" = 1 ] && extras="precision"
 # torch==2.13.0 (CPU) defines and exports the demo model, and ModelOpt imports it.
-[ "$dev" = 1 ] && extras="dev,demo,optuna,ray,precision"
+[ "$dev" = 1 ] && extras="dev,demo,optuna,ray,cluster,precision"
 if [ -n "$extras" ]; then
   .venv/bin/python -m pip install -q -e ".[$extras]"
 else
