@@ -19,17 +19,19 @@ from sweep import cli
 from sweep.cluster import cluster
 from sweep.cluster.state import ClusterState
 
+COMMANDS = {"up": "start PostgreSQL, the MLflow server, a Ray head and workers",
+            "down": "stop every part; the shared folder stays",
+            "status": "each part, its address and whether it runs",
+            "env": "the exports a sweep on the head needs (for eval)",
+            "kill-node": "SIGKILL a worker node (a host that dies)",
+            "restart-tracking": "stop and start the MLflow server"}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sweep.cluster",
                                      description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("up", "start PostgreSQL, the MLflow server, a Ray head and workers"),
-                       ("down", "stop every part; the shared folder stays"),
-                       ("status", "each part, its address and whether it runs"),
-                       ("env", "the exports a sweep on the head needs (for eval)"),
-                       ("kill-node", "SIGKILL a worker node (a host that dies)"),
-                       ("restart-tracking", "stop and start the MLflow server")):
+    for name, text in COMMANDS.items():
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--root", type=Path, required=True,
                          help="where the cluster's state file (and by default the shared "

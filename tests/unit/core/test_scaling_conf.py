@@ -68,17 +68,60 @@ def test_pareto_sweeper_minimises_what_a_job_returns():
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
                     reason="the `ray` extra is not installed")
 @pytest.mark.parametrize(("preset", "gpus", "address"), [("ray_local", 0, None),
-                                                          ("ray_gpu", 1, "auto")])
-def test_ray_launchers(preset, gpus, address):
+                                                          ("ray_gpu", 1, "auto"),
+                                                          ("ray_cluster", 0, "auto")])
+def test_ray_launchers(preset, gpus, address, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     launcher = load([f"hydra/launcher={preset}"], hydra=True).hydra.launcher
     assert launcher._target_.endswith("RayLauncher")
     assert launcher.ray.remote.num_gpus == gpus and launcher.ray.remote.num_cpus == 1
     assert launcher.ray.init.address == address
+    if address is not None:
+        # Ray refuses object_store_memory when joining a cluster; the launcher would set it.
+        assert "object_store_memory" in launcher.ray.init
+        assert launcher.ray.init.object_store_memory is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+                    reason="the `ray` extra is not installed")
+def test_a_multihost_sweep_names_every_relative_output_path(monkeypatch):
+    from sweep.config import multihost_paths
+    from sweep.preflight.paths import RelativePathError, check_multihost
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert multihost_paths(load(["hydra/launcher=ray_local"], hydra=True)) is None
+    cfg = load(["hydra/launcher=ray_cluster"], hydra=True)
+    assert cfg.hydra.launcher.ray.init.address == "10.0.0.1:6379"
+    paths = multihost_paths(cfg)
+    assert paths is not None
+    with pytest.raises(RelativePathError) as refused:
+        check_multihost(paths)
+    message = str(refused.value)
+    for setting in ("hydra.sweep.dir=multirun/", "builder.cache_dir=~/",
+                    "tracking.uri=sqlite:///mlruns", "tracking.artifact_root=mlruns/"):
+        assert setting in message, setting
+    check_multihost({**paths, "hydra.sweep.dir": "/shared/multirun/a",
+                     "builder.cache_dir": "/shared/engines",
+                     "tracking.uri": "http://head:5000", "tracking.artifact_root": None})
+    check_multihost({"tracking.uri": "sqlite:////shared/mlflow.db",
+                     "tracking.artifact_root": "s3://bucket/artifacts"})
+
+
+def test_readme_and_docs_use_the_cluster_tool_as_it_is():
+    import re
+
+    from sweep.cluster.cli import COMMANDS
+
+    commands = set(COMMANDS)
+    for doc in (ROOT / "README.md", ROOT / "docs" / "scaling.md"):
+        used = re.findall(r"python -m sweep\.cluster ([a-z-]+) --root", doc.read_text())
+        assert {"up", "env", "down"} <= set(used) <= commands, (doc, used)
 
 
 def test_docs_name_the_presets():
     text = (ROOT / "docs" / "scaling.md").read_text()
     for name in ("hydra/sweeper=pareto", "hydra/launcher=ray_local", "hydra/launcher=ray_gpu",
+                 "hydra/launcher=ray_cluster", "tracking.artifact_root=null",
                  "builder.cache_max_gb", "+force=true", "resumed_from"):
         assert name in text, name
     assert Path(CONF / "hydra" / "sweeper" / "pareto.yaml").exists()
