@@ -1,4 +1,5 @@
-"""``python -m sweep.cluster {up,down,status,env,kill-node,restart-tracking} --root DIR``:
+"""``python -m sweep.cluster {up,down,status,env,kill-node,add-worker,restart-tracking}
+--root DIR``:
 several hosts rehearsed on one machine (docs/scaling.md, "Rehearsing several hosts").
 
     python -m sweep.cluster up --root /tmp/trt-sweep-cluster --workers 2
@@ -24,6 +25,7 @@ COMMANDS = {"up": "start PostgreSQL, the MLflow server, a Ray head and workers",
             "status": "each part, its address and whether it runs",
             "env": "the exports a sweep on the head needs (for eval)",
             "kill-node": "SIGKILL a worker node (a host that dies)",
+            "add-worker": "start one more worker node (a host that joins)",
             "restart-tracking": "stop and start the MLflow server"}
 
 
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "env":
             for key, value in ClusterState.load(root.resolve()).env().items():
                 print(f"export {key}={shlex.quote(value)}")
+        elif args.command == "add-worker":
+            part = cluster.add_worker(root)
+            print(f"started {part.name} ({part.ip})")
         elif args.command == "kill-node":
             part = cluster.kill_node(root, args.node)
             print(f"killed {part.name} ({part.ip}, process group {part.pgid})")

@@ -107,6 +107,27 @@ def kill_node(root: Path, name: str) -> Part:
     return part
 
 
+def add_worker(root: Path) -> Part:
+    """Start one more worker node (the next free number): a host that joins the cluster,
+    e.g. in place of one that died."""
+    state = ClusterState.load(root.resolve())
+    numbers = [int(p.name.removeprefix("worker")) for p in state.parts
+               if p.name.startswith("worker")]
+    # A dead worker's folder stays until `down`: a new node never reuses its number.
+    n = max([*numbers, _dead_workers(state)], default=0) + 1
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": state.ray_token}
+    node = ray_nodes.start_worker(Path(state.runtime), n, state.ray_address, env)
+    _record(state, node)
+    ray_nodes.wait_started(node)
+    return node
+
+
+def _dead_workers(state: ClusterState) -> int:
+    folders = Path(state.runtime).glob("worker*")
+    return max((int(f.name.removeprefix("worker")) for f in folders
+                if f.name.removeprefix("worker").isdigit()), default=0)
+
+
 def restart_tracking(root: Path, down_s: float = 0.0) -> None:
     """Stop the MLflow server, stay down ``down_s`` seconds, start it again on the same
     port and database: what a restarted tracking server looks like to running jobs."""

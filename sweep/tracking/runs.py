@@ -121,6 +121,11 @@ def close_orphaned_runs(store: Store) -> list[str]:
     return closed
 
 
+# Jobs a launcher lost with their Ray worker after Ray's retries ran out (job num ->
+# Ray's reason), filled by sweep/cluster/launch.py in the sweep's own process.
+LOST_JOBS: dict[str, str] = {}
+
+
 def close_abandoned_jobs(client: Any, store: Store, parent_id: str) -> list[str]:
     """End FAILED the job runs of this sweep still RUNNING once the sweep is over: every
     job has returned by then, so a RUNNING one lost its process (a Ray worker or a whole
@@ -148,6 +153,8 @@ def close_abandoned_jobs(client: Any, store: Store, parent_id: str) -> list[str]
             client.set_tag(run.info.run_id, tag.RETRIED_BY, retry.info.run_id)
             reason += (f"; Ray ran the job again: run {retry.info.run_id} "
                        f"({retry.info.status})")
+        elif num in LOST_JOBS:
+            reason += f"; Ray gave the job up: {LOST_JOBS[num]}"
         else:
             reason += "; the job was not run again"
         client.set_tag(run.info.run_id, tag.ERROR, reason)
