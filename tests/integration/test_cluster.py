@@ -186,3 +186,31 @@ def test_a_worker_node_killed_mid_job(rehearsal: ClusterState, tmp_path: Path) -
     _figures(rehearsal, "worker_killed", {
         "killed_run": dead.info.run_id, "error": dead.data.tags["error"],
         "retry": retry_id, "retry_node": retry.data.tags["ray.node_ip"]})
+
+
+def test_a_job_lost_after_ray_s_retries_fails_alone(rehearsal: ClusterState,
+                                                    tmp_path: Path) -> None:
+    # A host joins in place of the dead one; with no retry left, its death loses the job.
+    joined = cluster.add_worker(Path(rehearsal.root))
+    log = tmp_path / "sweep.log"
+    proc = start_cluster_sweep(rehearsal, "lost", [*SMALL, "trt.precision=fp32,fp16",
+                                                   "trt.opt_level=0",
+                                                   "hydra.launcher.ray.remote.max_retries=0"],
+                               "cluster-lost", log)
+    victim = wait_for_running_job(rehearsal, "cluster-lost", proc,
+                                  lambda run: run.data.tags.get("ray.node_ip") == joined.ip)
+    cluster.kill_node(Path(rehearsal.root), joined.name)
+    # The sweep goes on and ends with "some jobs FAILED".
+    assert proc.wait(timeout=400) == 3, log.read_text()[-4000:]
+    parent, jobs = sweep_runs(rehearsal, "cluster-lost")
+    assert parent.info.status == "FINISHED" and len(jobs) == 2
+    dead = next(r for r in jobs if r.info.run_id == victim.info.run_id)
+    other = next(r for r in jobs if r.info.run_id != victim.info.run_id)
+    assert dead.info.status == "FAILED" and other.info.status == "FINISHED"
+    assert "Ray gave the job up" in dead.data.tags["error"], dead.data.tags["error"]
+    text = log.read_text()
+    assert f"job #{dead.data.params['job.num']} was lost with its Ray worker" in text
+    assert "1 of 2 jobs FAILED" in text.strip().splitlines()[-1]
+    assert our_processes() == []
+    _figures(rehearsal, "job_lost", {"killed_run": dead.info.run_id,
+                                     "node": joined.ip, "error": dead.data.tags["error"]})
