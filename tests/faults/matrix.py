@@ -36,6 +36,27 @@ REFERENCED: dict[str, tuple[str, str, str]] = {
          "not privileged, /models read-only, ports on 127.0.0.1",
          "HostConfig: Privileged false, /models RW false, PortBindings on 127.0.0.1, Cmd an "
          "argument list"),
+    # Several hosts, rehearsed (python -m sweep.cluster: real PostgreSQL, MLflow server, Ray
+    # nodes); one cluster serves the rows below.
+    "tests/integration/test_cluster.py::test_a_relative_path_is_refused_before_any_job":
+        ("multi-host sweep: a relative path", "refused before any job, the setting named",
+         "exit 2 naming hydra.sweep.dir and builder.cache_dir; no experiment created"),
+    "tests/integration/test_cluster.py::"
+    "test_four_jobs_land_on_both_workers_and_share_the_cache":
+        ("multi-host sweep: two nodes building one key at once", "one entry, both FINISHED",
+         "each flag set's two jobs started together on the two workers: one entry per key, "
+         "the loser records cache_lost_race, 4 jobs FINISHED"),
+    "tests/integration/test_cluster.py::test_a_tracking_server_restart_mid_sweep_loses_nothing":
+        ("multi-host sweep: the tracking server restarted mid-job",
+         "logging retried, no run left RUNNING",
+         "MLflow's HTTP retries rode out the outage; every run FINISHED, exit 0"),
+    "tests/integration/test_cluster.py::test_a_worker_node_killed_mid_job":
+        ("multi-host sweep: a worker node killed mid-job",
+         "retried on another node, the dead attempt FAILED with the reason",
+         "the retry FINISHED on the other node; the dead run FAILED, retried_by set; exit 0"),
+    "tests/integration/test_cluster.py::test_a_job_lost_after_ray_s_retries_fails_alone":
+        ("multi-host sweep: a node killed with no retry left", "that job FAILED, the sweep "
+         "goes on", "NodeDiedError in the run's error tag, the other job FINISHED, exit 3"),
 }
 
 
