@@ -25,10 +25,12 @@ over ``DIR/tarred_audio_manifest.json`` and greedy WER / CER are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def chunk_samples_for(chunk_ms: int) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _wrappers() -> tuple[type[Any], type[Any]]:
+def _wrappers() -> tuple[type[Any], type[Any], type[Any]]:
     """The torch wrappers, defined lazily so that running ONNX files needs no torch."""
     import torch
     from torch import Tensor, nn
@@ -130,6 +132,34 @@ def _wrappers() -> tuple[type[Any], type[Any]]:
             )
             return logprobs, state_next
 
+    class Monolithic16(Monolithic):
+        """T-one's style: the step under fp16 autocast, the front end in fp32, FP16 state."""
+
+        def forward(self, signal: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+            audio = signal[:, :, 0].to(torch.float32) / INT16_SCALE
+            overlap = state[:, :FEATURE_OVERLAP].float()
+            feats = self.model.frontend(torch.cat([overlap, audio], dim=1))
+            rest = state[:, FEATURE_OVERLAP:]
+            with torch.autocast("cpu", dtype=torch.float16):
+                logprobs, state_rest = self._step(feats, rest)
+            state_next = torch.cat([audio[:, -FEATURE_OVERLAP:].half(), state_rest.half()],
+                                   dim=1)
+            return logprobs.float(), state_next
+
+        def _step(self, feats: Tensor, rest: Tensor) -> tuple[Tensor, Tensor]:
+            parts, offset = [], 0
+            for _, shape in self.sizes[1:]:
+                n = int(np.prod(shape))
+                part = rest[:, offset : offset + n]
+                parts.append(part.reshape(-1, *shape) if len(shape) > 1 else part)
+                offset += n
+            sub1, sub2, attn, conv, counter = parts
+            logprobs, new = self.model.step(
+                feats, StreamState(sub1, sub2, attn, conv, counter[:, 0].float()))
+            return logprobs, torch.cat([new.sub1.flatten(1).half(), new.sub2.flatten(1).half(),
+                                        new.attn.flatten(1).half(), new.conv.flatten(1).half(),
+                                        new.counter[:, None].half()], dim=1)
+
     class SkipPreprocessor(nn.Module):
         def __init__(self, model: DemoConformer) -> None:
             super().__init__()
@@ -179,21 +209,62 @@ def _wrappers() -> tuple[type[Any], type[Any]]:
                 chan_len,
             )
 
-    return Monolithic, SkipPreprocessor
+    return Monolithic, Monolithic16, SkipPreprocessor
 
 
-def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path) -> Path:
-    """Export one contract to ``out``; returns the path written."""
+def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path, *,
+           fp16_autocast: bool = False) -> Path:
+    """Export one contract of a checkpoint to ``out``; returns the path written."""
+    from demo.model import load_checkpoint
+
+    model, ckpt = load_checkpoint(str(checkpoint))
+    return export_model(model, chunk_ms, contract, out, training=ckpt,
+                        fp16_autocast=fp16_autocast)
+
+
+@contextlib.contextmanager
+def _layer_norms_in_fp32(model: Any) -> Iterator[None]:
+    """While tracing under autocast, every LayerNorm computes in fp32 on inputs cast to
+    float, as T-one's export does (fp16 LayerNorm misbehaved there)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def fp32_forward(module: nn.LayerNorm) -> Any:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", enabled=False):
+                return F.layer_norm(x.float(), module.normalized_shape, module.weight,
+                                    module.bias, module.eps)
+        return forward
+
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    for m in norms:
+        m.forward = fp32_forward(m)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for m in norms:
+            del m.forward
+
+
+def export_model(model: Any, chunk_ms: int, contract: str, out: str | Path, *,
+                 training: dict[str, Any] | None = None, fp16_autocast: bool = False) -> Path:
+    """Export one contract of an in-memory ``DemoConformer`` (bench exports untrained ones).
+
+    ``fp16_autocast`` (monolithic only) exports in T-one's own style: traced under fp16
+    autocast, so the ONNX is already mixed precision, with LayerNorm and the feature front
+    end in fp32 and the state carried in FP16. TensorRT builds such a file strongly typed.
+    """
     import onnx
     import torch
-
-    from demo.model import load_checkpoint
 
     samples = chunk_samples_for(chunk_ms)
     if contract not in CONTRACTS:
         raise ValueError(f"contract must be one of {CONTRACTS}, got {contract!r}")
-    model, ckpt = load_checkpoint(str(checkpoint))
-    Monolithic, SkipPreprocessor = _wrappers()
+    if fp16_autocast and contract != MONOLITHIC:
+        raise ValueError("fp16_autocast exports the monolithic contract only (T-one's)")
+    ckpt = training or {}
+    Monolithic, Monolithic16, SkipPreprocessor = _wrappers()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     args: tuple[torch.Tensor, ...]
@@ -209,12 +280,15 @@ def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path
         "feature_left_context_samples": str(FEATURE_OVERLAP),
     }
     if contract == MONOLITHIC:
-        wrapper = Monolithic(model).eval()
+        wrapper = (Monolithic16 if fp16_autocast else Monolithic)(model).eval()
         s = wrapper.state_size()
         args = (
             torch.zeros(batch, samples, 1, dtype=torch.int32),
-            torch.zeros(batch, s, dtype=torch.float32),
+            torch.zeros(batch, s, dtype=torch.float16 if fp16_autocast else torch.float32),
         )
+        if fp16_autocast:
+            meta["precision"] = ("fp16 autocast; LayerNormalization and the feature front end "
+                                 "in fp32; state FP16")
         inputs = ["signal", "state"]
         outputs = ["logprobs", "state_next"]
         meta["state_size"] = str(s)
@@ -242,7 +316,8 @@ def export(checkpoint: str | Path, chunk_ms: int, contract: str, out: str | Path
         })
     with torch.no_grad():
         expected = wrapper(*args)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), (
+            _layer_norms_in_fp32(model) if fp16_autocast else contextlib.nullcontext()):
         # The TorchScript exporter announces its own deprecation and flags the chunk
         # length read as a Python int; both are intended here.
         warnings.simplefilter("ignore")
@@ -300,7 +375,10 @@ def stream_monolithic(session: Any, chunks: np.ndarray) -> np.ndarray:
     """Run (B, n_chunks, chunk_samples) int16-range audio through a monolithic export,
     chunk by chunk from the zero state -> (B, frames, 35) log-probs."""
     meta = _metadata(session)
-    state = np.zeros((chunks.shape[0], int(meta["state_size"])), np.float32)
+    # The fp16-autocast export carries its state in FP16, as T-one's does.
+    state_type = next(i.type for i in session.get_inputs() if i.name == "state")
+    dtype = np.float16 if state_type == "tensor(float16)" else np.float32
+    state = np.zeros((chunks.shape[0], int(meta["state_size"])), dtype)
     out = []
     for i in range(chunks.shape[1]):
         signal = chunks[:, i, :, None].astype(np.int32)
@@ -411,22 +489,30 @@ def evaluate_onnx(path: str | Path, dataset: str | Path, *, pad_ms: int = 300,
 
     ``fp16_features`` rounds the external features through fp16 (skip_preprocessor only),
     as the seed's DALI step does."""
+    pairs = transcribe_onnx(path, dataset, pad_ms=pad_ms, limit=limit,
+                            fp16_features=fp16_features)
+    return score([r for r, _ in pairs], [h for _, h in pairs])
+
+
+def transcribe_onnx(path: str | Path, dataset: str | Path, *, pad_ms: int = 300,
+                    limit: int | None = None, fp16_features: bool = False
+                    ) -> list[tuple[str, str]]:
+    """(reference, greedy hypothesis) per utterance, in manifest order."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     meta = _metadata(session)
     chunk = int(meta["chunk_samples"])
-    refs, hyps = [], []
+    pairs = []
     for audio, text in read_manifest(dataset, limit):
         chunks = pad_and_chunk(audio, chunk, pad_ms)[None]
         if meta["contract"] == MONOLITHIC:
             logprobs = stream_monolithic(session, chunks)
         else:
             logprobs = stream_skip_preprocessor(session, chunks, fp16_round_trip=fp16_features)
-        refs.append(text)
-        hyps.append(greedy_decode(logprobs[0]))
-    return score(refs, hyps)
+        pairs.append((text, greedy_decode(logprobs[0])))
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-limit", type=int, help="score only the first N utterances")
     parser.add_argument("--pad-ms", type=int, default=300,
                         help="silence padded on both sides when scoring (T-one: 300)")
+    parser.add_argument("--fp16-autocast", action="store_true",
+                        help="monolithic only: export in T-one's style (fp16 autocast, fp32 "
+                             "LayerNorm, FP16 state)")
     parser.add_argument("--fp16-features", action="store_true",
                         help="when scoring skip_preprocessor, round features through fp16 "
                              "as the seed's DALI preprocessing does")
@@ -456,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         targets = [(args.contract, out)]
     for contract, path in targets:
-        export(args.checkpoint, args.chunk_ms, contract, path)
+        export(args.checkpoint, args.chunk_ms, contract, path, fp16_autocast=args.fp16_autocast)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {contract}, "
               f"{args.chunk_ms} ms chunks)")
     if args.eval_dataset:

@@ -1,19 +1,25 @@
 """Seeded generator of telephony-like Russian sentences for the demo model.
 
 Sentences are drawn from many templates filled from hand-written word lists, with every
-number spelled out in Russian words, then normalised to T-one's alphabet. The sentence space
-is split into train and test by a hash of the final sentence text, so the same sentence can
-never be produced for both splits, whatever the seeds.
+number spelled out in Russian words, then normalised to T-one's alphabet, and, for an open
+vocabulary, from hunspell-ru's lexicon (``demo/lexicon.py``): a share of the sentences are
+runs of lexicon words, so the model learns letters from sound rather than whole phrases.
+
+The sentence space is split into train and test by a hash of the final sentence text, and
+the lexicon by a hash of each word, so the same sentence can never be produced for both
+splits, whatever the seeds, and test sentences hold words no training text has.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable
 
 from num2words import num2words
 
+from demo.lexicon import Lexicon, draw_words, load_lexicon
 from sweep.data.text import normalize
 
 SPLITS = ("train", "test")
@@ -21,6 +27,11 @@ SPLITS = ("train", "test")
 TEST_PERCENT = 10
 MIN_WORDS = 2
 MAX_WORDS = 12
+# Share of each split's sentences that are runs of lexicon words (the rest are templates).
+LEXICON_SHARE = {"train": 0.5, "test": 0.35}
+LEXICON_WORDS = (2, 6)
+# In a test lexicon sentence, the chance that a word is one the training text never has.
+UNSEEN_SHARE = 0.55
 
 
 def _words(block: str) -> tuple[str, ...]:
@@ -601,9 +612,40 @@ def random_sentence(rng: random.Random) -> str:
     return normalize(_fill(rng.choice(TEMPLATES), rng), yo_to_ye=False)
 
 
-def generate_sentences(n: int, seed: int, split: str) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def template_vocabulary(draws: int = 20000) -> frozenset[str]:
+    """The words the templates speak (about 1,250): lexicon words among them are never
+    test-only, since templates are spoken in both splits."""
+    rng = random.Random("trt-sweep-demo-texts:vocabulary")
+    words: set[str] = set()
+    for _ in range(draws):
+        words.update(random_sentence(rng).split())
+    return frozenset(words)
+
+
+def lexicon_sentence(rng: random.Random, split: str, lexicon: Lexicon) -> str:
+    """A run of lexicon words; a test one holds at least one word unseen in training."""
+    k = rng.randint(*LEXICON_WORDS)
+    return " ".join(draw_words(lexicon, split, k, rng, UNSEEN_SHARE))
+
+
+def _draw(rng: random.Random, split: str, make: Callable[[], str]) -> str:
+    """The first sentence ``make`` gives that belongs to ``split`` and has 2-12 words.
+
+    A lexicon run of training words could, in principle, spell a test template sentence:
+    the hash rule refuses it like any other.
+    """
+    for _ in range(100000):
+        sentence = make()
+        if MIN_WORDS <= len(sentence.split()) <= MAX_WORDS and split_of(sentence) == split:
+            return sentence
+    raise RuntimeError(f"could not draw a {split} sentence; the space is too small")
+
+
+def generate_sentences(n: int, seed: int, split: str, *, lexicon: bool = True) -> list[str]:
     """``n`` sentences of ``split``; the same arguments always give the same list.
 
+    With ``lexicon`` (needs hunspell-ru), ``LEXICON_SHARE[split]`` of them are lexicon runs.
     Test sentences are distinct from each other; training sentences may repeat (short
     dialog turns do), but no sentence of one split can ever appear in the other.
     """
@@ -611,6 +653,7 @@ def generate_sentences(n: int, seed: int, split: str) -> list[str]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    words = load_lexicon() if lexicon else None
     rng = random.Random(f"trt-sweep-demo-texts:{split}:{seed}")
     sentences: list[str] = []
     seen: set[str] = set()
@@ -619,11 +662,11 @@ def generate_sentences(n: int, seed: int, split: str) -> list[str]:
         attempts += 1
         if attempts > 1000 * (n + 10):
             raise RuntimeError(f"could not draw {n} {split} sentences; the space is too small")
-        sentence = random_sentence(rng)
-        if not MIN_WORDS <= len(sentence.split()) <= MAX_WORDS:
-            continue
-        if split_of(sentence) != split:
-            continue
+        # The kind is drawn once per sentence, so rejections cannot skew the mix.
+        if words is not None and rng.random() < LEXICON_SHARE[split]:
+            sentence = _draw(rng, split, lambda: lexicon_sentence(rng, split, words))
+        else:
+            sentence = _draw(rng, split, lambda: random_sentence(rng))
         if split == "test":
             if sentence in seen:
                 continue

@@ -743,7 +743,7 @@ class EmulateBuilder:
         widened = None
         if flags.strongly_typed:
             with log.stage("widen"):
-                model, widened = widen(model)
+                model, widened = widen(model, keep_io_types=flags.keep_io_types)
             if widened.changed:
                 log.line(f"typed graph widened for ONNX Runtime's CPU provider: "
                          f"{widened.tensors} fp16/bf16 tensors as fp32, {widened.roundings} "

@@ -55,8 +55,16 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-def widen(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Widened]:
-    """``model`` with float16/bfloat16 widened to float32 and rounded where it is stored."""
+def widen(model: onnx.ModelProto, *, keep_io_types: bool = False
+          ) -> tuple[onnx.ModelProto, Widened]:
+    """``model`` with float16/bfloat16 widened to float32 and rounded where it is stored.
+
+    ``keep_io_types`` (``trt.keep_io_types``): a low-precision graph input or output is the
+    served interface's own type (an exporter typed it, as T-one's FP16 state), so it stays
+    low precision at the boundary, widened on entry and rounded on exit, as a plan's I/O
+    would be. Without it the graph's I/O became low precision in realisation while the
+    client still speaks the model's float32, so the boundary is widened too.
+    """
     types = _types(model)
     low = {name: t for name, t in types.items() if t in LOW}
     if not low:
@@ -96,15 +104,17 @@ def widen(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Widened]:
         nodes.extend(pairs)
     del graph.node[:]
     graph.node.extend(nodes)
+    if keep_io_types:
+        roundings += _keep_boundary(graph, low)
     rounded_inputs = []
     for value in graph.input:
-        if value.type.tensor_type.elem_type in LOW:
+        if value.type.tensor_type.elem_type in LOW and not keep_io_types:
             # keep_io_types=false: the client still sends float32 (the served interface is
             # the model's); the engine's input is rounded on arrival, as a cast would.
             kind = value.type.tensor_type.elem_type
             value.type.tensor_type.elem_type = TensorProto.FLOAT
             rounded_inputs.append((value.name, kind))
-    for value in (*graph.output, *graph.value_info):
+    for value in (*([] if keep_io_types else graph.output), *graph.value_info):
         if value.type.tensor_type.elem_type in LOW:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
     for name, kind in rounded_inputs:
@@ -121,3 +131,36 @@ def widen(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Widened]:
     # Types changed under the declared value_info: let ONNX Runtime infer them again.
     del graph.value_info[:]
     return model, Widened(len(low), roundings, weights)
+
+
+def _keep_boundary(graph: onnx.GraphProto, low: dict[str, int]) -> int:
+    """Low-precision graph inputs and outputs keep their type: Casts at the boundary."""
+    kept = 0
+    for value in graph.input:
+        kind = value.type.tensor_type.elem_type
+        if kind not in LOW:
+            continue
+        wide = f"{value.name}__in"
+        for node in graph.node:
+            for k, inp in enumerate(node.input):
+                if inp == value.name:
+                    node.input[k] = wide
+        graph.node.insert(0, helper.make_node("Cast", [value.name], [wide], to=TensorProto.FLOAT,
+                                              name=f"{value.name}__widen_in"))
+        kept += 1
+    for value in graph.output:
+        kind = low.get(value.name)
+        if kind is None:
+            continue
+        inner = f"{value.name}__out"
+        for node in graph.node:
+            for k, out in enumerate(node.output):
+                if out == value.name:
+                    node.output[k] = inner
+            for k, inp in enumerate(node.input):
+                if inp == value.name:
+                    node.input[k] = inner
+        graph.node.append(helper.make_node("Cast", [inner], [value.name], to=kind,
+                                           name=f"{value.name}__round_out"))
+        kept += 1
+    return kept

@@ -92,7 +92,7 @@ def speech() -> list[np.ndarray]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        return [synth.render(text, 0, i, espeak, tmp)
+        return [synth.render(text, 0, i, espeak, tmp)[0]
                 for i, text in enumerate(["проверка связи раз два три",
                                           "ваш номер заказа сорок два"])]
 
@@ -191,3 +191,31 @@ def test_chunk_not_whole_frames_is_rejected(chunk_ms: int, capsys: pytest.Captur
     assert exc.value.code == 2
     assert "whole number of 20 ms output frames" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_fp16_autocast_export_is_typed_like_t_ones(checkpoint: Path, tmp_path: Path,
+                                                   speech: list[np.ndarray]) -> None:
+    """T-one's own export style: mixed precision typed by the exporter, LayerNorm in fp32,
+    an FP16 state; it streams like the fp32 export to within fp16 rounding."""
+    path = ex.export(checkpoint, 400, ex.MONOLITHIC, tmp_path / "fp16.onnx", fp16_autocast=True)
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    g = proto.graph
+    io = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output)}
+    assert io == {"signal": onnx.TensorProto.INT32, "state": onnx.TensorProto.FLOAT16,
+                  "logprobs": onnx.TensorProto.FLOAT, "state_next": onnx.TensorProto.FLOAT16}
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.value_info, *g.input)}
+    types.update({i.name: i.data_type for i in g.initializer})
+    norms = [n for n in g.node if n.op_type == "LayerNormalization"]
+    assert len(norms) == 36 and all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in norms)
+    half_matmuls = [n for n in g.node if n.op_type == "MatMul"
+                    and types.get(n.input[0]) == onnx.TensorProto.FLOAT16]
+    assert len(half_matmuls) >= 40  # the encoder computes in fp16
+    fp16 = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(str(ex.export(checkpoint, 400, ex.MONOLITHIC,
+                                              tmp_path / "fp32.onnx")),
+                                providers=["CPUExecutionProvider"])
+    chunks = _batch(speech, ex.chunk_samples_for(400))
+    a, b = ex.stream_monolithic(fp16, chunks), ex.stream_monolithic(fp32, chunks)
+    # fp16 storage moves log-probabilities by ~1e-2 on confident frames; a state bug by >> 1.
+    assert np.median(np.abs(np.exp(a) - np.exp(b))) < 1e-3
+    assert [ex.greedy_decode(x) for x in a] == [ex.greedy_decode(x) for x in b]

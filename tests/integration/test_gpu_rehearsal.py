@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from sweep.infra.files import LABEL
 from sweep.preflight.checks import STANDIN_LABEL
 from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
+from tests.support.models import demo_reference_wer
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
 
@@ -116,7 +117,9 @@ def test_tensorrt_10_sweep_weakly_typed_builds_and_serves(
         assert run.info.status == "FINISHED", run.data.tags.get("error")
         assert run.data.tags["builder_version"].startswith("TensorRT 10.16.0")
         assert run.data.metrics["trt_throughput_qps"] == 130.298  # from trtexec's log
-        assert 0.0 <= run.data.metrics["wer"] <= 0.2
+        # The stand-in plan is the fp32 model (fp16 rounded): the reference's WER, give or
+        # take a few words of 43.
+        assert 0.0 <= run.data.metrics["wer"] <= demo_reference_wer() + 0.1
         cmd = artifact(tmp_path, run.info.run_id, "engine/trtexec.cmd")
         assert ("--fp16" in cmd) == (run.data.params["trt.precision"] == "fp16")
         assert "--useSpinWait" in cmd and "--noDataTransfers" not in cmd

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.cli import ExitCode
+from tests.support.models import demo_reference_wer
 from tests.support.processes import our_processes
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
@@ -42,7 +43,8 @@ def test_metrics_are_in_range(two_job_sweep):
     _, _, runs, _ = two_job_sweep
     for run in (r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"):
         m = run.data.metrics
-        assert 0.0 <= m["wer"] <= 0.5, m  # the demo model recognises speech
+        # The demo model recognises speech: what the fp32 reference gets, give or take.
+        assert 0.0 <= m["wer"] <= demo_reference_wer() + 0.1, m
         assert 0.0 <= m["cer"] <= m["wer"] + 1e-9
         assert 0 < m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"] < 5000
         assert m["throughput_chunks_s"] > 0 and m["rtf"] > 0

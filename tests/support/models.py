@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,14 @@ def tiny_monolithic_onnx(path: Path, chunk: int = 3200, frames: int = 20, state:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+@functools.lru_cache(maxsize=4)
+def demo_reference_wer(dataset: str = "demo_tiny") -> float:
+    """Greedy WER of the shipped fp32 monolithic demo streamed in-process (ONNX Runtime):
+    what a served fp32 engine must reproduce, and what a reduced-precision one is held to.
+    Measured, not written down, so retraining the demo model moves the bar with it."""
+    from demo.export import evaluate_onnx
+    from tests.support.paths import DEMO
+
+    return evaluate_onnx(DEMO / "demo_monolithic.onnx", DEMO / "data" / dataset).wer

@@ -76,3 +76,33 @@ def test_a_typed_onnx_the_emulator_cannot_execute_is_refused_with_the_reason(
     with pytest.raises(FlagSetError, match=r"cannot execute the typed ONNX .* builder=trtexec"):
         EmulateBuilder().build(tmp_path / "typed.onnx",
                                FlagSet.from_mapping({"strongly_typed": True}), tmp_path / "w")
+
+
+def _fp16_io() -> onnx.ModelProto:
+    # An exporter-typed graph whose interface is fp16 itself (T-one's FP16 state):
+    # state (fp16) -> Mul(w: fp16) -> state_next (fp16)
+    w = helper.make_tensor("w", TensorProto.FLOAT16, [3],
+                           np.array([1.1, -2.3, 3.7], np.float16).tobytes(), raw=True)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["state", "w"], ["state_next"], name="mul")], "fp16_io",
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT16, [2, 3])],
+        [helper.make_tensor_value_info("state_next", TensorProto.FLOAT16, [2, 3])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    model.ir_version = 10
+    return model
+
+
+def test_an_fp16_interface_is_kept_with_keep_io_types() -> None:
+    state = np.array([[0.3, 1.7, -0.9], [2.2, -1.1, 0.05]], np.float16)
+    wide, _ = widen(_fp16_io(), keep_io_types=True)
+    io = {v.name: v.type.tensor_type.elem_type for v in (*wide.graph.input, *wide.graph.output)}
+    assert io == {"state": TensorProto.FLOAT16, "state_next": TensorProto.FLOAT16}
+    out = ort.InferenceSession(wide.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"state": state})[0]
+    assert out.dtype == np.float16
+    expected = (state.astype(np.float32) * np.array([1.1, -2.3, 3.7], np.float16)
+                .astype(np.float32)).astype(np.float16)
+    assert np.array_equal(out, expected)
+    # Without it the boundary is widened: the client speaks the model's float32.
+    wide, _ = widen(_fp16_io(), keep_io_types=False)
+    assert {v.type.tensor_type.elem_type for v in wide.graph.input} == {TensorProto.FLOAT}

@@ -68,3 +68,44 @@ def test_synthesised_dataset_loads_in_the_sweep(tmp_path: Path) -> None:
         assert audio.size == pytest.approx(u.duration * 8000, abs=1)
         assert 1.0 < u.duration < 15.0
         assert audio.std() > 50  # speech, not silence
+
+
+def test_the_held_out_voice_never_speaks_training_audio() -> None:
+    from demo.synth import FESTIVAL, HELD_OUT_BASE, plan_voice
+
+    train = [plan_voice("train", 1, i) for i in range(20_000)]
+    assert not any(v.name.startswith(HELD_OUT_BASE + "+") for v in train)
+    assert sum(v.engine == FESTIVAL for v in train) > 300  # 2.5 %: festival is trained on
+    test = [plan_voice("test", 7, i) for i in range(240)]
+    assert {v.group for v in test} == {"espeak", "espeak-held-out", FESTIVAL}
+    assert plan_voice("test", 7, 3) == plan_voice("test", 7, 3)
+
+
+def test_festival_speech_without_festival_is_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo import synth
+
+    monkeypatch.setattr(synth, "find_festival", lambda: None)
+    texts = generate_sentences(4, seed=11, split="test")  # utterance 1 is festival's
+    with pytest.raises(SystemExit, match=r"1 utterances are festival's and .* does not hold "
+                                         r"them: install festival and festvox-ru"):
+        synth.prerender_festival("test", texts, 11, tmp_path / "cache")
+
+
+@pytest.mark.skipif(shutil.which("festival") is None or shutil.which("sox") is None,
+                    reason="festival/sox not installed (.ci/run installs them)")
+def test_festival_speech_is_cached_and_read_back(tmp_path: Path) -> None:
+    from demo.synth import festival_path, prerender_festival
+    from sweep.data.manifest import read_audio
+
+    texts = generate_sentences(4, seed=11, split="test")
+    cache = tmp_path / "cache"
+    assert prerender_festival("test", texts, 11, cache) == 1
+    assert prerender_festival("test", texts, 11, cache) == 0  # kept, not spoken again
+    assert festival_path(cache, "test", 11, 1).stat().st_size > 1000
+    from demo.synth import synthesise
+
+    rows = synthesise("test", 4, seed=11, out_dir=tmp_path / "ds", jobs=1, progress=False,
+                      festival_cache=cache)
+    assert rows[1]["voice_group"] == "festival"
+    assert read_audio(tmp_path / "ds" / rows[1]["audio_filepath"]).std() > 50
