@@ -377,6 +377,15 @@ def machine_line() -> str:
             f"start: {m['load']}.")
 
 
+def publish(name: str, section: str, data: Any, *, write: bool) -> None:
+    """Print a benchmark's section, keep its raw figures in bench/out/NAME.json and, with
+    ``write``, replace its section of bench/RESULTS.md."""
+    print(section)
+    save_json(name, data)
+    if write:
+        write_section(name, section)
+
+
 def save_json(name: str, data: Any) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import bench_parser, machine_line, save_json, table, write_section
+from bench.common import bench_parser, machine_line, publish, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "demo" / "assets" / "demo_monolithic.onnx"
@@ -86,10 +86,7 @@ def main() -> None:
     section = (f"## Demo model: CPU cost per chunk\n\n{machine_line()}\n\n`python -m "
                f"bench.demo_model` ({args.repeat} interleaved rounds of {len(audio)} chunks, "
                f"medians; ONNX Runtime CPU, 1 thread, batch 1).\n\n{text}")
-    print(section)
-    save_json("demo_model", rounds)
-    if args.write:
-        write_section("demo_model", section)
+    publish("demo_model", section, rounds, write=args.write)
 
 
 if __name__ == "__main__":

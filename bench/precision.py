@@ -22,10 +22,9 @@ from bench.common import (
     bench_parser,
     demo_model,
     machine_line,
-    save_json,
+    publish,
     table,
     utterances,
-    write_section,
 )
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "demo" / "assets" / "data" / "demo_calib"
@@ -84,10 +83,7 @@ def main() -> None:
                f"demo_calib, a fresh cache each round).\n\n{text}\n\nThe typed ONNX is "
                "cached by content: a sweep pays this once per flag set, and a job whose "
                "typed ONNX exists pays nothing.")
-    print(section)
-    save_json("precision", results)
-    if args.write:
-        write_section("precision", section)
+    publish("precision", section, results, write=args.write)
 
 
 if __name__ == "__main__":

@@ -119,10 +119,7 @@ def widen(model: onnx.ModelProto, *, keep_io_types: bool = False
             value.type.tensor_type.elem_type = TensorProto.FLOAT
     for name, kind in rounded_inputs:
         wide, low_name = f"{name}__in", f"{name}__in_low"
-        for node in graph.node:
-            for k, inp in enumerate(node.input):
-                if inp == name:
-                    node.input[k] = wide
+        _rename(graph, name, wide)
         graph.node.insert(0, helper.make_node("Cast", [low_name], [wide], to=TensorProto.FLOAT,
                                               name=f"{name}__widen_in"))
         graph.node.insert(0, helper.make_node("Cast", [name], [low_name], to=kind,
@@ -141,10 +138,7 @@ def _keep_boundary(graph: onnx.GraphProto, low: dict[str, int]) -> int:
         if kind not in LOW:
             continue
         wide = f"{value.name}__in"
-        for node in graph.node:
-            for k, inp in enumerate(node.input):
-                if inp == value.name:
-                    node.input[k] = wide
+        _rename(graph, value.name, wide)
         graph.node.insert(0, helper.make_node("Cast", [value.name], [wide], to=TensorProto.FLOAT,
                                               name=f"{value.name}__widen_in"))
         kept += 1
@@ -153,14 +147,20 @@ def _keep_boundary(graph: onnx.GraphProto, low: dict[str, int]) -> int:
         if kind is None:
             continue
         inner = f"{value.name}__out"
-        for node in graph.node:
-            for k, out in enumerate(node.output):
-                if out == value.name:
-                    node.output[k] = inner
-            for k, inp in enumerate(node.input):
-                if inp == value.name:
-                    node.input[k] = inner
+        _rename(graph, value.name, inner, outputs=True)
         graph.node.append(helper.make_node("Cast", [inner], [value.name], to=kind,
                                            name=f"{value.name}__round_out"))
         kept += 1
     return kept
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str, *, outputs: bool = False) -> None:
+    """Every node that reads ``old`` (and, with ``outputs``, writes it) uses ``new``."""
+    for node in graph.node:
+        for k, inp in enumerate(node.input):
+            if inp == old:
+                node.input[k] = new
+        if outputs:
+            for k, out in enumerate(node.output):
+                if out == old:
+                    node.output[k] = new
