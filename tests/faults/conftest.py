@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.paths import DEMO_ONNX, ROOT
-from tests.support.processes import our_processes
+from tests.support.processes import default_sigint, our_processes
 from tests.support.sweep import sweep_command
 
 __all__ = ["Row", "SweepProcess", "assert_clean", "run_sweep", "start_sweep", "warm_engine"]
@@ -129,7 +129,7 @@ def start_sweep(args: list[str], tmp: Path, *, cache: Path | None = None,
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})},
                             start_new_session=True,
-                            preexec_fn=_ignore_sigint if ignore_sigint else None)
+                            preexec_fn=_ignore_sigint if ignore_sigint else default_sigint)
     sweep = SweepProcess(tmp, db, cache, proc, time.perf_counter())
     _STARTED.append(sweep)
     return sweep

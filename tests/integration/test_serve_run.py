@@ -23,7 +23,7 @@ from sweep.evaluate.stream import GrpcStreamer
 from sweep.infra.ports import free_port
 from sweep.tracking import tags as tag
 from tests.support.paths import DEMO, ROOT
-from tests.support.processes import our_processes
+from tests.support.processes import default_sigint, our_processes
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
 
@@ -66,7 +66,7 @@ def test_serve_a_finished_run_then_ctrl_c(state: str, tmp_path: Path) -> None:
         [sys.executable, "-m", "sweep.serve", run.info.run_id, "--tracking-uri", uri,
          "--grpc-port", str(grpc_port), "--http-port", str(http_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=default_sigint)
     try:
         line = _line(proc, timeout=120)
         assert f"127.0.0.1:{grpc_port}" in line and "'model'" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -28,3 +29,10 @@ def our_processes() -> list[int]:
                 and "State:\tZ" not in status:
             pids.append(int(entry.name))
     return pids
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test signals as a terminal would: SIGINT at its default,
+    even when pytest itself runs as a script's background job (which inherits SIGINT
+    ignored, and would pass that on, so Ctrl-C would never reach the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
