@@ -218,9 +218,10 @@ def _speak(espeak: Espeak, text: str, voice: Voice, tmp_dir: str) -> tuple[np.nd
 
 def render(text: str, seed: int, index: int, espeak: Espeak, tmp_dir: str, *,
            split: str = "train", festival_cache: str | Path | None = None,
-           ) -> tuple[np.ndarray, dict[str, object]]:
-    """The int16 8 kHz waveform of one utterance and what made it; a pure function of its
-    arguments (festival speech is read from ``festival_cache``, see ``prerender_festival``)."""
+           ) -> tuple[np.ndarray, Voice, channel.Channel]:
+    """The int16 8 kHz waveform of one utterance, its voice and its channel; a pure
+    function of its arguments (festival speech is read from ``festival_cache``, see
+    ``prerender_festival``)."""
     voice = plan_voice(split, seed, index)
     rng = random.Random(f"trt-sweep-demo-synth:{seed}:{index}")
     if voice.engine == FESTIVAL:
@@ -239,9 +240,7 @@ def render(text: str, seed: int, index: int, espeak: Espeak, tmp_dir: str, *,
     line = channel.draw(rng, split)
     audio = channel.apply(np.concatenate([lead, speech, tail]), SAMPLE_RATE, line,
                           seed=rng.getrandbits(32))
-    meta: dict[str, object] = {"voice": voice.name, "voice_group": voice.group,
-                               "snr_db": line.snr_db, "codec": line.codec}
-    return audio, meta
+    return audio, voice, line
 
 
 def prerender_festival(split: str, texts: list[str], seed: int, cache: Path, *,
@@ -282,15 +281,14 @@ def prerender_festival(split: str, texts: list[str], seed: int, cache: Path, *,
 
 def _run_job(job: Job) -> ManifestRow:
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp_dir:
-        audio, meta = render(job.text, job.seed, job.index, job.espeak, tmp_dir,
+        audio, voice, line = render(job.text, job.seed, job.index, job.espeak, tmp_dir,
                              split=job.split, festival_cache=job.festival_cache)
     name = file_name(job.split, job.seed, job.index, job.fmt)
     sf.write(os.path.join(job.out_dir, name), audio, SAMPLE_RATE, subtype="PCM_16",
              format=job.fmt.upper())
     duration = round(audio.size / SAMPLE_RATE, 3)
-    row = ManifestRow(audio_filepath=name, text=job.text, duration=duration)
-    row.update(meta)  # type: ignore[typeddict-item]
-    return row
+    return ManifestRow(audio_filepath=name, text=job.text, duration=duration, voice=voice.name,
+                       voice_group=voice.group, snr_db=line.snr_db, codec=line.codec)
 
 
 def synthesise(split: str, n: int, seed: int, out_dir: Path, *, jobs: int = 1, fmt: str = "wav",
