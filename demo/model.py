@@ -51,7 +51,7 @@ SUB2_KERNEL = 3
 
 @dataclass(frozen=True)
 class ModelConfig:
-    d_model: int = 144
+    d_model: int = 224
     n_layers: int = 6
     n_heads: int = 4
     ff_mult: int = 3

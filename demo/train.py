@@ -11,10 +11,14 @@
 * CTC loss, AdamW, linear warm-up then cosine decay. ``--steps`` fixes the schedule; with
   ``--max-minutes`` alone the step count is derived from the speed of the first steps and
   recorded in the checkpoint so the run can be repeated with ``--steps``;
+* one schedule over several sessions (a rented GPU gives 10 minutes a call):
+  ``--schedule-minutes`` sizes the schedule, ``--max-minutes`` ends this call, and
+  ``OUT/resume.pt`` (weights, optimiser, step, position in the epoch, random states) lets
+  ``--resume`` carry on where the call stopped, with the same batches it would have had;
 * CUDA (bf16 autocast) when available, else CPU.
 
 Writes ``OUT/best.pt`` (lowest validation WER; weights only, what ``demo.export`` reads),
-``OUT/last.pt`` and ``OUT/train_log.jsonl``.
+``OUT/resume.pt`` and ``OUT/train_log.jsonl``.
 """
 
 from __future__ import annotations
@@ -242,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=Path, help="dataset scored with the best weights at the end")
     p.add_argument("--limit", type=int, help="use only the first N utterances of each dataset")
     p.add_argument("--steps", type=int, help="schedule length; default: from --max-minutes")
-    p.add_argument("--max-minutes", type=float, default=7.0)
+    p.add_argument("--max-minutes", type=float, default=7.0, help="this call's time")
+    p.add_argument("--schedule-minutes", type=float,
+                   help="time the whole schedule spans, over all calls (default: --max-minutes)")
+    p.add_argument("--resume", type=Path, help="resume.pt of an earlier call of this run")
+    p.add_argument("--init", type=Path, help="start from these weights (a best.pt)")
     p.add_argument("--batch-seconds", type=float, default=900.0, help="audio per batch")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
@@ -308,33 +316,68 @@ def main(argv: list[str] | None = None) -> int:
     total_steps = args.steps
     step = 0
     epoch = 0
+    skip = 0  # batches of the first epoch already trained by an earlier call
     best_wer = float("inf")
+    earlier_seconds = 0.0
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location=device,
+                                         weights_only=False)["state_dict"])
+    if args.resume:
+        saved = torch.load(args.resume, map_location=device, weights_only=False)
+        if saved["config"] != cfg.to_dict():
+            raise SystemExit(f"{args.resume} holds a {saved['config']} model, not {cfg}")
+        model.load_state_dict(saved["state_dict"])
+        opt.load_state_dict(saved["optimizer"])
+        step, epoch, skip = saved["step"], saved["epoch"], saved["position"]
+        total_steps, best_wer = saved["schedule_steps"], saved["best_val_wer"]
+        earlier_seconds = saved["train_seconds"]
+        batch_rng.setstate(saved["batch_rng"])
+        chunk_rng.setstate(saved["chunk_rng"])
+        gen.set_state(saved["gen"].cpu())
+        # Dropout draws from torch's own generators: restored too, so a resumed CPU run
+        # ends with the weights an uninterrupted one would have.
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        if device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
+        emit({"event": "resume", "from": str(args.resume), "step": step, "epoch": epoch + 1,
+              "position": skip, "schedule_steps": total_steps})
     t_rate = 0.0
     start = time.perf_counter()
     deadline = start + args.max_minutes * 60
+    schedule_end = start + (args.schedule_minutes or args.max_minutes) * 60
+    first_step = step
     done = False
     while not done:
         epoch += 1
+        epoch_rng = batch_rng.getstate()
         batches = make_batches(utts, train_idx, args.batch_seconds, batch_rng)
         if epoch == 1 and args.sortagrad:
             # SortaGrad (Deep Speech 2): short utterances first in the first epoch, which
             # gets CTC off its all-blank plateau on open-vocabulary text.
             batches.sort(key=lambda b: max(len(utts[j].audio) for j in b))
+        # Item i is always batch i of the epoch (its augmentation is seeded by i), so a
+        # resumed epoch skips what was trained and hears the rest as it would have.
+        position = skip
+        epoch_data = BatchDataset(utts, batches, seed=args.seed * 100_003 + epoch, augment=True)
         loader = torch.utils.data.DataLoader(
-            BatchDataset(utts, batches, seed=args.seed * 100_003 + epoch, augment=True),
+            torch.utils.data.Subset(epoch_data, range(skip, len(batches))),
             batch_size=None, shuffle=False, num_workers=args.workers,
             persistent_workers=False, prefetch_factor=4 if args.workers else None,
+            # Its own generator: the loader's base seed would otherwise be drawn from torch's
+            # global one, which dropout uses, and a resumed epoch would drop out differently.
+            generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch),
         )
+        skip = 0
         losses = []
         for audio, lengths, targets, target_lengths in loader:
-            if total_steps is None and step == 10:
+            if total_steps is None and step == first_step + 10:
                 t_rate = time.perf_counter()
-            if total_steps is None and step == 60:
+            if total_steps is None and step == first_step + 60:
                 # Schedule length from the speed of steps 10..60 (the first ones include
                 # CUDA start-up); 5% is left for the per-epoch validations.
                 now = time.perf_counter()
                 rate = 50 / (now - t_rate)
-                total_steps = max(100, step + int(0.95 * rate * (deadline - now)))
+                total_steps = max(100, step + int(0.95 * rate * (schedule_end - now)))
                 emit({"event": "schedule", "steps": total_steps,
                       "steps_per_s": round(rate, 2)})
             lr = lr_at(step, total_steps or 10**9, args.lr, args.warmup)
@@ -359,11 +402,12 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             losses.append(loss.item())
             step += 1
+            position += 1
             if step % 50 == 0:
                 emit({"event": "step", "step": step, "epoch": epoch, "lr": round(lr, 6),
                       "loss": round(float(np.mean(losses[-50:])), 4),
                       "grad_norm": round(float(grad_norm), 3),
-                      "elapsed_s": round(time.perf_counter() - start, 1)})
+                      "elapsed_s": round(earlier_seconds + time.perf_counter() - start, 1)})
             if args.eval_every and step % args.eval_every == 0:
                 wer, cer, _ = evaluate(model, val, device)
                 emit({"event": "val", "step": step, "wer": round(wer, 4), "cer": round(cer, 4)})
@@ -371,23 +415,37 @@ def main(argv: list[str] | None = None) -> int:
                 done = True
                 break
         wer, cer, pairs = evaluate(model, val, device)
+        trained_s = round(earlier_seconds + time.perf_counter() - start, 1)
         emit({"event": "epoch", "epoch": epoch, "step": step,
               "train_loss": round(float(np.mean(losses)), 4) if losses else None,
-              "val_wer": round(wer, 4), "val_cer": round(cer, 4),
-              "elapsed_s": round(time.perf_counter() - start, 1),
+              "val_wer": round(wer, 4), "val_cer": round(cer, 4), "elapsed_s": trained_s,
               "example": {"ref": pairs[0][0], "hyp": pairs[0][1]}})
         extra = {"epoch": epoch, "step": step, "val_wer": wer, "val_cer": cer,
                  "schedule_steps": total_steps, "args": {k: str(v) for k, v in vars(args).items()},
-                 "train_seconds": round(time.perf_counter() - start, 1),
+                 "train_seconds": trained_s,
                  "device": torch.cuda.get_device_name(device) if device.type == "cuda"
                  else "cpu"}
-        save_checkpoint(str(args.out / "last.pt"), model, extra)
         if wer <= best_wer:
             best_wer = wer
             save_checkpoint(str(args.out / "best.pt"), model, extra)
-    emit({"event": "done", "steps": step, "epochs": epoch, "best_val_wer": best_wer,
-          "train_seconds": round(time.perf_counter() - start, 1)})
-    if args.test:
+        finished = position == len(batches)
+        torch.save({
+            "config": cfg.to_dict(), "state_dict": model.state_dict(),
+            "optimizer": opt.state_dict(), "step": step, "schedule_steps": total_steps,
+            "best_val_wer": best_wer, "train_seconds": trained_s,
+            # An unfinished epoch is redone from its own shuffle, skipping what was trained.
+            "epoch": epoch if finished else epoch - 1,
+            "position": 0 if finished else position,
+            "batch_rng": batch_rng.getstate() if finished else epoch_rng,
+            "chunk_rng": chunk_rng.getstate(), "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }, args.out / "resume.pt")
+    complete = total_steps is not None and step >= total_steps
+    emit({"event": "done" if complete else "paused", "steps": step, "epochs": epoch,
+          "schedule_steps": total_steps, "best_val_wer": best_wer,
+          "train_seconds": round(earlier_seconds + time.perf_counter() - start, 1)})
+    if args.test and complete:
         ckpt = torch.load(args.out / "best.pt", map_location=device, weights_only=False)
         model.load_state_dict(ckpt["state_dict"])
         test = load_dataset(args.test)

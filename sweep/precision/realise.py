@@ -166,11 +166,12 @@ def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
     start = time.perf_counter()
     try:
         out = tmp / TYPED_NAME
+        source = _stage(onnx_path, tmp)
         if quantised:
             assert calibration is not None
-            _quantize(onnx_path, out, flags, calibration, op_types, names, tmp)
+            _quantize(source, out, flags, calibration, op_types, names, tmp)
         else:
-            _autocast(onnx_path, out, flags, op_types, names, calibration, tmp)
+            _autocast(source, out, flags, op_types, names, calibration, tmp)
         model = onnx.load(str(out), load_external_data=False)
         table = precision_table(model)
         (tmp / TABLE_NAME).write_text(json.dumps(table, indent=1) + "\n")
@@ -257,6 +258,27 @@ def front_end(graph: onnx.GraphProto) -> list[str]:
         seen[node.name] = node
         stack += [producer[i] for i in node.input if i in producer]
     return [name for name in seen if name]
+
+
+def _stage(source: Path, tmp: Path) -> Path:
+    """A private copy of ``source`` and its external data files for ModelOpt to read.
+
+    ModelOpt's quantiser runs ONNX shape inference on the path it is given and saves the
+    result over it: handed the user's file, an int8 job rewrote the model every other job of
+    the sweep was reading, and changed its digest under the engine cache.
+    """
+    staged = tmp / "source" / source.name
+    staged.parent.mkdir()
+    shutil.copy2(source, staged)
+    model = onnx.load(str(source), load_external_data=False)
+    for tensor in model.graph.initializer:
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = onnx.external_data_helper.ExternalDataInfo(tensor).location
+            target = staged.parent / location
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source.parent / location, target)
+    return staged
 
 
 def _quantize(source: Path, out: Path, flags: FlagSet, calibration: CalibrationData,

@@ -130,7 +130,7 @@ def test_onnx_is_checked_before_building(onnx_sweep: SweepProcess, case: str, me
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: the demo engine (10 MB) cannot fit."""
+    """A 1 MiB tmpfs: the demo engine (24 MB) cannot fit."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:

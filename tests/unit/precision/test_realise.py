@@ -46,6 +46,18 @@ def test_bf16_keeps_the_kept_op_types_in_fp32(tmp_path: Path) -> None:
     assert again.cached and again.digest == typed.digest
 
 
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_realising_leaves_the_users_onnx_as_it_was(precision: str, tmp_path: Path) -> None:
+    # ModelOpt's quantiser saves shape inference over the file it is given.
+    onnx_path = tiny_monolithic_onnx(tmp_path / "m.onnx")
+    before = onnx_path.read_bytes()
+    flags = FlagSet.from_mapping({"strongly_typed": True, "precision": precision})
+    typed = realise(onnx_path, flags, tmp_path / "cache", _calibration())
+    assert typed.realised
+    assert onnx_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "m.onnx"]
+
+
 def test_int8_puts_qdq_nodes_in_the_graph(tmp_path: Path) -> None:
     onnx_path = tiny_monolithic_onnx(tmp_path / "m.onnx")
     flags = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8"})
