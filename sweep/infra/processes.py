@@ -1,11 +1,10 @@
 """Child processes that must not outlive the sweep: stopped as a whole process group, and
-watched by a parent-death watchdog in case the sweep itself is killed."""
+watched by a detached watchdog in case the sweep itself is killed."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -30,33 +29,35 @@ def exit_reason(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}
+_WATCHDOGS: dict[int, int] = {}  # server pid -> its watchdog's process group
 
 
 def watch(proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
-    """A server must not outlive a sweep that cannot stop it (SIGKILL, the OOM killer).
-    The kernel's parent-death signal, set by util-linux's setpriv, wakes a small shell
-    outside the server's process group, which then kills that whole group: tritonserver
-    and its python-backend stubs (the stubs do not notice a dead server that nobody
-    reaped). The shell ends by itself once the server is gone."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return
-    group = proc.pid
-    script = (f'trap "kill -KILL -{group} 2>/dev/null; exit 0" TERM; '
-              f"while kill -0 {group} 2>/dev/null; do sleep 1; done")
-    _WATCHDOGS[proc.pid] = subprocess.Popen(
-        [setpriv, "--pdeathsig", "TERM", "--", "sh", "-c", script], env=env,
+    """A server must not outlive the sweep that started it, nor its python-backend stubs
+    the server: the stubs notice a dead server but can hang on their way out.
+
+    A small shell polls the server and this process once a second; when either is gone it
+    SIGKILLs the server's whole process group. It is not this process's child (started
+    through a shell that exits at once), because what ends a sweep may kill the sweep's
+    children one by one: a Ray worker that exits SIGKILLs each of its direct children, the
+    server and a watchdog among them, and that left the stubs running. Polling also covers
+    the sweep's own SIGKILL and the OOM killer, which no signal handler sees.
+    """
+    group, owner = proc.pid, os.getpid()
+    script = (f"while kill -0 {group} && kill -0 {owner}; do sleep 1; done 2>/dev/null; "
+              f"kill -KILL -{group} 2>/dev/null")
+    starter = subprocess.Popen(
+        ["sh", "-c", f"({script}) </dev/null >/dev/null 2>&1 &"], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
+    starter.wait()  # the watchdog lives on in the starter's process group
+    _WATCHDOGS[proc.pid] = starter.pid
 
 
 def unwatch(proc: subprocess.Popen[bytes]) -> None:
-    watchdog = _WATCHDOGS.pop(proc.pid, None)
-    if watchdog is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(watchdog.pid, signal.SIGKILL)  # the shell and its `sleep`
-        watchdog.wait()
+    group = _WATCHDOGS.pop(proc.pid, None)
+    if group is not None:
+        _kill_group(group)  # the shell and its `sleep`
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,

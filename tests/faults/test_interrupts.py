@@ -162,7 +162,7 @@ def test_sigkill_takes_the_server_along(tmp_path: Path, warm_cache: Path, row: R
     closed = {r.info.run_id: r for r in again.runs() if r.info.run_id in orphans}
     assert {r.info.status for r in closed.values()} == {"KILLED"}
     assert all(f"pid {sweep.pid}" in r.data.tags["error"] for r in closed.values())
-    row.outcome(f"SIGKILL -> tritonserver gone {gone_s:.1f} s later (parent-death "
+    row.outcome(f"SIGKILL -> tritonserver gone {gone_s:.1f} s later (the detached "
                 "watchdog), its stubs with it; the 2 runs left RUNNING end KILLED when the "
                 "next sweep opens the store ('... pid N ... ended without closing it')")
     row.cleanup(assert_clean(sweep, again))

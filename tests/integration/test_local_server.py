@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,61 @@ def test_killed_server_leaves_no_process_and_no_shared_memory(tiny_onnx: Path,
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert regions and not any(r.exists() for r in regions)
     assert our_processes() == []
+
+
+OWNER = """
+import sys, time
+from pathlib import Path
+from sweep.server.base import ModelRepository
+from sweep.server.local import LocalServer
+repository = ModelRepository(path=Path(sys.argv[1]), entry_model=sys.argv[2],
+                             models=tuple(sys.argv[4].split(",")), configs=())
+with LocalServer().serving(repository, Path(sys.argv[3])):
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_sweep_whose_children_are_killed_one_by_one_leaves_no_stub(tmp_path: Path):
+    # A Ray worker that exits SIGKILLs each of its direct children; the python-backend
+    # stubs of a server killed that way can hang on their way out (stopped here, so they
+    # cannot leave by themselves). The detached watchdog must still end them.
+    server = LocalServer()
+    repository = _tiny_repository(tmp_path, "owned", 20, server)
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(repository.path),
+                              repository.entry_model, str(tmp_path / "server.log"),
+                              ",".join(repository.models)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        children = [p for p in our_processes() if _ppid(p) == owner.pid]
+        stubs = [p for p in our_processes() if "python_backend_stub" in _cmdline(p)]
+        assert any("tritonserver" in _cmdline(p) for p in children)
+        assert len(stubs) == 2
+        for stub in stubs:
+            os.kill(stub, signal.SIGSTOP)
+        for pid in [*children, owner.pid]:
+            os.kill(pid, signal.SIGKILL)
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while our_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert our_processes() == []
+    finally:
+        for pid in our_processes():
+            os.kill(pid, signal.SIGKILL)
+        owner.kill()
+        owner.wait()
+
+
+def _ppid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("PPid:")))
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
 
 
 def _tiny_repository(tmp_path: Path, name: str, frames: int, server: LocalServer
