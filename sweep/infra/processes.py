@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,25 +32,44 @@ def exit_reason(code: int | None) -> str:
 
 _WATCHDOGS: dict[int, int] = {}  # server pid -> its watchdog's process group
 
+# The watchdog: forks once so that it is nobody's child, then polls the server and the
+# sweep; a zombie counts as gone. Plain Python with no imports of ours (-I -S: it starts
+# in milliseconds), argument lists only, no shell.
+_WATCHDOG = """
+import os, signal, sys, time
+group, owner = int(sys.argv[1]), int(sys.argv[2])
+if os.fork():
+    os._exit(0)
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+while alive(group) and alive(owner):
+    time.sleep(1)
+try:
+    os.killpg(group, signal.SIGKILL)
+except OSError:
+    pass
+"""
+
 
 def watch(proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
     """A server must not outlive the sweep that started it, nor its python-backend stubs
     the server: the stubs notice a dead server but can hang on their way out.
 
-    A small shell polls the server and this process once a second; when either is gone it
-    SIGKILLs the server's whole process group. It is not this process's child (started
-    through a shell that exits at once), because what ends a sweep may kill the sweep's
-    children one by one: a Ray worker that exits SIGKILLs each of its direct children, the
-    server and a watchdog among them, and that left the stubs running. Polling also covers
-    the sweep's own SIGKILL and the OOM killer, which no signal handler sees.
+    A small watchdog polls the server and this process once a second; when either is gone
+    it SIGKILLs the server's whole process group. It is not this process's child (it forks
+    away at once), because what ends a sweep may kill the sweep's children one by one: a
+    Ray worker that exits SIGKILLs each of its direct children, the server and a watchdog
+    among them, and that left the stubs running. Polling also covers the sweep's own
+    SIGKILL and the OOM killer, which no signal handler sees.
     """
-    group, owner = proc.pid, os.getpid()
-    script = (f"while kill -0 {group} && kill -0 {owner}; do sleep 1; done 2>/dev/null; "
-              f"kill -KILL -{group} 2>/dev/null")
     starter = subprocess.Popen(
-        ["sh", "-c", f"({script}) </dev/null >/dev/null 2>&1 &"], env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(proc.pid), str(os.getpid())],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
     starter.wait()  # the watchdog lives on in the starter's process group
     _WATCHDOGS[proc.pid] = starter.pid
 
@@ -57,7 +77,7 @@ def watch(proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
 def unwatch(proc: subprocess.Popen[bytes]) -> None:
     group = _WATCHDOGS.pop(proc.pid, None)
     if group is not None:
-        _kill_group(group)  # the shell and its `sleep`
+        _kill_group(group)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0,
