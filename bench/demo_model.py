@@ -39,10 +39,9 @@ def export_untrained(config: dict[str, int], out: Path) -> Path:
 
 
 def shipped_size() -> str:
-    import onnx
+    from sweep.model import read_onnx
 
-    meta = {p.key: p.value for p in onnx.load(str(SHIPPED), load_external_data=False)
-            .metadata_props}
+    meta = {p.key: p.value for p in read_onnx(SHIPPED, load_weights=False).metadata_props}
     config = json.loads(meta["model_config"])
     return f"{config['d_model']} x {config['n_layers']}"
 

@@ -250,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schedule-minutes", type=float,
                    help="time the whole schedule spans, over all calls (default: --max-minutes)")
     p.add_argument("--resume", type=Path, help="resume.pt of an earlier call of this run")
-    p.add_argument("--init", type=Path, help="start from these weights (a best.pt)")
     p.add_argument("--batch-seconds", type=float, default=900.0, help="audio per batch")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
@@ -319,9 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     skip = 0  # batches of the first epoch already trained by an earlier call
     best_wer = float("inf")
     earlier_seconds = 0.0
-    if args.init:
-        model.load_state_dict(torch.load(args.init, map_location=device,
-                                         weights_only=False)["state_dict"])
     if args.resume:
         saved = torch.load(args.resume, map_location=device, weights_only=False)
         if saved["config"] != cfg.to_dict():

@@ -166,7 +166,7 @@ def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
     start = time.perf_counter()
     try:
         out = tmp / TYPED_NAME
-        source = _stage(onnx_path, tmp)
+        source = _stage(onnx_path, graph, tmp)
         if quantised:
             assert calibration is not None
             _quantize(source, out, flags, calibration, op_types, names, tmp)
@@ -260,7 +260,7 @@ def front_end(graph: onnx.GraphProto) -> list[str]:
     return [name for name in seen if name]
 
 
-def _stage(source: Path, tmp: Path) -> Path:
+def _stage(source: Path, graph: onnx.GraphProto, tmp: Path) -> Path:
     """A private copy of ``source`` and its external data files for ModelOpt to read.
 
     ModelOpt's quantiser runs ONNX shape inference on the path it is given and saves the
@@ -270,8 +270,7 @@ def _stage(source: Path, tmp: Path) -> Path:
     staged = tmp / "source" / source.name
     staged.parent.mkdir()
     shutil.copy2(source, staged)
-    model = onnx.load(str(source), load_external_data=False)
-    for tensor in model.graph.initializer:
+    for tensor in graph.initializer:
         if onnx.external_data_helper.uses_external_data(tensor):
             location = onnx.external_data_helper.ExternalDataInfo(tensor).location
             target = staged.parent / location

@@ -48,9 +48,7 @@ def test_killed_server_leaves_no_process_and_no_shared_memory(tiny_onnx: Path,
             server.serving(repository, tmp_path / "server.log") as endpoint:
         assert endpoint.startup_seconds > 0
         pid = next(p for p in our_processes()
-                   if "tritonserver" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
-                   and str(repository.path) in Path(f"/proc/{p}/cmdline").read_text(
-                       errors="ignore"))
+                   if "tritonserver" in _cmdline(p) and str(repository.path) in _cmdline(p))
         regions = _stub_shm_regions(os.getpgid(pid))
         assert len(regions) == 2 and all(r.exists() for r in regions)
         os.kill(pid, signal.SIGKILL)
