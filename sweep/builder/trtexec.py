@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,10 +319,14 @@ class TrtexecBuilder:
         """TensorRT version of the image's trtexec (``trtexec --help`` prints it first)."""
         if self._tensorrt is not None:
             return self._tensorrt
+        if log_dir is None:
+            # Asked outside a build (the engine cache's key): the log has no job folder to
+            # go to, and the working directory is the user's.
+            with tempfile.TemporaryDirectory(prefix="trtexec-probe-") as tmp:
+                return self.probe(Path(tmp))
         client = self._docker()
         image = containers.require_image(client, self.image, BuildError)
         self._image_id = image.id
-        log_dir = log_dir or Path.cwd()
         candidates = [self.trtexec_path] + (["trtexec"] if self.trtexec_path != "trtexec"
                                             else [])
         problems = []

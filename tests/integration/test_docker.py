@@ -413,6 +413,17 @@ def test_trtexec_failure_and_timeout(fake_trt_images: dict[str, str], tmp_path: 
     assert time.perf_counter() - begin < 60
 
 
+def test_the_version_probe_leaves_nothing_in_the_working_directory(
+        fake_trt_images: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweep.builder.trtexec import TrtexecBuilder
+
+    # The engine cache asks for the version before any build, with no job folder to log to.
+    monkeypatch.chdir(tmp_path)
+    version = TrtexecBuilder(image=fake_trt_images["11"], gpus=None, job=JOB).version()
+    assert version.startswith("TensorRT 11.0.0 (")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_trtexec_missing_from_image(cpu_image: str, tmp_path: Path) -> None:
     from sweep.builder.trtexec import TrtexecBuilder
 
