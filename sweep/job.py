@@ -340,10 +340,14 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             model.tensors()  # the ONNX must match the interface before anything is built
             utterances = settings.dataset.load()
             log_dataset(job, settings.dataset, utterances)
+            calibration = (resume.calibration_digest(
+                settings.dataset.load_calibration()[:settings.dataset.calibration_utterances])
+                if flags.in_graph else None)
             identity = resume.job_identity(
                 flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
                 data_digest=resume.utterances_digest(utterances), device=tags[tag.DEVICE],
-                settings={g: settings.groups[g] for g in resume.SETTING_GROUPS})
+                settings={g: settings.groups[g] for g in resume.SETTING_GROUPS},
+                calibration_digest=calibration)
             job.tags({tag.IDENTITY: identity})
             done = None if settings.force else resume.find_finished(store, identity)
             if done is not None:

@@ -15,6 +15,8 @@ Identity: a digest of what decides a job's results:
 * the flag set's digest (the engine's build configuration);
 * the ONNX file's bytes (not its path);
 * the evaluation data: each utterance's id, transcript and duration (not the folder);
+* for a flag set realised in the graph (int8, fp8, AutoCast), the calibration audio's bytes:
+  the scales are made from its samples, so a calibration set made again decides anew;
 * the device the job runs on (latency is only comparable on the same hardware);
 * the settings of the builder, server, model interface, dataset, eval and decoder groups,
   minus those that cannot change a result (:data:`IGNORED`: paths of caches, time-outs,
@@ -29,6 +31,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from sweep.infra.files import file_digest
 
 if TYPE_CHECKING:
     from sweep.data.manifest import Utterance
@@ -79,12 +83,24 @@ def utterances_digest(utterances: Iterable[Utterance]) -> str:
     return h.hexdigest()
 
 
+def calibration_digest(utterances: Iterable[Utterance]) -> str:
+    """The calibration audio by content: ids and the bytes of each file."""
+    h = hashlib.sha256()
+    for u in utterances:
+        h.update(json.dumps([u.id, file_digest(u.audio_path)]).encode())
+    return h.hexdigest()
+
+
 def job_identity(*, flags_digest: str, onnx_digest: str, data_digest: str, device: str,
-                 settings: Mapping[str, Mapping[str, Any]]) -> str:
+                 settings: Mapping[str, Mapping[str, Any]],
+                 calibration_digest: str | None = None) -> str:
     """A stable digest (24 hex digits) of everything that decides a job's results."""
-    blob = json.dumps({"flags": flags_digest, "onnx": onnx_digest, "data": data_digest,
-                       "device": device, "settings": relevant_settings(settings)},
-                      sort_keys=True, separators=(",", ":"), default=str)
+    what: dict[str, Any] = {"flags": flags_digest, "onnx": onnx_digest, "data": data_digest,
+                            "device": device, "settings": relevant_settings(settings)}
+    if calibration_digest is not None:
+        # Only calibrated jobs carry it: the others' identities stay what they were.
+        what["calibration"] = calibration_digest
+    blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

@@ -140,3 +140,21 @@ def test_adopt_copies_metrics_and_links_the_original(store):
     assert original in copy.data.tags[resume.NOTE_TAG]
     # The copy is found only as a fallback: the original stays the answer.
     assert resume.find_finished(store, ident) == original
+
+
+def test_a_calibrated_job_is_identified_by_its_calibration_audio(tmp_path: Path) -> None:
+    def calibration_set(sample: bytes, where: str = "calib") -> list[Utterance]:
+        folder = tmp_path / where / sample.hex()
+        folder.mkdir(parents=True)
+        (folder / "a.wav").write_bytes(b"RIFF" + sample)
+        return [Utterance(id="a", audio_path=folder / "a.wav", text="да", duration=1.0)]
+
+    first = resume.calibration_digest(calibration_set(b"\x01"))
+    # Made again with other audio (same ids, transcripts and durations): a new identity,
+    # so the int8 job is measured anew instead of copying the old scales' metrics.
+    again = resume.calibration_digest(calibration_set(b"\x02"))
+    assert first != again
+    assert resume.calibration_digest(calibration_set(b"\x01", "moved")) == first  # not where
+    assert identity(calibration_digest=first) != identity(calibration_digest=again)
+    # Jobs without calibration keep the identities they had.
+    assert identity(calibration_digest=None) == identity()
