@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from demo import channel
+from demo import accents, channel
 from demo.texts import SPLITS, generate_sentences
 
 SAMPLE_RATE = 8000
@@ -56,8 +56,15 @@ TRAIN_BASE = "ru"
 HELD_OUT_BASE = "ru-lv"
 # festival's msu_ru_nsh_clunits: unit selection from a real speaker's recordings.
 FESTIVAL = "festival"
-# Voice shares per split: (espeak ru, espeak ru-lv, festival).
-VOICE_SHARES = {"train": (0.975, 0.0, 0.025), "test": (0.55, 0.3, 0.15)}
+ACCENT = "espeak-accent"  # Russian read by Ukrainian and Bulgarian eSpeak (demo/accents.py)
+VOICE_KINDS = ("espeak", "espeak-held-out", FESTIVAL, ACCENT)
+# Voice shares per split, in VOICE_KINDS order. The test's accent share is 0 (and last), so
+# its voices are drawn exactly as they were before accents existed.
+VOICE_SHARES = {"train": (0.77, 0.0, 0.08, 0.15), "test": (0.55, 0.3, 0.15, 0.0)}
+# Opus level of the festival cache per split: the training split's speech travels to a GPU
+# machine, so it goes at about 8 kbps (a mobile call's narrowband codec); the test split's
+# keeps libsndfile's default, with which the committed demo_test was made.
+FESTIVAL_OPUS_LEVEL = {"train": 1.0}
 
 
 class ManifestRow(TypedDict, total=False):
@@ -134,7 +141,7 @@ class Voice:
 
     engine: str  # "espeak" or "festival"
     name: str  # espeak's -v argument, or the festival voice
-    group: str  # "espeak", "espeak-held-out" or "festival": the README's per-voice rows
+    group: str  # one of VOICE_KINDS: the README's per-voice rows
     rate: int  # espeak: words per minute; festival: duration stretch in percent
     pitch: int
     gap: int
@@ -142,10 +149,13 @@ class Voice:
 
 def plan_voice(split: str, seed: int, index: int) -> Voice:
     rng = random.Random(f"trt-sweep-demo-voice:{split}:{seed}:{index}")
-    kind = rng.choices(("espeak", "espeak-held-out", FESTIVAL), weights=VOICE_SHARES[split])[0]
+    kind = rng.choices(VOICE_KINDS, weights=VOICE_SHARES[split])[0]
     if kind == FESTIVAL:
         return Voice(FESTIVAL, "msu_ru_nsh_clunits", FESTIVAL, rng.randint(85, 125), 0, 0)
-    base = TRAIN_BASE if kind == "espeak" else HELD_OUT_BASE
+    if kind == ACCENT:
+        base = accents.LANGUAGES[rng.randrange(len(accents.LANGUAGES))]
+    else:
+        base = TRAIN_BASE if kind == "espeak" else HELD_OUT_BASE
     return Voice("espeak", f"{base}+{rng.choice(ESPEAK_VARIANTS)}", kind, rng.randint(115, 185),
                  rng.randint(25, 75), rng.choice((0, 0, 0, 1, 2, 3, 5, 8)))
 
@@ -205,6 +215,8 @@ def festival_path(cache: str | Path, split: str, seed: int, index: int) -> Path:
 
 def _speak(espeak: Espeak, text: str, voice: Voice, tmp_dir: str) -> tuple[np.ndarray, int]:
     wav_path = os.path.join(tmp_dir, "speech.wav")
+    if voice.group == ACCENT:
+        text = accents.respell(text, voice.name.split("+")[0])
     cmd = espeak.command(text, voice.name, voice.rate, voice.pitch, voice.gap, wav_path)
     proc = subprocess.run(cmd, env=espeak.env(), capture_output=True, check=False, timeout=120)
     if proc.returncode != 0:
@@ -275,7 +287,8 @@ def prerender_festival(split: str, texts: list[str], seed: int, cache: Path, *,
             g = gcd(SAMPLE_RATE, int(rate))
             speech = resample_poly(speech, SAMPLE_RATE // g, int(rate) // g)
             sf.write(festival_path(cache, split, seed, i), speech, SAMPLE_RATE,
-                     format="OGG", subtype="OPUS")
+                     format="OGG", subtype="OPUS",
+                     compression_level=FESTIVAL_OPUS_LEVEL.get(split))
     return len(todo)
 
 

@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.utils.data.Subset(epoch_data, range(skip, len(batches))),
             batch_size=None, shuffle=False, num_workers=args.workers,
             persistent_workers=False, prefetch_factor=4 if args.workers else None,
+            pin_memory=device.type == "cuda",  # so the copy below overlaps the GPU's work
             # Its own generator: the loader's base seed would otherwise be drawn from torch's
             # global one, which dropout uses, and a resumed epoch would drop out differently.
             generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch),
