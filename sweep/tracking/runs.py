@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import traceback
@@ -18,6 +19,10 @@ from sweep.errors import SweepError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.tracking import tags as tag
 from sweep.tracking.store import Store
+
+# What the SQL stores say when an insert loses a race on a unique key (PostgreSQL, MySQL,
+# SQLite).
+_DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key|Duplicate entry|UNIQUE constraint")
 
 PARENT_ENV = "TRT_SWEEP_PARENT_RUN_ID"
 PARENT_FILE = "parent_run_id"
@@ -222,12 +227,21 @@ class JobRun:
         import json
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         ds = Dataset(name=name, digest=digest, source_type="local",
                      source=json.dumps(source, sort_keys=True),
                      profile=json.dumps(profile, sort_keys=True))
-        self.client.log_inputs(self.run_id, [DatasetInput(
-            ds, [InputTag("mlflow.data.context", "eval")])])
+        inputs = [DatasetInput(ds, [InputTag("mlflow.data.context", "eval")])]
+        try:
+            self.client.log_inputs(self.run_id, inputs)
+        except MlflowException as exc:
+            # The store looks the dataset up, then inserts it: two jobs starting together
+            # on one tracking server both insert, and the later fails on the unique key
+            # (seen with PostgreSQL). The dataset now exists, so a second try links to it.
+            if not _DUPLICATE_KEY.search(str(exc)):
+                raise
+            self.client.log_inputs(self.run_id, inputs)
         self.dataset_ref = (name, digest)
         self.tags({tag.DATASET_DIGEST: digest})
 
