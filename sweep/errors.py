@@ -37,6 +37,16 @@ class BuildError(SweepError):
         self.log_path = log_path
 
 
+class DeadlineExpired(BaseException):
+    """``builder.timeout_s`` ran out during a build in this process (its alarm raises this).
+
+    A BaseException, like KeyboardInterrupt, on purpose: the build's path has fallbacks
+    that catch ``Exception`` (shape inference that a custom op defeats), and an alarm that
+    landed in one of them was taken for that step's own failure and the build went on to
+    finish. The builder that owns the log turns it into a :class:`BuildError`.
+    """
+
+
 class ServerError(SweepError):
     """Triton could not be started, did not become ready, or died."""
 

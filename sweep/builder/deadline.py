@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sweep.builder.base import Builder
 from sweep.engine import Engine
-from sweep.errors import BuildError
+from sweep.errors import BuildError, DeadlineExpired
 from sweep.flags import FlagSet
 
 
@@ -16,10 +16,12 @@ class Deadline:
     """``builder.timeout_s`` for the emulate builder running in this process; the
     containerised builders (trtexec, ``in_container``) enforce it on their container.
 
-    SIGALRM raises inside the build, which the builder records in its log like any other
-    failure. A single long C call (an ONNX Runtime session being created) is interrupted
-    when it returns, not in its middle. Only the main thread receives signals: elsewhere
-    (a launcher running jobs in threads) the build runs without a deadline.
+    SIGALRM raises :class:`DeadlineExpired` inside the build; the builder records it in its
+    log and fails with a :class:`BuildError`. It is not an ``Exception``, so no fallback on
+    the build's path can swallow it and carry on. A single long C call (an ONNX Runtime
+    session being created) is interrupted when it returns, not in its middle. Only the main
+    thread receives signals: elsewhere (a launcher running jobs in threads) the build runs
+    without a deadline.
     """
 
     def __init__(self, builder: Builder, timeout_s: float) -> None:
@@ -35,13 +37,15 @@ class Deadline:
             return self.inner.build(onnx_path, flags, workdir)
 
         def expired(signum: int, frame: object) -> None:
-            raise BuildError(f"the build did not finish within builder.timeout_s="
-                             f"{self.timeout_s:g} s (raise it for large models)")
+            raise DeadlineExpired(f"the build did not finish within builder.timeout_s="
+                                  f"{self.timeout_s:g} s (raise it for large models)")
 
         previous = signal.signal(signal.SIGALRM, expired)
         signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
         try:
             return self.inner.build(onnx_path, flags, workdir)
+        except DeadlineExpired as exc:  # fired outside the builder's own handling
+            raise BuildError(str(exc)) from None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)

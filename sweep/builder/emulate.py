@@ -102,7 +102,7 @@ import sweep
 from sweep.builder import layers
 from sweep.builder.widen import widen
 from sweep.engine import Engine, EngineFormat
-from sweep.errors import BuildError, FlagSetError, ModelError
+from sweep.errors import BuildError, DeadlineExpired, FlagSetError, ModelError
 from sweep.flags import FlagSet
 from sweep.model import read_onnx
 
@@ -717,6 +717,10 @@ class EmulateBuilder:
         start = time.perf_counter()
         try:
             return self._build(Path(onnx_path), flags, workdir, log, start)
+        except DeadlineExpired as exc:
+            log.line(f"FAILED: {exc}")
+            raise BuildError(f"emulate build of {onnx_path} with {flags.label} failed: {exc}. "
+                             f"See {log.path}.", log.path) from None
         except FlagSetError as exc:
             # The flag set itself cannot be emulated: a config problem, reported as such
             # (errors.FlagSetError covers "TensorRT or the emulator would reject").
