@@ -6,6 +6,10 @@ file streamed in-process (``--onnx``, the reference), with the sweep's own score
 
     python -m demo.breakdown --dataset demo/assets/data/demo_test \\
         --onnx demo/assets/demo_monolithic.onnx --transcripts greedy=RUN/transcripts.csv
+
+``--words`` adds where the word errors are: reference words that occur in the training
+text against those it never holds, and how many wrong spellings of a word eSpeak's Russian
+pronounces exactly as the word itself (no model can hear those apart in eSpeak's audio).
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import jiwer
+
 from sweep.data.manifest import MANIFEST_NAME
+from sweep.data.text import normalize
 from sweep.evaluate.metrics import score
 
 SNR_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -53,12 +61,20 @@ def read_transcripts(path: Path) -> dict[str, str]:
         return {r["id"]: r["hypothesis"] for r in csv.DictReader(f)}
 
 
+def _voice_is(voice: str) -> Callable[[Row], bool]:
+    return lambda r: r.voice_group == voice
+
+
+def _band_is(band: str) -> Callable[[Row], bool]:
+    return lambda r: snr_band(r.snr_db) == band
+
+
 def groups(rows: Sequence[Row]) -> list[tuple[str, Callable[[Row], bool]]]:
     out: list[tuple[str, Callable[[Row], bool]]] = [("all", lambda r: True)]
     for voice in sorted({r.voice_group for r in rows}):
-        out.append((f"voice {voice}", lambda r, v=voice: r.voice_group == v))
+        out.append((f"voice {voice}", _voice_is(voice)))
     for band in ["no noise", *(name for name, _, _ in SNR_BANDS)]:
-        out.append((f"SNR {band}", lambda r, b=band: snr_band(r.snr_db) == b))
+        out.append((f"SNR {band}", _band_is(band)))
     return out
 
 
@@ -78,12 +94,121 @@ def table(rows: Sequence[Row], hypotheses: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+# -- by word --------------------------------------------------------------------------------
+
+SEEN, TEST_ONLY, OTHER = "in training text", "test-only lexicon word", "other unseen"
+WORD_KINDS = (SEEN, TEST_ONLY, OTHER)
+
+
+@dataclass
+class WordTally:
+    """Reference words of one kind: how many, how many wrong (substituted or deleted), how
+    many replaced one for one by another word, and how many of those by a homophone."""
+
+    tokens: int = 0
+    wrong: int = 0
+    swaps: list[tuple[str, str]] = field(default_factory=list)
+    homophones: int = 0
+
+
+def tally_words(references: Sequence[str], hypotheses: Sequence[str],
+                kind_of: Callable[[str], str]) -> tuple[dict[str, WordTally], int]:
+    """Per word kind, from jiwer's alignment of the normalised texts; and the insertions."""
+    tallies = {kind: WordTally() for kind in WORD_KINDS}
+    inserted = 0
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    kept = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
+    out = jiwer.process_words([r for r, _ in kept], [h for _, h in kept])
+    for ref_words, hyp_words, chunks in zip(out.references, out.hypotheses, out.alignments,
+                                            strict=True):
+        for c in chunks:
+            if c.type == "insert":
+                inserted += c.hyp_end_idx - c.hyp_start_idx
+                continue
+            one_for_one = c.type == "substitute" and (
+                c.hyp_end_idx - c.hyp_start_idx == c.ref_end_idx - c.ref_start_idx)
+            for k in range(c.ref_end_idx - c.ref_start_idx):
+                word = ref_words[c.ref_start_idx + k]
+                t = tallies[kind_of(word)]
+                t.tokens += 1
+                if c.type == "equal":
+                    continue
+                t.wrong += 1
+                if one_for_one:
+                    t.swaps.append((word, hyp_words[c.hyp_start_idx + k]))
+    return tallies, inserted
+
+
+def espeak_phonemes(words: Iterable[str], voice: str = "ru") -> dict[str, str]:
+    """eSpeak's phonemes (``-x``, stress marks included) of each word, in one call: a word
+    per clause, so one output line each."""
+    from demo.synth import find_espeak
+
+    unique = sorted(set(words))
+    if not unique:
+        return {}
+    espeak = find_espeak()
+    cmd = [espeak.executable, "-v", voice, "-q", "-x"]
+    if espeak.data_parent:
+        cmd.append(f"--path={espeak.data_parent}")
+    out = subprocess.run([*cmd, "--stdin"], input="".join(f"{w}.\n" for w in unique),
+                         capture_output=True, text=True, check=True, env=espeak.env())
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    if len(lines) != len(unique):
+        raise RuntimeError(f"espeak-ng gave {len(lines)} phoneme lines for {len(unique)} "
+                           "words; expected one each")
+    return dict(zip(unique, lines, strict=True))
+
+
+def count_homophones(tallies: dict[str, WordTally], phonemes: Callable[[Iterable[str]],
+                                                                       dict[str, str]]) -> None:
+    swaps = [pair for t in tallies.values() for pair in t.swaps]
+    said = phonemes(w for pair in swaps for w in pair)
+    for t in tallies.values():
+        t.homophones = sum(said[ref] == said[hyp] for ref, hyp in t.swaps)
+
+
+def word_table(subsets: dict[str, tuple[dict[str, WordTally], int]]) -> str:
+    """A row per (subset, word kind); WER points are the share of the subset's words."""
+    lines = ["| subset | reference words | tokens | wrong | WER points | replaced one for one "
+             "| by a homophone |", "|---|---|---|---|---|---|---|"]
+    for label, (tallies, inserted) in subsets.items():
+        total = max(1, sum(t.tokens for t in tallies.values()))
+        for kind, t in tallies.items():
+            if t.tokens:
+                lines.append(f"| {label} | {kind} | {t.tokens} | {t.wrong} "
+                             f"({100 * t.wrong / t.tokens:.1f} %) | {100 * t.wrong / total:.1f}"
+                             f" | {len(t.swaps)} | {t.homophones} |")
+        lines.append(f"| {label} | inserted | | {inserted} | {100 * inserted / total:.1f} | | |")
+    return "\n".join(lines)
+
+
+def word_kinds(train_sentences: int, train_seed: int) -> Callable[[str], str]:
+    """Classify a normalised word against the training text ``demo.synth`` speaks
+    (``generate_sentences(train_sentences, train_seed, "train")``) and the lexicon's
+    test-only words."""
+    from demo.lexicon import load_lexicon
+    from demo.texts import generate_sentences
+
+    seen = {w for s in generate_sentences(train_sentences, train_seed, "train")
+            for w in normalize(s).split()}
+    test_only = {normalize(w) for w in load_lexicon().test_only}
+    return lambda w: SEEN if w in seen else TEST_ONLY if w in test_only else OTHER
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--onnx", type=Path, help="stream this export in-process (greedy)")
     parser.add_argument("--transcripts", nargs="*", default=[],
                         help="NAME=transcripts.csv of a sweep run")
+    parser.add_argument("--words", action="store_true",
+                        help="also the errors by word: seen in training text or not, homophones")
+    parser.add_argument("--train-sentences", type=int, default=80_000,
+                        help="how many training sentences the model was trained on (--words)")
+    parser.add_argument("--train-seed", type=int, default=1,
+                        help="their demo.synth seed (--words)")
     args = parser.parse_args(argv)
     rows = read_rows(args.dataset)
     hypotheses: dict[str, dict[str, str]] = {}
@@ -99,6 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     if not hypotheses:
         parser.error("give --onnx or --transcripts")
     print(table(rows, hypotheses))
+    if args.words:
+        kind_of = word_kinds(args.train_sentences, args.train_seed)
+        voices = [("all", list(rows))] + [
+            (f"voice {v}", [r for r in rows if r.voice_group == v])
+            for v in sorted({r.voice_group for r in rows})]
+        for name, hyps in hypotheses.items():
+            subsets = {}
+            for label, subset in voices:
+                tallies, inserted = tally_words([r.text for r in subset],
+                                                [hyps[r.id] for r in subset], kind_of)
+                count_homophones(tallies, espeak_phonemes)
+                subsets[label] = (tallies, inserted)
+            print(f"\n{name}, by word:\n{word_table(subsets)}")
     return 0
 
 
