@@ -1,6 +1,7 @@
 """Content-addressed engine cache: what was built once is never built again.
 
-Key: the ONNX file's bytes, the flag set's digest, the builder and its version, the device.
+Key: the ONNX file's bytes, the flag set's digest, the builder and its version (for the
+emulator, a digest of its own source too), the device.
 An entry is built in a temporary folder beside the cache and renamed into place, so a
 crash, a full disk or a concurrent sweep never leaves a partial entry behind.
 

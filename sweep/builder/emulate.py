@@ -83,6 +83,8 @@ instances side by side).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import time
 import traceback
@@ -708,7 +710,8 @@ class EmulateBuilder:
     def version(self) -> str:
         import onnxruntime
 
-        return f"emulate-{sweep.__version__}+ort{onnxruntime.__version__}"
+        return (f"emulate-{sweep.__version__}+ort{onnxruntime.__version__}"
+                f"+src{source_digest()}")
 
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
         workdir = Path(workdir)
@@ -797,6 +800,23 @@ class EmulateBuilder:
             builder_version=self.version(), build_seconds=seconds, log_path=log.path,
             runtime=runtime, metrics=metrics, artifacts=(log.path, *artifacts),
         )
+
+
+# What decides an emulated engine's bytes besides the ONNX and the flag set (both in the
+# cache key already): this module and the two it rewrites with.
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("emulate.py", "layers.py",
+                                                            "widen.py"))
+
+
+@functools.cache
+def source_digest() -> str:
+    """The emulator's own code, by content (8 hex digits). The version in the engine
+    cache's key carries it: the package version never changes between fixes, so without it
+    a fixed emulator was served the engines the old code had built."""
+    h = hashlib.sha256()
+    for path in _SOURCES:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:8]
 
 
 def _load_session(path: Path, runtime: Mapping[str, Any]) -> None:

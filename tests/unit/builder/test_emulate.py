@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from sweep.builder import emulate as emulate_module
 from sweep.builder import make_builder
 from sweep.builder.base import Builder
 from sweep.builder.emulate import (
@@ -21,6 +22,7 @@ from sweep.builder.emulate import (
     plan,
     rewrite,
     round_array,
+    source_digest,
 )
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
@@ -416,6 +418,25 @@ def test_round_array_matches_onnx_casts() -> None:
 
 
 # -- the builder --------------------------------------------------------------------------------
+
+def test_the_version_names_the_emulators_code(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine cache's key holds the builder's version; the package version stays put
+    between fixes, so the emulator's source is in it: changed code, new version, no stale
+    engine served from the cache."""
+    shipped = make_builder("emulate").version()
+    assert shipped.endswith(f"+src{source_digest()}")
+    code = tmp_path / "emulate.py"
+    code.write_text("ROUND = 'nearest even'\n")
+    monkeypatch.setattr(emulate_module, "_SOURCES", (code,))
+    versions = []
+    for rule in ("nearest even", "nearest, ties away"):
+        code.write_text(f"ROUND = {rule!r}\n")
+        source_digest.cache_clear()
+        versions.append(make_builder("emulate").version())
+    source_digest.cache_clear()
+    assert len({shipped, *versions}) == 3, versions
+
 
 def test_build_writes_engine_log_and_reports(tmp_path: Path) -> None:
     model, v = tiny_model()
