@@ -64,22 +64,6 @@ def test_sigterm_mid_sweep(tmp_path: Path, warm_cache: Path, started: str, row: 
 
 # -- the same with Triton in a container ------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def docker_client() -> Any:
-    from sweep.errors import DockerUnavailableError
-    from sweep.infra import containers
-
-    try:
-        client = containers.connect()
-    except DockerUnavailableError as exc:
-        pytest.skip(f"no Docker daemon: {exc}")
-    try:
-        client.images.get("trt-sweep-cpu:latest")
-    except Exception:
-        pytest.skip("image trt-sweep-cpu:latest is missing: python docker/build_image.py")
-    return client
-
-
 def _container_of(client: Any, sweep: SweepProcess) -> Any:
     found = client.containers.list(filters={"label": f"trt-sweep.host-pid={sweep.pid}",
                                             "status": "running"})
@@ -111,9 +95,9 @@ def _security(container: Any) -> str:
 @pytest.mark.docker
 @pytest.mark.fault("SIGTERM mid-sweep, server=docker",
                    "current run KILLED, parent closed, container removed")
-def test_sigterm_mid_sweep_in_docker(tmp_path: Path, warm_cache: Path, docker_client: Any,
-                                     row: Row) -> None:
-    sweep = start_sweep([*ARGS, "server=docker", "server.image=trt-sweep-cpu:latest"],
+def test_sigterm_mid_sweep_in_docker(tmp_path: Path, warm_cache: Path, cpu_image: str,
+                                     docker_client: Any, row: Row) -> None:
+    sweep = start_sweep([*ARGS, "server=docker", f"server.image={cpu_image}"],
                         tmp_path, cache=warm_cache)
     container = wait_until(lambda: _container_of(docker_client, sweep), 180,
                            "the Triton container", sweep)

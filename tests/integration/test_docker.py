@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +21,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from docker.client import DockerClient
 
-from sweep.errors import BuildError, DockerUnavailableError, FlagSetError, ServerError
+from sweep.errors import BuildError, FlagSetError, ServerError
 from sweep.flags import FlagSet
 from sweep.infra.files import LABEL
 from sweep.server.base import ModelRepository
@@ -35,39 +33,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration]
 JOB = f"pytest-{uuid.uuid4().hex[:8]}"  # every container of this session carries it
 # The strict stand-in: trtexec's own option tables for 10.16 / 11.0 / 11.1.
 STANDIN_TRTEXEC = ROOT / "tests" / "standins"
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> DockerClient:
-    from sweep.infra import containers
-
-    try:
-        return containers.connect()
-    except DockerUnavailableError as exc:
-        pytest.skip(f"no Docker daemon: {exc}")
-
-
-@pytest.fixture(scope="session")
-def cpu_image(docker_client: DockerClient) -> str:
-    """Build (or reuse) the CPU tritonserver image; ~60 s the first time on 2 cores."""
-    tag = subprocess.run([sys.executable, str(ROOT / "docker" / "build_image.py"),
-                          "--print-tag"], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    try:
-        docker_client.images.get(tag)
-        return tag
-    except Exception:
-        pass
-    if shutil.which("debootstrap") is None:
-        pytest.skip(f"image {tag} is missing and debootstrap is not installed "
-                    "(apt-get install -y debootstrap) to build it")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "docker" / "build_image.py")],
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        pytest.fail(f"docker/build_image.py failed:\n{done.stderr[-3000:]}")
-    print(f"\nimage {tag} built in {time.perf_counter() - start:.1f} s")
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(autouse=True)

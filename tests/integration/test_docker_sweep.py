@@ -10,14 +10,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
-from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-def test_docker_sweep_matches_local(cpu_image: str, docker_client, tmp_path: Path,  # noqa: F811
+def test_docker_sweep_matches_local(cpu_image: str, docker_client, tmp_path: Path,
                                     demo_onnx: Path) -> None:
     common = ["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny", "eval.streams=4"]
     before = {c.id for c in docker_client.containers.list(all=True,

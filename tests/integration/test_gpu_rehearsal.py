@@ -24,7 +24,6 @@ from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
 from sweep.preflight.checks import STANDIN_LABEL
-from tests.integration.test_docker import cpu_image, docker_client  # noqa: F401 (fixtures)
 from tests.support.models import demo_reference_wer
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
@@ -65,7 +64,7 @@ def build_standin_image(client: DockerClient, base: str, mode: str, tag: str) ->
 
 
 @pytest.fixture(scope="module")
-def standin_images(cpu_image: str, docker_client: DockerClient  # noqa: F811
+def standin_images(cpu_image: str, docker_client: DockerClient
                    ) -> Iterator[dict[str, str]]:
     run = uuid.uuid4().hex[:8]
     tags = {mode: build_standin_image(docker_client, cpu_image, mode,
@@ -106,7 +105,7 @@ def no_containers_left(client: DockerClient, image: str) -> None:
 
 
 def test_tensorrt_10_sweep_weakly_typed_builds_and_serves(
-        standin_images: dict[str, str], docker_client: DockerClient,  # noqa: F811
+        standin_images: dict[str, str], docker_client: DockerClient,
         tmp_path: Path) -> None:
     sweep = run_sweep(["-m", *gpu_path(standin_images["10"]), "trt.precision=fp32,fp16",
                        "model=demo_monolithic,demo_skip_preprocessor"], tmp_path)
@@ -129,7 +128,7 @@ def test_tensorrt_10_sweep_weakly_typed_builds_and_serves(
 
 
 def test_tensorrt_11_sweep_strongly_typed_and_weak_flags_refused(
-        standin_images: dict[str, str], docker_client: DockerClient,  # noqa: F811
+        standin_images: dict[str, str], docker_client: DockerClient,
         tmp_path: Path) -> None:
     image = standin_images["11"]
     typed = run_sweep(["-m", *gpu_path(image), "trt.strongly_typed=true",
@@ -182,7 +181,7 @@ def first_hour_commands() -> list[str]:
 
 
 def test_first_hour_of_the_docs_runs_as_written(standin_images: dict[str, str],
-                                                docker_client: DockerClient,  # noqa: F811
+                                                docker_client: DockerClient,
                                                 tmp_path: Path) -> None:
     commands = first_hour_commands()
     assert [c.split()[:3] for c in commands if c.startswith("python")] == [
