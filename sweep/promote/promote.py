@@ -29,6 +29,7 @@ from sweep.promote.selection import (
     format_interval,
     select,
 )
+from sweep.tracking.resume import RESUMED_TAG
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "trt-sweep"
@@ -117,11 +118,14 @@ def load_candidates(client: Any, parent: Any) -> list[Candidate]:
         except ValueError:
             job_num = 0
         finished = run.info.status == "FINISHED"
+        # A resumed job was measured in its original run, which keeps the artifacts.
+        artifacts = tags.get(RESUMED_TAG) or run.info.run_id
         candidates.append(Candidate(
             run_id=run.info.run_id, label=run.info.run_name or run.info.run_id[:8],
             status=run.info.status, job_num=job_num, metrics=dict(run.data.metrics),
             params=params, tags=tags,
-            engine_artifact=_engine_artifact(client, run.info.run_id) if finished else None))
+            engine_artifact=_engine_artifact(client, artifacts) if finished else None,
+            artifacts_run_id=None if artifacts == run.info.run_id else artifacts))
     if not candidates:
         raise PromoteError(f"no sweep found: sweep {parent.info.run_id} has no job runs "
                            "(tagged trt-sweep.kind=job) to choose from.")
@@ -247,26 +251,26 @@ def prepare_bundle(client: Any, selection: Selection, sweep_id: str, dst: Path) 
         "flags": {k.removeprefix("trt."): v for k, v in chosen.params.items()
                   if k.startswith("trt.")},
     }
-    engine_dir = _download(client, chosen.run_id, "engine", dst)
+    engine_dir = _download(client, chosen.artifact_run, "engine", dst)
     engine_name = Path(chosen.engine_artifact).name
     if engine_dir is None or not (engine_dir / engine_name).is_file():
-        raise PromoteError(f"run {chosen.run_id}: its {chosen.engine_artifact} artifact cannot "
-                           "be read from the artifact store.")
+        raise PromoteError(f"run {chosen.artifact_run}: its {chosen.engine_artifact} artifact "
+                           "cannot be read from the artifact store.")
     digest = install.sha256(engine_dir / engine_name)
     recorded = chosen.tags.get("engine_sha256")
     if recorded and recorded != digest:
         raise PromoteError(
-            f"run {chosen.run_id}: {chosen.engine_artifact} has sha256 {digest}, but the sweep "
-            f"recorded {recorded} (tag engine_sha256). The artifact changed after the job ran; "
-            "nothing was registered or installed. Re-run that job to rebuild and re-log it."
+            f"run {chosen.artifact_run}: {chosen.engine_artifact} has sha256 {digest}, but the "
+            f"sweep recorded {recorded} (tag engine_sha256). The artifact changed after the job "
+            "ran; nothing was registered or installed. Re-run that job to rebuild and re-log it."
         )
     # The Triton config of the engine (render() logs one folder per model of the job's
     # repository): without it a version would be installed that Triton loads with the
     # previous version's config, or not at all.
-    repository = _download(client, chosen.run_id, "model_repository", dst)
+    repository = _download(client, chosen.artifact_run, "model_repository", dst)
     if repository is None or not (repository / "model" / "config.pbtxt").is_file():
         raise PromoteError(
-            f"run {chosen.run_id} has no model_repository/model/config.pbtxt artifact (the "
+            f"run {chosen.artifact_run} has no model_repository/model/config.pbtxt artifact (the "
             "Triton config the job served its engine with), or it cannot be read from the "
             "artifact store; nothing was registered or installed. Re-run the job (+force=true "
             "if its configuration FINISHED before) so that it logs its model_repository/ "

@@ -56,6 +56,9 @@ class Candidate:
     params: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     engine_artifact: str | None = None  # e.g. "engine/model.plan"; None when not logged
+    # A job resumed from an identical FINISHED run (tag resumed_from) has no artifacts of its
+    # own: its engine and Triton config are the original run's.
+    artifacts_run_id: str | None = None
 
     def metric(self, name: str) -> float | None:
         """The metric's value, or None when it is missing or NaN (a job that died midway)."""
@@ -71,6 +74,11 @@ class Candidate:
     @property
     def builder_version(self) -> str:
         return self.tags.get("builder_version", "")
+
+    @property
+    def artifact_run(self) -> str:
+        """The run that holds this job's engine and configs."""
+        return self.artifacts_run_id or self.run_id
 
     @property
     def short_id(self) -> str:

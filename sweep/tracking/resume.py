@@ -9,7 +9,8 @@ where they come from. Nothing is built, served or streamed. Why a run and not ju
 on the parent: the parent's table, CSV and Pareto plot are made from its children, and a
 sweeper (Optuna) needs the job's objectives; a resumed sweep so ends with the same
 summary as an uninterrupted one. Artifacts (engine, transcripts, logs) stay on the
-original run, which the tag links to. ``+force=true`` runs every job again.
+original run, which the tag links to (promote installs a resumed job's engine from
+there). ``+force=true`` runs every job again.
 
 Identity: a digest of what decides a job's results:
 * the flag set's digest (the engine's build configuration);
@@ -136,8 +137,9 @@ def adopt(store: Store, source_run_id: str, job: JobRun) -> dict[str, float]:
     source = MlflowClient(store.uri).get_run(source_run_id)
     metrics = {k: float(v) for k, v in source.data.metrics.items() if not math.isnan(v)}
     job.metrics(metrics)
+    # What promote checks and registers the original's engine by.
     carried = {k: v for k, v in source.data.tags.items()
-               if k in ("engine_hash", "builder_version")}
+               if k in ("engine_hash", "builder_version", "engine_sha256", "logged_model_id")}
     job.tags({**carried, RESUMED_TAG: source_run_id,
               NOTE_TAG: f"Not run again: the identical configuration FINISHED in run "
                         f"{source_run_id} (metrics copied from it; its artifacts stay "

@@ -437,6 +437,27 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
         client = InferenceServerClient(endpoint.grpc_url)
         assert client.is_model_ready("asr", "1")
 
+    # The same sweep again, as after an interruption: every job is resumed from its first
+    # run and has no artifacts of its own. Promote picks from the new sweep and installs
+    # the engine its original run logged.
+    again = run_sweep(["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny", "dataset.limit=2"],
+                      tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("skipped, the identical configuration") == 2
+    resumed = subprocess.run([*cmd, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "no engine artifact" not in resumed.stdout, resumed.stdout
+    assert resumed.stdout.split("sweep ")[1].split()[0] != dry.stdout.split("sweep ")[1].split()[0]
+    second = tmp_path / "production-2"
+    second.mkdir()
+    real = subprocess.run([*cmd, "--repository-root", str(second), "--model-name", "asr"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert real.returncode == 0, real.stderr
+    again_manifest = json.loads((second / "asr" / "1" / MANIFEST).read_text())
+    assert again_manifest["engine_sha256"] == manifest["engine_sha256"]
+    assert again_manifest["flags_label"] == manifest["flags_label"]
+
 
 # --- intervals: indistinguishable jobs and a clear winner -----------------------------------
 
