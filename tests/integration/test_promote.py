@@ -406,9 +406,18 @@ def test_runs_without_a_recorded_hash_are_hashed_at_registration(store, capsys):
 
 # --- end to end: a real sweep, a real promotion, a real Triton ------------------------------
 
+def _promote_installed(cmd: list[str], root: Path) -> dict[str, Any]:
+    """``python -m sweep.promote`` into a new repository root; the installed manifest."""
+    root.mkdir()
+    real = subprocess.run([*cmd, "--repository-root", str(root), "--model-name", "asr"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert real.returncode == 0, real.stderr
+    return dict(json.loads((root / "asr" / "1" / MANIFEST).read_text()))
+
+
 def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
-    proc = run_sweep(["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny", "dataset.limit=2"],
-                     tmp_path)
+    sweep = ["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny", "dataset.limit=2"]
+    proc = run_sweep(sweep, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     cmd = [sys.executable, "-m", "sweep.promote", "--tracking-uri", uri]
@@ -419,11 +428,7 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
     print(dry.stdout)  # the docs paste this output
 
     repo = tmp_path / "production"
-    repo.mkdir()
-    real = subprocess.run([*cmd, "--repository-root", str(repo), "--model-name", "asr"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert real.returncode == 0, real.stderr
-    manifest = json.loads((repo / "asr" / "1" / MANIFEST).read_text())
+    manifest = _promote_installed(cmd, repo)
     assert manifest["flags_label"] in dry.stdout.split("choice: ")[1]
 
     from tritonclient.grpc import InferenceServerClient
@@ -440,21 +445,16 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
     # The same sweep again, as after an interruption: every job is resumed from its first
     # run and has no artifacts of its own. Promote picks from the new sweep and installs
     # the engine its original run logged.
-    again = run_sweep(["-m", "trt.precision=fp32,bf16", "dataset=demo_tiny", "dataset.limit=2"],
-                      tmp_path)
+    again = run_sweep(sweep, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (again.stdout + again.stderr).count("skipped, the identical configuration") == 2
     resumed = subprocess.run([*cmd, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
                              timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "no engine artifact" not in resumed.stdout, resumed.stdout
-    assert resumed.stdout.split("sweep ")[1].split()[0] != dry.stdout.split("sweep ")[1].split()[0]
-    second = tmp_path / "production-2"
-    second.mkdir()
-    real = subprocess.run([*cmd, "--repository-root", str(second), "--model-name", "asr"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert real.returncode == 0, real.stderr
-    again_manifest = json.loads((second / "asr" / "1" / MANIFEST).read_text())
+    first_sweep = dry.stdout.split("sweep ")[1].split()[0]
+    assert resumed.stdout.split("sweep ")[1].split()[0] != first_sweep, resumed.stdout
+    again_manifest = _promote_installed(cmd, tmp_path / "production-2")
     assert again_manifest["engine_sha256"] == manifest["engine_sha256"]
     assert again_manifest["flags_label"] == manifest["flags_label"]
 
