@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,31 +139,14 @@ def tally_words(references: Sequence[str], hypotheses: Sequence[str],
     return tallies, inserted
 
 
-def espeak_phonemes(words: Iterable[str], voice: str = "ru") -> dict[str, str]:
-    """eSpeak's phonemes (``-x``, stress marks included) of each word, in one call: a word
-    per clause, so one output line each."""
+def espeak_phonemes(words: Iterable[str]) -> dict[str, str]:
     from demo.synth import find_espeak
 
-    unique = sorted(set(words))
-    if not unique:
-        return {}
-    espeak = find_espeak()
-    cmd = [espeak.executable, "-v", voice, "-q", "-x"]
-    if espeak.data_parent:
-        cmd.append(f"--path={espeak.data_parent}")
-    out = subprocess.run([*cmd, "--stdin"], input="".join(f"{w}.\n" for w in unique),
-                         capture_output=True, text=True, check=True, env=espeak.env())
-    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    if len(lines) != len(unique):
-        raise RuntimeError(f"espeak-ng gave {len(lines)} phoneme lines for {len(unique)} "
-                           "words; expected one each")
-    return dict(zip(unique, lines, strict=True))
+    return find_espeak().phonemes(words)
 
 
-def count_homophones(tallies: dict[str, WordTally], phonemes: Callable[[Iterable[str]],
-                                                                       dict[str, str]]) -> None:
-    swaps = [pair for t in tallies.values() for pair in t.swaps]
-    said = phonemes(w for pair in swaps for w in pair)
+def count_homophones(tallies: dict[str, WordTally], said: Mapping[str, str]) -> None:
+    """``said``: the phonemes of every word in the tallies' swaps."""
     for t in tallies.values():
         t.homophones = sum(said[ref] == said[hyp] for ref, hyp in t.swaps)
 
@@ -226,16 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, hypotheses))
     if args.words:
         kind_of = word_kinds(args.train_sentences, args.train_seed)
-        voices = [("all", list(rows))] + [
-            (f"voice {v}", [r for r in rows if r.voice_group == v])
-            for v in sorted({r.voice_group for r in rows})]
+        by_voice = [(label, keep) for label, keep in groups(rows)
+                    if label == "all" or label.startswith("voice ")]
         for name, hyps in hypotheses.items():
             subsets = {}
-            for label, subset in voices:
-                tallies, inserted = tally_words([r.text for r in subset],
-                                                [hyps[r.id] for r in subset], kind_of)
-                count_homophones(tallies, espeak_phonemes)
-                subsets[label] = (tallies, inserted)
+            for label, keep in by_voice:
+                subset = [r for r in rows if keep(r)]
+                subsets[label] = tally_words([r.text for r in subset],
+                                             [hyps[r.id] for r in subset], kind_of)
+            # One espeak-ng call for every wrong spelling of this set's transcripts.
+            said = espeak_phonemes(w for tallies, _ in subsets.values()
+                                   for t in tallies.values() for pair in t.swaps for w in pair)
+            for tallies, _ in subsets.values():
+                count_homophones(tallies, said)
             print(f"\n{name}, by word:\n{word_table(subsets)}")
     return 0
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -85,15 +86,30 @@ class Espeak:
     data_parent: str | None = None
     library_path: str | None = None
 
+    def _program(self, voice: str) -> list[str]:
+        path = [f"--path={self.data_parent}"] if self.data_parent else []
+        return [self.executable, *path, "-v", voice]
+
     def command(self, text: str, voice: str, rate: int, pitch: int, gap: int,
                 wav_path: str) -> list[str]:
-        cmd = [self.executable, "-v", voice, "-s", str(rate), "-p", str(pitch),
-               "-g", str(gap), "-w", wav_path]
-        if self.data_parent:
-            cmd.append(f"--path={self.data_parent}")
         # Text is the last argument; normalised text never starts with "-".
-        cmd.append(text)
-        return cmd
+        return [*self._program(voice), "-s", str(rate), "-p", str(pitch), "-g", str(gap),
+                "-w", wav_path, text]
+
+    def phonemes(self, words: Iterable[str], voice: str = "ru") -> dict[str, str]:
+        """eSpeak's phonemes (``-x``, stress marks included) of each word, in one call: a
+        word per clause, so one output line each."""
+        unique = sorted(set(words))
+        if not unique:
+            return {}
+        out = subprocess.run([*self._program(voice), "-q", "-x", "--stdin"],
+                             input="".join(f"{w}.\n" for w in unique), capture_output=True,
+                             text=True, check=True, env=self.env())
+        lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        if len(lines) != len(unique):
+            raise RuntimeError(f"espeak-ng gave {len(lines)} phoneme lines for {len(unique)} "
+                               "words; expected one each")
+        return dict(zip(unique, lines, strict=True))
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
