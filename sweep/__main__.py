@@ -32,10 +32,11 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A launcher that runs jobs in worker processes (Ray) may end them without running
         # their exit handlers: a server kept there would outlive the sweep.
         cfg.server.keep_running = False
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
     try:
         result = job.run(JobSettings.from_cfg(cfg), workdir=Path(hc.runtime.output_dir),
-                         sweep_dir=Path(hc.sweep.dir) if multirun else None,
-                         job_num=hc.job.num if multirun else None)
+                         sweep_dir=sweep_dir, job_num=hc.job.num if multirun else None,
+                         sweep_key=_sweep_key(sweep_dir, list(hc.overrides.task)))
     except SweepError as exc:  # before the job's run exists: the store cannot be used
         if multirun:
             raise
@@ -46,6 +47,22 @@ def main(cfg: DictConfig) -> tuple[float, float]:
         # A single run has no sweep to go on with: exit non-zero so scripts notice.
         raise cli.Exit(*cli.jobs_outcome([result.status], single=True))
     return result.objectives
+
+
+def _sweep_key(sweep_dir: Path | None, overrides: list[str]) -> str:
+    """The sweep command this job belongs to: the multirun's, as its parent-run callback
+    wrote it into the sweep folder; a single run's own overrides."""
+    import json
+
+    from sweep.events import SWEEP_FILE
+    from sweep.tracking.resume import sweep_key
+
+    if sweep_dir is not None:
+        try:
+            return str(json.loads((sweep_dir / SWEEP_FILE).read_text())["sweep_key"])
+        except (OSError, ValueError, KeyError):
+            pass  # a launcher that lost the file: the job's own overrides, as a single run
+    return sweep_key(overrides)
 
 
 def _jobs_run_here(launcher: DictConfig) -> bool:
@@ -68,14 +85,15 @@ def multirun_outcome() -> None:
     from mlflow.tracking import MlflowClient
 
     from sweep.tracking.callback import ParentRunCallback
-    from sweep.tracking.summary import child_rows
+    from sweep.tracking.records import sweep_records
 
     closed, ParentRunCallback.closed = ParentRunCallback.closed, None
     if closed is None:  # a single run (it raised its own outcome), or --help, --cfg ...
         return
     store, parent_id = closed
     try:
-        statuses = [row.status for row in child_rows(MlflowClient(store.uri), store, parent_id)]
+        statuses = [r.status for r in sweep_records(MlflowClient(store.uri), store.experiment_id,
+                                                    parent_id, with_engine=False)]
     except Exception as exc:
         raise TrackingError(f"the sweep ended, but its jobs' statuses cannot be read from the "
                             f"tracking store ({type(exc).__name__}): check the runs of parent "

@@ -108,6 +108,10 @@ class TrackingConfig:
     # MLflow's system metrics (CPU, memory, disk, network; GPU where pynvml sees one) on
     # each job's run, sampled every this many seconds; 0 turns them off.
     system_metrics_interval_s: float = 2.0
+    # A FINISHED identical job of another sweep is measured again (engine from the cache);
+    # true copies its figures instead, and every report marks where and when they were
+    # measured. Rerunning the same sweep command always resumes.
+    reuse_across_sweeps: bool = False
 
 
 @dataclass

@@ -5,22 +5,15 @@ package; what the job was asked to do arrives as frozen ``JobSettings``."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from sweep.builder import build_engine
 from sweep.builder.trtexec import dry_run_command
@@ -34,6 +27,7 @@ from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
 from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
+from sweep.events import Events, Phase, Position
 from sweep.flags import FlagSet
 from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
@@ -43,10 +37,11 @@ from sweep.server import Server, make_server
 from sweep.server.base import ModelRepository
 from sweep.server.repository import render
 from sweep.server.serve import serve
-from sweep.tracking import resume
+from sweep.tracking import describe, resume
 from sweep.tracking import tags as tag
 from sweep.tracking.datasets import log_dataset
 from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
+from sweep.tracking.records import JobRecord
 from sweep.tracking.runs import (
     JobRun,
     close_orphaned_runs,
@@ -57,18 +52,27 @@ from sweep.tracking.runs import (
 )
 from sweep.tracking.store import open_store
 
-console = Console(stderr=True)
 ENGINE_FILES = ("model.plan", "model.onnx")
 # How long a multirun's job waits for a tracking server that does not answer.
 STORE_WAIT_S = 120.0
+# Figures that say where a job's time went, not what the engine does: logged under one
+# prefix, so the metrics a person compares (wer, latency_p99_ms, ...) come first in MLflow.
+INTERNAL_PREFIX = "internal/"
+INTERNAL_TIMINGS = frozenset({
+    "startup_seconds", "stop_seconds", "decoder_load_seconds", "decode_wait_seconds",
+    "decode_seconds", "decode_ms_per_utterance", "reference_seconds", "logging_seconds",
+    "calibration_seconds", "precision_seconds"})
 
 
-def say(label: str, style: str, message: str) -> None:
-    """One unwrapped line per event (error messages stay greppable); the message itself is
-    printed verbatim, never parsed as rich markup."""
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{label}[/]", end=" ",
-                  soft_wrap=True)
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
+def recorded_name(name: str) -> str:
+    """The MLflow name of a job's figure: internal timings and the emulator's counters
+    under ``internal/``; everything else as it always was."""
+    internal = name.startswith("emu_") or name in INTERNAL_TIMINGS
+    return f"{INTERNAL_PREFIX}{name}" if internal else name
+
+
+def recorded(metrics: dict[str, float]) -> dict[str, float]:
+    return {recorded_name(k): v for k, v in metrics.items()}
 
 
 @dataclass
@@ -81,11 +85,6 @@ class JobResult:
     def objectives(self) -> tuple[float, float]:
         """(wer, latency_p99_ms) for a sweeper; inf for a failed job so it never wins."""
         return (self.metrics.get("wer", math.inf), self.metrics.get("latency_p99_ms", math.inf))
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
 
 
 def _transcripts(run: StreamRun, path: Path) -> None:
@@ -109,9 +108,10 @@ def job_server(settings: JobSettings) -> Server:
 
 
 def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
-             utterances: list[Utterance], workdir: Path, job: JobRun, server: Server
-             ) -> EvalResult:
+             utterances: list[Utterance], workdir: Path, job: JobRun, server: Server,
+             events: Events | None = None) -> EvalResult:
     """Serve the engine, stream the test set through Triton, decode, score."""
+    events = events or Events(engine.flags.label)
     timings: dict[str, float] = {}
     capacity: Capacity | None = None
     repeats: list[StreamRun] = []
@@ -146,30 +146,28 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                                         transport=settings.eval.transport,
                                         pacing=settings.eval.pacing,
                                         state=settings.server.state)
-                with _progress() as progress:
-                    task = progress.add_task(f"streaming {engine.flags.label}",
-                                             total=len(utterances))
+                with events.phase("streaming the test set", total=len(utterances)) as bar:
 
                     def done(result: UtteranceResult) -> None:
                         pool.submit(result.utterance.id, result.logprobs)
-                        progress.advance(task)
+                        bar.advance()
 
                     run = streamer.run(utterances, done)
-                    for n in range(2, max(settings.eval.repeats, 1) + 1):
-                        # Timing only: the transcripts are the first pass's.
-                        again = progress.add_task(f"repeat {n}/{settings.eval.repeats}",
-                                                  total=len(utterances))
+                for n in range(2, max(settings.eval.repeats, 1) + 1):
+                    # Timing only: the transcripts are the first pass's.
+                    with events.phase(f"repeat {n}/{settings.eval.repeats}",
+                                      total=len(utterances)) as again:
 
-                        def timed(_result: UtteranceResult, t: TaskID = again) -> None:
-                            progress.advance(t)
+                        def timed(_result: UtteranceResult, p: Phase = again) -> None:
+                            p.advance()
 
                         repeats.append(streamer.run(utterances, timed))
                 job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
                 if settings.eval.capacity:
-                    say(engine.flags.label, "bold", "capacity search (paced streams)")
-                    capacity = measure_capacity(model, endpoint.grpc_url, endpoint.model_name,
-                                                utterances, settings.eval,
-                                                state=settings.server.state)
+                    with events.phase("capacity search (paced streams)"):
+                        capacity = measure_capacity(model, endpoint.grpc_url,
+                                                    endpoint.model_name, utterances,
+                                                    settings.eval, state=settings.server.state)
                 t1 = time.perf_counter()
             timings["stop_seconds"] = time.perf_counter() - t1
             t2 = time.perf_counter()
@@ -186,12 +184,17 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     scores = score([r.utterance.text for r in run.results], [r.hypothesis for r in run.results])
     # Against the fp32 model in-process: what changed frame by frame, even where WER did not.
     t3 = time.perf_counter()
-    reference = fp32_logprobs(model, utterances, settings.builder.derived_dir)
+    with events.phase("fp32 reference (in-process)"):
+        reference = fp32_logprobs(model, utterances, settings.builder.derived_dir)
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
-    job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
-                              f"{engine.flags.label}: {run.streams} streams"), "plots")
+    # The histogram draws the chunks the latency metrics are computed from: every pass.
+    passes = (run, *repeats)
+    job.artifact(plot_latency(np.concatenate([p.latencies_ms for p in passes]),
+                              workdir / "latency.png",
+                              f"{engine.flags.label}: {run.streams} streams, "
+                              f"{len(passes)} pass(es) pooled"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
@@ -209,9 +212,9 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
     # The engine as an MLflow 3 LoggedModel (the experiment's Models tab): named after the
     # flag set, its params, the engine file and build log as its artifacts; the run's
     # metrics are linked to it from here on, config.pbtxt files join it once rendered.
+    # The engine file itself is stored once, on the run (engine/): the LoggedModel links to
+    # the run, and promote adds the engine to it when it registers a version.
     files: list[tuple[Path, str | None]] = [(flags_yaml, None), (engine.log_path, None)]
-    if settings.tracking.log_engine:
-        files.append((engine.path, None))
     job.logged_model(experiment_id, f"{label}-{flags.digest[:6]}",
                      {**flags.params(), "flags.digest": flags.digest,
                       "builder": settings.builder.name, "model": settings.model_config.name},
@@ -226,7 +229,7 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
               tag.BUILDER_VERSION: engine.builder_version,
               # promote checks the engine it installs against this
               tag.ENGINE_SHA256: sha256})
-    job.metrics({"build_seconds": engine.build_seconds, **engine.metrics})
+    job.metrics(recorded({"build_seconds": engine.build_seconds, **engine.metrics}))
     for artifact in (engine.log_path, *engine.artifacts):
         job.artifact(artifact, "engine")
         if artifact.name == "layer_precisions.json":
@@ -238,22 +241,25 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
 
 
 def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSet,
-                     job: JobRun, workdir: Path) -> TypedModel:
+                     job: JobRun, workdir: Path, events: Events | None = None) -> TypedModel:
     """The precision stage: the flag set realised in the graph when it asks for that
     (calibrated on streamed calibration audio), logged as the artifact the user ships."""
     if not flags.in_graph:
         return realise(model.onnx_path, flags, Path())
+    events = events or Events(flags.label)
     t0 = time.perf_counter()
-    calibration = collect(model, settings.dataset.load_calibration(),
-                          settings.dataset.calibration_utterances,
-                          cache_dir=settings.builder.derived_dir)
+    with events.phase("calibration (streamed audio and state)"):
+        calibration = collect(model, settings.dataset.load_calibration(),
+                              settings.dataset.calibration_utterances,
+                              cache_dir=settings.builder.derived_dir)
     calibration_seconds = time.perf_counter() - t0
-    typed = realise(model.onnx_path, flags,
-                    settings.builder.derived_dir, calibration)
+    with events.phase("typed ONNX (precision in the graph)"):
+        typed = realise(model.onnx_path, flags,
+                        settings.builder.derived_dir, calibration)
     job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
-    job.metrics({"calibration_seconds": calibration_seconds,
-                 "calibration_samples": float(calibration.samples),
-                 "precision_seconds": typed.seconds})
+    job.metrics(recorded({"calibration_seconds": calibration_seconds,
+                          "calibration_samples": float(calibration.samples),
+                          "precision_seconds": typed.seconds}))
     job.artifact(typed.path, "typed")
     if typed.table_path is not None:
         job.artifact(typed.table_path, "typed")
@@ -265,7 +271,7 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
 
 
 def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed: TypedModel,
-            workdir: Path, job: JobRun) -> None:
+            workdir: Path, job: JobRun, events: Events | None = None) -> None:
     """``builder.dry_run``: what a GPU host would build and serve, with no Docker and no
     GPU: the trtexec command (printed, ``engine/trtexec.cmd``), the typed ONNX and the
     Triton repository (a placeholder where the plan would be)."""
@@ -278,9 +284,10 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
                                   b.tensorrt_version)
     command = workdir / "trtexec.cmd"
     command.write_text(shlex.join(argv) + "\n")
-    say(flags.label, "bold", f"dry run, TensorRT {b.tensorrt_version}: {shlex.join(argv)}")
+    events = events or Events(flags.label)
+    events.line("bold", f"dry run, TensorRT {b.tensorrt_version}: {shlex.join(argv)}")
     for note in notes:
-        say(flags.label, "yellow", f"note: {note}")
+        events.line("yellow", f"note: {note}")
     placeholder = workdir / "model.plan"
     placeholder.write_text("dry run: no engine was built; trtexec.cmd builds it\n")
     engine = Engine(path=placeholder, format=EngineFormat.TENSORRT_PLAN, flags=flags,
@@ -295,12 +302,17 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
 
 
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
-        job_num: int | None = None) -> JobResult:
+        job_num: int | None = None, sweep_key: str | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
-    the sweep goes on with its other jobs. Ctrl-C/SIGTERM still propagate."""
+    the sweep goes on with its other jobs. Ctrl-C/SIGTERM still propagate.
+
+    ``sweep_key``: the sweep command this job belongs to (``resume.sweep_key``); a FINISHED
+    identical job is copied only from a run of the same sweep command, unless
+    ``tracking.reuse_across_sweeps``."""
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = settings.tracking
+    events = Events(position=Position.read(sweep_dir, job_num))
     # A job of a multirun waits for a tracking server that is restarting: the sweep's own
     # check already found it up, so a refusal now is an outage, not a wrong address.
     store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd(),
@@ -308,7 +320,7 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
     if sweep_dir is None:  # a multirun's parent-run callback did it for the whole sweep
         closed = close_orphaned_runs(store)
         if closed:
-            say("store", "yellow", orphans_message(closed))
+            events.line("yellow", orphans_message(closed), label="store")
     flags: FlagSet | None = None
     flag_error: SweepError | None = None
     try:
@@ -316,11 +328,15 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         label = flags.label
     except SweepError as exc:  # recorded as a FAILED run below, with the params it had
         flag_error, label = exc, "invalid-flags"
+    events.label = label
     tags = {**environment_tags(), tag.BUILDER: settings.builder.name,
-            "server": settings.server.name, "model": settings.model_config.name,
-            "dataset": settings.dataset.name, tag.KIND: "job"}
+            tag.SERVER: settings.server.name, tag.MODEL_NAME: settings.model_config.name,
+            tag.DATASET: settings.dataset.name, tag.KIND: "job"}
+    if sweep_key:
+        tags[tag.SWEEP_KEY] = sweep_key
     if flags is not None:
         tags[tag.FLAGS_DIGEST] = flags.digest
+        tags[tag.FLAGS] = json.dumps(flags.as_dict(), sort_keys=True)
     result = JobResult()
     try:
         with job_run(store, label, parent_run_id(sweep_dir), tags,
@@ -349,40 +365,52 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                 settings={g: settings.groups[g] for g in resume.SETTING_GROUPS},
                 calibration_digest=calibration)
             job.tags({tag.IDENTITY: identity})
-            done = None if settings.force else resume.find_finished(store, identity)
+            done = None if settings.force else resume.find_finished(
+                store, identity, sweep_key=None if tracking.reuse_across_sweeps else sweep_key)
             if done is not None:
-                # Resume: this exact job already FINISHED in the experiment; its run gets
-                # the metrics and a resumed_from tag, nothing is built or served.
+                # Resume: this exact job already FINISHED in this sweep command (or, asked
+                # for, in another sweep); its run gets the metrics and a resumed_from tag,
+                # nothing is built or served. The summary marks where it was measured.
                 result.metrics = resume.adopt(store, done, job)
-                say(label, "yellow", f"({flags.digest}): skipped, the identical configuration "
-                    f"FINISHED in run {done}; metrics copied from it (+force=true runs it "
-                    "again)")
+                events.line("yellow", f"({flags.digest}): skipped, the identical "
+                            f"configuration FINISHED in run {done}; metrics copied from it "
+                            "(+force=true runs it again)")
                 return result
             server = job_server(settings)
-            say(label, "bold", f"({flags.digest}): " + (
+            events.line("bold", f"({flags.digest}): " + (
                 "planning (builder.dry_run)" if settings.builder.dry_run else
                 f"building with {settings.builder.name}"))
-            typed = realise_in_graph(settings, model, flags, job, workdir)
+            typed = realise_in_graph(settings, model, flags, job, workdir, events)
             if settings.builder.dry_run:
-                dry_run(settings, model, flags, typed, workdir, job)
+                dry_run(settings, model, flags, typed, workdir, job, events)
                 return result
             try:
-                engine = build_engine(settings.builder, typed.path, flags)
+                with events.phase(f"build ({settings.builder.name})"):
+                    engine = build_engine(settings.builder, typed.path, flags)
             except BuildError as exc:
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")
                 raise
             _log_engine(job, engine, settings, workdir, label, store.experiment_id, flags_yaml)
             metrics = evaluate(settings, model, engine, utterances, workdir, job,
-                               server).metrics()
+                               server, events).metrics()
             t_log = time.perf_counter()
-            job.metrics(metrics)
+            job.metrics(recorded(metrics))
             metrics["logging_seconds"] = time.perf_counter() - t_log
             metrics["build_seconds"] = engine.build_seconds
             metrics["job_seconds"] = time.perf_counter() - started
-            job.metrics({k: metrics[k] for k in ("logging_seconds", "job_seconds")})
+            job.metrics(recorded({k: metrics[k] for k in ("logging_seconds", "job_seconds")}))
+            # The run's page in the MLflow UI opens on its figures and what it ran; the
+            # sweep's verdict adds ΔWER and its standing once every job has ended.
+            job.tags({tag.NOTE: describe.job(JobRecord(
+                job.run_id, label, "FINISHED", metrics=metrics, tags={**tags, **{
+                    tag.BUILDER_VERSION: engine.builder_version,
+                    tag.DATASET_DIGEST: (job.dataset_ref or ("", ""))[1]}},
+                flags=flags))})
             result.metrics = metrics
-        say(label, "green", f"WER {metrics['wer']:.4f}, CER {metrics['cer']:.4f}, "
+        events.line("green", f"WER {metrics['wer'] * 100:.2f} % "
+                    f"[{metrics['wer_ci_low'] * 100:.2f}, {metrics['wer_ci_high'] * 100:.2f}], "
+                    f"CER {metrics['cer'] * 100:.2f} %, "
                     f"p99 {metrics['latency_p99_ms']:.1f} ms, "
                     f"{metrics['throughput_chunks_s']:.0f} chunks/s")
     except (KeyboardInterrupt, SystemExit):
@@ -390,5 +418,5 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
     except Exception as exc:
         result.status = "FAILED"
         result.error = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
-        say(f"{label} FAILED", "red", result.error)
+        events.line("red", result.error, label=f"{label} FAILED")
     return result

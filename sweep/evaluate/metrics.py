@@ -100,3 +100,41 @@ def repeat_spread(passes: Sequence[Sequence[float] | np.ndarray]) -> dict[str, f
         out |= {f"{key}_min": min(values), f"{key}_max": max(values),
                 f"{key}_spread": max(values) - min(values)}
     return out
+
+
+def utterance_word_errors(references: Sequence[str], hypotheses: Sequence[str]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Per utterance, (word errors, reference words), normalised and aligned as ``score``
+    does, so that their sums give its WER. A reference that normalises to nothing counts
+    every hypothesis word as an error over no reference words (never dropped)."""
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    errors = np.zeros(len(refs), np.float64)
+    words = np.zeros(len(refs), np.float64)
+    scored = [i for i, r in enumerate(refs) if r]
+    if scored:
+        e, n = _edits([refs[i] for i in scored], [hyps[i] for i in scored], chars=False)
+        errors[scored], words[scored] = e, n
+    for i, r in enumerate(refs):
+        if not r:
+            errors[i] = len(hyps[i].split())
+    return errors, words
+
+
+def paired_delta_ci(errors: np.ndarray, baseline_errors: np.ndarray, words: np.ndarray,
+                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                    confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of WER(a) - WER(baseline) over the same utterances,
+    resampled together (paired): the two systems' shared difficulty cancels, so the
+    interval is that of the difference, far narrower than the two WER intervals side by
+    side."""
+    n = errors.size
+    if n < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    total = np.maximum(words[idx].sum(axis=1), 1.0)
+    deltas = (errors[idx].sum(axis=1) - baseline_errors[idx].sum(axis=1)) / total
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return (float(low), float(high))

@@ -21,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from sweep import cli
+from sweep import cli, units
 from sweep.cli import ExitCode
-from sweep.errors import SweepError
+from sweep.errors import ConfigError, SweepError
 from sweep.promote.promote import DEFAULT_EXPERIMENT, DEFAULT_URI, make_console, promote, rollback
 
 # MLflow's own alias rules, checked before anything is registered or installed.
@@ -48,11 +48,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--objective", default="latency_p99_ms",
                    help="METRIC[:min|:max] to optimise (default: latency_p99_ms, lowest)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--max-wer-delta", type=float, default=0.5, metavar="POINTS",
+    budget.add_argument("--max-wer-delta", default="0.5", metavar="POINTS",
                         help="WER may exceed the fp32 reference's by this many percentage "
-                             "points (default: 0.5)")
-    budget.add_argument("--max-wer", type=float, metavar="PERCENT",
-                        help="absolute WER bound in percent instead (e.g. 12.5)")
+                             "points (default: 0.5; a value under 0.05 reads like a fraction "
+                             "and is refused unless written 0.01pt)")
+    budget.add_argument("--max-wer", metavar="PERCENT",
+                        help="absolute WER bound in percent instead (e.g. 12.5; under 1 is "
+                             "refused as a likely fraction unless written 0.8%%)")
     p.add_argument("--min-streams-at-slo", type=int, metavar="N",
                    help="only engines that serve at least N calls within the latency SLO "
                         "(streams_at_slo: sweep with eval.capacity=true); as the objective: "
@@ -79,8 +81,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rollback and not (args.repository_root and args.model_name):
         p.error("--rollback needs --repository-root and --model-name")
-    if args.max_wer_delta < 0:
-        p.error("--max-wer-delta must be >= 0")
+    # One unit everywhere (sweep/units.py): a budget that looks like a fraction is refused
+    # with both readings, before any store is opened.
+    try:
+        args.max_wer_delta = units.parse_delta_points("--max-wer-delta", args.max_wer_delta)
+        if args.max_wer is not None:
+            args.max_wer = units.parse_absolute_percent("--max-wer", args.max_wer)
+    except ConfigError as exc:
+        p.error(str(exc))
     # MLflow's own alias rules, checked before anything is registered or installed.
     if not _ALIAS.match(args.alias) or args.alias.lower() == "latest" or \
             re.fullmatch(r"[vV]\d+", args.alias):

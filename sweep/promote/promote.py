@@ -1,12 +1,11 @@
-"""Promotion: read a sweep's jobs from MLflow, choose one (``selection.py``), register its
-engine as a model version with an alias, install it into a Triton model repository
-(``install.py``), or roll the newest installed version back out."""
+"""Promotion: read a sweep's jobs from MLflow, take its verdict (``sweep/verdict.py``),
+register the recommended engine as a model version with an alias, install it into a Triton
+model repository (``install.py``), or roll the newest installed version back out."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import tempfile
 from dataclasses import asdict, dataclass
@@ -18,18 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sweep import units
 from sweep.errors import PromoteError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.promote import install
-from sweep.promote.selection import (
-    Candidate,
-    Constraints,
-    Objective,
-    Selection,
-    format_interval,
-    select,
-)
-from sweep.tracking.resume import RESUMED_TAG
+from sweep.tracking import describe
+from sweep.tracking import tags as tag
+from sweep.tracking.records import JobRecord, sweep_records, utterance_errors
+from sweep.verdict import Constraints, Objective, Verdict, decide, format_delta, format_value
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "trt-sweep"
@@ -77,10 +72,10 @@ def find_sweep(client: Any, parent_run_id: str | None, experiment: str) -> Any:
             run = client.get_run(parent_run_id)
         except MlflowException as exc:
             raise PromoteError(f"no sweep found: no run {parent_run_id} in this store.") from exc
-        kind = run.data.tags.get("trt-sweep.kind")
+        kind = run.data.tags.get(tag.KIND)
         if kind != "sweep":
             raise PromoteError(
-                f"run {parent_run_id} is not a sweep's parent run (trt-sweep.kind={kind!r}); "
+                f"run {parent_run_id} is not a sweep's parent run ({tag.KIND}={kind!r}); "
                 "pass the parent run's id (the run named 'sweep ...'), or --experiment."
             )
         return run
@@ -89,7 +84,7 @@ def find_sweep(client: Any, parent_run_id: str | None, experiment: str) -> Any:
         raise PromoteError(f"no sweep found: the store has no experiment {experiment!r}. "
                            "Pass --experiment (tracking.experiment of the sweep).")
     runs = client.search_runs([found.experiment_id],
-                              filter_string="tags.`trt-sweep.kind` = 'sweep' and "
+                              filter_string=f"tags.`{tag.KIND}` = 'sweep' and "
                                             "attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
@@ -98,38 +93,12 @@ def find_sweep(client: Any, parent_run_id: str | None, experiment: str) -> Any:
     return runs[0]
 
 
-def _engine_artifact(client: Any, run_id: str) -> str | None:
-    names = {Path(f.path).name: f.path for f in client.list_artifacts(run_id, "engine")}
-    return names.get("model.plan") or names.get("model.onnx")
-
-
-def load_candidates(client: Any, parent: Any) -> list[Candidate]:
-    runs = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                              max_results=10000)
-    candidates = []
-    for run in runs:
-        tags = dict(run.data.tags)
-        if tags.get("trt-sweep.kind") != "job":
-            continue
-        params = dict(run.data.params)
-        try:
-            job_num = int(params.get("job.num", "0"))
-        except ValueError:
-            job_num = 0
-        finished = run.info.status == "FINISHED"
-        # A resumed job was measured in its original run, which keeps the artifacts.
-        artifacts = tags.get(RESUMED_TAG) or run.info.run_id
-        candidates.append(Candidate(
-            run_id=run.info.run_id, label=run.info.run_name or run.info.run_id[:8],
-            status=run.info.status, job_num=job_num, metrics=dict(run.data.metrics),
-            params=params, tags=tags,
-            engine_artifact=_engine_artifact(client, artifacts) if finished else None,
-            artifacts_run_id=None if artifacts == run.info.run_id else artifacts))
-    if not candidates:
+def load_records(client: Any, parent: Any) -> list[JobRecord]:
+    records = sweep_records(client, parent.info.experiment_id, parent.info.run_id)
+    if not records:
         raise PromoteError(f"no sweep found: sweep {parent.info.run_id} has no job runs "
-                           "(tagged trt-sweep.kind=job) to choose from.")
-    return candidates
+                           f"(tagged {tag.KIND}=job) to choose from.")
+    return records
 
 
 # --- printing ----------------------------------------------------------------------------
@@ -138,65 +107,53 @@ def make_console() -> Console:
     # CI logs are not terminals: a fixed width keeps the reasons column readable there.
     # Prose is never hard-wrapped, so a message stays one greppable line.
     console = Console(soft_wrap=True)
-    return console if console.is_terminal else Console(width=140, soft_wrap=True)
+    return console if console.is_terminal else Console(width=160, soft_wrap=True)
 
 
-def _fmt(value: float | None, percent: bool = False) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    return f"{value * 100:.2f}" if percent else f"{value:.4g}" if abs(value) < 1e4 else \
-        f"{value:.0f}"
-
-
-def print_selection(console: Console, parent: Any, selection: Selection,
-                    candidates: list[Candidate]) -> None:
-    target, objective = selection.target, selection.objective
+def print_verdict(console: Console, parent: Any, verdict: Verdict,
+                  records: list[JobRecord]) -> None:
+    target, objective = verdict.target, verdict.objective
+    assert target is not None  # promote resolves it or refuses first
     ref = target.reference
     console.print(f"sweep [bold]{parent.info.run_id}[/] ({parent.info.run_name}, "
-                  f"{parent.info.status}), {len(candidates)} jobs")
+                  f"{parent.info.status}), {len(records)} jobs")
     console.print("fp32 reference: " + (
-        f"{ref.label} ({ref.short_id}), WER {_fmt(ref.metric('wer'), True)} %"
+        f"{ref.label} ({ref.short_id}), WER {units.percent(ref.metric('wer'))}"
         if ref else "none in this sweep"))
     console.print(f"constraints: {target.budget_reason}; device {target.device}, builder "
                   f"{target.builder_version} ({target.target_reason}); FINISHED runs only")
     console.print(f"objective: {objective.describe()}; a winner only where its interval "
                   "clears the others', else the simplest flag set of those it cannot be told "
                   "apart from; ties -> lower WER, then earlier job, then smaller run id")
-    console.print("\\[brackets]: WER's 95 % bootstrap interval over utterances; a latency's "
-                  "range over the eval.repeats passes")
+    console.print("\\[brackets]: WER's 95 % bootstrap interval over utterances; ΔWER's "
+                  "paired interval against fp32, in points; a latency's range over the "
+                  "eval.repeats passes")
     table = Table(title="promotion candidates")
-    percent = objective.metric in ("wer", "cer")
-    # Each figure with its interval: WER's 95 % bootstrap CI (in %), a latency's range over
-    # the eval.repeats passes.
-    columns = ["rank", "flag set", "run", "status", "WER %"]
+    columns = ["rank", "flag set", "run", "status", "WER %", "ΔWER pts"]
     if objective.metric != "wer":
-        columns.append(objective.metric + (" %" if percent else ""))
+        columns.append(objective.metric)
     for name in (*columns, "verdict"):
         table.add_column(name, justify="right" if name in columns[4:] or name == "rank"
                          else "left", overflow="fold")
-    tied = {c.run_id for c in selection.indistinguishable}
-    for v in selection.verdicts:
-        c = v.candidate
-        verdict = ("[bold green]chosen[/]" if v.rank == 1 else
-                   "qualifies, indistinguishable" if v.ok and c.run_id in tied else
-                   "qualifies" if v.ok else
-                   "[red]rejected:[/] " + escape("; ".join(v.reasons)))
-        wer = " ".join(x for x in (_fmt(c.metric("wer"), True),
-                                   format_interval(c, "wer", True)) if x)
-        value = " ".join(x for x in (_fmt(c.metric(objective.metric), percent),
-                                     format_interval(c, objective.metric, percent)) if x)
-        table.add_row(str(v.rank or ""), escape(c.label), c.short_id, c.status, escape(wer),
-                      *([escape(value)] if objective.metric != "wer" else []), verdict)
+    for row in verdict.rows:
+        r = row.record
+        table.add_row(str(row.rank or ""), escape(r.label), r.short_id, r.status,
+                      escape(format_value(r, "wer").replace(" %", "")),
+                      escape(format_delta(row).replace(" pts", "")),
+                      *([escape(format_value(r, objective.metric))]
+                        if objective.metric != "wer" else []),
+                      "[bold green]recommended[/]" if row.rank == 1 else
+                      escape(describe.verdict_words(row)))
     console.print(table)
-    if selection.decision:
-        console.print(f"decision: {escape(selection.decision)}")
-    chosen = selection.chosen
+    if verdict.decision:
+        console.print(f"decision: {escape(verdict.decision)}")
+    console.print(f"verdict: {escape(verdict.sentence)}")
+    chosen = verdict.chosen
     if chosen is not None:
-        console.print(f"choice: [bold]{escape(chosen.label)}[/] (run {chosen.run_id}), "
-                      f"{objective.metric} {_fmt(chosen.metric(objective.metric))}, "
-                      f"WER {_fmt(chosen.metric('wer'), True)} %")
-        recorded = chosen.tags.get("engine_sha256")
-        console.print(f"engine: {chosen.engine_artifact}; " + (
+        recorded = chosen.tags.get(tag.ENGINE_SHA256)
+        console.print(f"engine: {chosen.engine_artifact}" + (
+            f" of run {chosen.artifact_run}" if chosen.artifact_run != chosen.run_id else "")
+            + "; " + (
             f"sha256 {recorded[:16]}… recorded by the sweep, checked before registering"
             if recorded else "no engine_sha256 recorded by the sweep: its hash is recorded on "
                              "the model version when registered"))
@@ -234,12 +191,13 @@ def _download(client: Any, run_id: str, path: str, dst: Path) -> Path | None:
         return None
 
 
-def prepare_bundle(client: Any, selection: Selection, sweep_id: str, dst: Path) -> Bundle:
+def prepare_bundle(client: Any, selection: Verdict, sweep_id: str, dst: Path) -> Bundle:
     """Download the chosen job's engine, configs and flag set into ``dst`` and check the
     engine against the sweep's record (its run's ``engine_sha256`` tag) when there is one."""
     chosen = selection.chosen
     assert chosen is not None and chosen.engine_artifact is not None  # selection.reasons
     target = selection.target
+    assert target is not None
     record: dict[str, Any] = {
         "source_run_id": chosen.run_id, "sweep_parent_run_id": sweep_id,
         "flags_label": chosen.label, "flags_digest": chosen.tags.get("flags_digest", ""),
@@ -248,8 +206,9 @@ def prepare_bundle(client: Any, selection: Selection, sweep_id: str, dst: Path) 
         "objective": asdict(selection.objective), "constraint": target.budget_reason,
         "reference_run_id": target.reference.run_id if target.reference else None,
         "metrics": {k: chosen.metric(k) for k in TAGGED_METRICS},
-        "flags": {k.removeprefix("trt."): v for k, v in chosen.params.items()
-                  if k.startswith("trt.")},
+        "flags": (chosen.flags.as_dict() if chosen.flags is not None else
+                  {k.removeprefix("trt."): v for k, v in chosen.params.items()
+                   if k.startswith("trt.")}),
     }
     engine_dir = _download(client, chosen.artifact_run, "engine", dst)
     engine_name = Path(chosen.engine_artifact).name
@@ -306,7 +265,7 @@ def live_version(client: Any, name: str, alias: str, digest: str,
     return str(current.version)
 
 
-def register(client: Any, selection: Selection, name: str, bundle: Bundle) -> Registered:
+def register(client: Any, selection: Verdict, name: str, bundle: Bundle) -> Registered:
     """A new version of registered model ``name`` holding the bundle; metrics, hashes and the
     choice as tags. The alias is set by the caller once the install (if any) succeeded."""
     from mlflow.exceptions import MlflowException
@@ -496,19 +455,24 @@ def _registered_match(client: Any, name: str, installed: install.InstalledVersio
 
 def promote(args: argparse.Namespace, console: Console) -> None:
     objective = Objective.parse(args.objective)
-    constraints = Constraints(max_wer_delta=args.max_wer_delta, max_wer=args.max_wer,
-                              device=args.device, builder_version=args.builder_version,
-                              min_streams_at_slo=args.min_streams_at_slo)
     client = client_for(args.tracking_uri)
     parent = find_sweep(client, args.parent_run_id, args.experiment)
-    candidates = [c for c in load_candidates(client, parent)
-                  if (not args.dataset or c.tags.get("dataset") == args.dataset)
-                  and (not args.model or c.tags.get("model") == args.model)]
-    if not candidates:
+    constraints = Constraints(max_wer_delta=args.max_wer_delta, max_wer=args.max_wer,
+                              device=args.device, builder_version=args.builder_version,
+                              min_streams_at_slo=args.min_streams_at_slo,
+                              allow_reused=parent.data.tags.get(tag.REUSE_ACROSS_SWEEPS)
+                              == "true")
+    records = [r for r in load_records(client, parent)
+               if (not args.dataset or r.dataset == args.dataset)
+               and (not args.model or r.model == args.model)]
+    if not records:
         raise PromoteError(f"no job of sweep {parent.info.run_id} has dataset "
                            f"{args.dataset or 'any'} and model {args.model or 'any'}.")
-    selection = select(candidates, objective, constraints)
-    print_selection(console, parent, selection, candidates)
+    errors = {r.run_id: e for r in records if (e := utterance_errors(client, r)) is not None}
+    selection = decide(records, objective, constraints, errors)
+    if selection.target is None:
+        raise PromoteError(selection.problem)
+    print_verdict(console, parent, selection, records)
     chosen = selection.chosen
     if chosen is None:
         raise PromoteError(selection.refusal())

@@ -33,8 +33,7 @@ from typing import Any
 from sweep import cli
 from sweep.config import TrackingConfig
 from sweep.errors import ConfigError
-
-ENGINE_FILES = ("model.plan", "model.onnx")
+from sweep.tracking.store import redact
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,32 +53,41 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fetch_run(uri: str, run_id: str, dest: Path) -> tuple[dict[str, Path], Path, Any]:
-    """The run's logged configs {model folder: config.pbtxt}, its engine file, the run."""
+    """The run's logged configs {model folder: config.pbtxt}, its engine file, the run. A
+    job resumed from an identical run (tag resumed_from) is served from that run's
+    artifacts, as promote installs it."""
     import mlflow
     from mlflow.exceptions import MlflowException
+
+    from sweep.tracking.records import from_run
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        raise ConfigError(f"run {run_id!r} is not in the store {uri} ({exc.message}); pass "
-                          "--tracking-uri for another store.") from exc
+        raise ConfigError(f"run {run_id!r} is not in the store {redact(uri)} ({exc.message}); "
+                          "pass --tracking-uri for another store.") from exc
     if run.info.status != "FINISHED":
         raise ConfigError(f"run {run_id} is {run.info.status}; only a FINISHED job run "
                           "served an engine that can be served again.")
-    folders = [a.path for a in client.list_artifacts(run_id, "model_repository") if a.is_dir]
+    record = from_run(client, run)
+    if record.dry_run:
+        raise ConfigError(f"run {run_id} is a dry run (builder.dry_run=true): it planned an "
+                          "engine and built none. Run the job on a GPU host to serve it.")
+    source = record.artifact_run
+    via = f" (the run it was resumed from, {source})" if source != run_id else ""
+    folders = [a.path for a in client.list_artifacts(source, "model_repository") if a.is_dir]
     configs: dict[str, Path] = {}
     for folder in folders:
-        local = Path(client.download_artifacts(run_id, f"{folder}/config.pbtxt",
+        local = Path(client.download_artifacts(source, f"{folder}/config.pbtxt",
                                                str(dest / "logged")))
         configs[Path(folder).name] = local
-    engines = [a.path for a in client.list_artifacts(run_id, "engine")
-               if Path(a.path).name in ENGINE_FILES]
-    if not engines:
-        raise ConfigError(f"run {run_id} logged no engine (engine/model.onnx or "
+    if record.engine_artifact is None:
+        raise ConfigError(f"run {source}{via} logged no engine (engine/model.onnx or "
                           "engine/model.plan); it ran with tracking.log_engine=false. Run the "
                           "job again with tracking.log_engine=true.")
-    engine = Path(client.download_artifacts(run_id, engines[0], str(dest / "logged")))
+    engine = Path(client.download_artifacts(source, record.engine_artifact,
+                                            str(dest / "logged")))
     return configs, engine, run
 
 

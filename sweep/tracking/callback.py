@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sweep.events import SWEEP_FILE
+from sweep.tracking import tags as tag
+from sweep.tracking.resume import sweep_key
 from sweep.tracking.runs import (
     PARENT_ENV,
     PARENT_FILE,
@@ -71,6 +76,19 @@ def _saved_configs() -> list[Path]:
     return files
 
 
+def count_jobs(overrides: list[str]) -> int | None:
+    """How many jobs Hydra's basic sweeper makes of these overrides (the product of every
+    swept value list); None where it cannot tell (another sweeper, a syntax it lacks)."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # Hydra's private helper moved, or a sweeper of its own
+        return None
+
+
 class ParentRunCallback(Callback):
     """Opens the parent run before the first job and closes it after the last.
 
@@ -102,9 +120,14 @@ class ParentRunCallback(Callback):
             if closed:
                 print(f"trt-sweep: {orphans_message(closed)}", file=sys.stderr)
             client = MlflowClient(store.uri)
+            overrides = list(config.hydra.overrides.task)
+            key = sweep_key(overrides)
+            reuse = bool(config.tracking.get("reuse_across_sweeps", False))
             run = client.create_run(store.experiment_id, run_name=f"sweep {sweep_dir.name}",
-                                    tags={"trt-sweep.kind": "sweep",
-                                          "sweep_dir": str(sweep_dir.resolve()),
+                                    tags={tag.KIND: "sweep",
+                                          tag.SWEEP_DIR: str(sweep_dir.resolve()),
+                                          tag.SWEEP_KEY: key,
+                                          tag.REUSE_ACROSS_SWEEPS: str(reuse).lower(),
                                           **environment_tags()})
         except Exception as exc:
             # Hydra turns a callback's exception into a warning and launches every job
@@ -114,6 +137,12 @@ class ParentRunCallback(Callback):
             raise SystemExit(2) from None
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
+        # For the jobs, wherever they run: "job 3/8, ~4 min left", and the sweep command
+        # they resume from.
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps({
+            "parent_run_id": run.info.run_id, "sweep_key": key,
+            "jobs": count_jobs(overrides) if str(config.hydra.sweeper.get("_target_", ""))
+            .endswith(".BasicSweeper") else None, "started": time.time()}))
         os.environ[PARENT_ENV] = run.info.run_id
         ParentRunCallback._open = (store, run.info.run_id)
 

@@ -1,8 +1,13 @@
-"""Resume: a job whose identical configuration already FINISHED in the same experiment is
+"""Resume: a job whose identical configuration already FINISHED in the same sweep command is
 not run again.
 
 Rerunning an interrupted sweep (same command line) starts a new parent run; every job
-whose *identity* matches a FINISHED run of the experiment is skipped. The skipped job
+whose *identity* matches a FINISHED run of the same sweep command (the same *sweep key*:
+the multirun's overrides) is skipped. A FINISHED identical job of *another* sweep is
+measured again (its engine comes from the engine cache): its latency was measured at
+another moment, under other load, and ranking it beside fresh numbers unmarked would mix
+conditions. ``tracking.reuse_across_sweeps=true`` copies it anyway, and every report marks
+the row with where and when it was measured. The skipped job
 still gets its own child run under the new parent: FINISHED, tagged
 ``resumed_from=<original run id>``, with the original's metrics copied and a note saying
 where they come from. Nothing is built, served or streamed. Why a run and not just a line
@@ -40,9 +45,15 @@ if TYPE_CHECKING:
     from sweep.tracking.runs import JobRun
     from sweep.tracking.store import Store
 
-IDENTITY_TAG = "trt-sweep.identity"
-RESUMED_TAG = "resumed_from"
-NOTE_TAG = "mlflow.note.content"  # shown as the run's description in the MLflow UI
+from sweep.tracking import tags as tag
+
+IDENTITY_TAG = tag.IDENTITY
+RESUMED_TAG = tag.RESUMED_FROM
+NOTE_TAG = tag.NOTE  # shown as the run's description in the MLflow UI
+# Overrides that say where a sweep writes or how long it waits, not what it measures: the
+# same sweep moved to another folder or store is still the same sweep.
+_KEY_IGNORED = ("hydra.", "tracking.", "builder.cache_dir", "builder.timeout_s",
+                "server.grpc_port", "server.http_port", "+force", "force")
 
 # The config groups (besides `trt`, which enters as the flag set's digest) whose settings
 # make a job's results.
@@ -105,8 +116,17 @@ def job_identity(*, flags_digest: str, onnx_digest: str, data_digest: str, devic
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def find_finished(store: Store, identity: str) -> str | None:
-    """The FINISHED run of ``store``'s experiment with this identity, or None.
+def sweep_key(overrides: Iterable[str]) -> str:
+    """The sweep command a job belongs to: a digest (16 hex digits) of the multirun's
+    overrides as typed (``trt.opt_level=0,5``), sorted, without the ones that only say
+    where or how long (:data:`_KEY_IGNORED`)."""
+    kept = sorted(o for o in overrides if not o.lstrip("~+").startswith(_KEY_IGNORED))
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
+
+
+def find_finished(store: Store, identity: str, sweep_key: str | None = None) -> str | None:
+    """The FINISHED run of ``store``'s experiment with this identity, or None; with
+    ``sweep_key``, only runs of that sweep command (None: any run, reuse across sweeps).
 
     The earliest original run wins over runs that were themselves resumed, so every
     ``resumed_from`` points at the run that measured; a resumed copy is returned only when
@@ -116,12 +136,14 @@ def find_finished(store: Store, identity: str) -> str | None:
 
     client = MlflowClient(store.uri)
     # The identity is hex, so quoting it into the filter cannot inject anything.
-    if not all(c in "0123456789abcdef" for c in identity):
-        raise ValueError(f"not a job identity: {identity!r}")
-    runs = client.search_runs(
-        [store.experiment_id],
-        filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time ASC"], max_results=100)
+    for value in (identity, sweep_key or ""):
+        if not all(c in "0123456789abcdef" for c in value):
+            raise ValueError(f"not a job identity or sweep key: {value!r}")
+    query = f"tags.`{IDENTITY_TAG}` = '{identity}' and attributes.status = 'FINISHED'"
+    if sweep_key:
+        query += f" and tags.`{tag.SWEEP_KEY}` = '{sweep_key}'"
+    runs = client.search_runs([store.experiment_id], filter_string=query,
+                              order_by=["attributes.start_time ASC"], max_results=100)
     # A FINISHED job always has its objectives; anything else is not a result to reuse.
     usable = [r for r in runs if "wer" in r.data.metrics and "latency_p99_ms" in r.data.metrics]
     originals = [r for r in usable if RESUMED_TAG not in r.data.tags]
@@ -139,7 +161,8 @@ def adopt(store: Store, source_run_id: str, job: JobRun) -> dict[str, float]:
     job.metrics(metrics)
     # What promote checks and registers the original's engine by.
     carried = {k: v for k, v in source.data.tags.items()
-               if k in ("engine_hash", "builder_version", "engine_sha256", "logged_model_id")}
+               if k in (tag.ENGINE_HASH, tag.BUILDER_VERSION, tag.ENGINE_SHA256,
+                        tag.LOGGED_MODEL, tag.DATASET_DIGEST)}
     job.tags({**carried, RESUMED_TAG: source_run_id,
               NOTE_TAG: f"Not run again: the identical configuration FINISHED in run "
                         f"{source_run_id} (metrics copied from it; its artifacts stay "

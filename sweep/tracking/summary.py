@@ -1,4 +1,5 @@
-"""The end of a multirun: a table in the terminal, a CSV and a Pareto plot on the parent."""
+"""The end of a multirun: the sweep's verdict (``sweep/verdict.py``) told in a table in the
+terminal, a CSV, a Pareto plot and the runs' descriptions, all from the same verdict."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import csv
 import math
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,211 +15,276 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sweep import units
+from sweep.tracking import describe
 from sweep.tracking import tags as tag
-from sweep.tracking.store import Store
+from sweep.tracking.records import JobRecord, sweep_records, utterance_errors
+from sweep.tracking.store import Store, redact
+from sweep.verdict import (
+    Constraints,
+    Judged,
+    Objective,
+    Row,
+    decide_groups,
+    format_delta,
+    format_value,
+    interval,
+)
 
-COLUMNS = ("wer", "cer", "latency_p50_ms", "latency_p99_ms", "throughput_chunks_s",
-           "build_seconds")
-HEADERS = ("WER", "CER", "p50 ms", "p99 ms", "chunks/s", "build s")
 # Tags worth a CSV column: what identifies the engine and where it ran.
-TAG_COLUMNS = ("flags_digest", "engine_hash", "engine_sha256", "device", "builder",
-               "builder_version", "error")
+TAG_COLUMNS = (tag.FLAGS_DIGEST, tag.ENGINE_HASH, tag.ENGINE_SHA256, tag.DEVICE, tag.BUILDER,
+               tag.BUILDER_VERSION, tag.ERROR)
+# The summary judges with promote's defaults: lowest p99, 0.5 points of WER over fp32.
+OBJECTIVE = Objective()
+RECOMMENDED = "→"
+FRONT = "*"
+REUSED = "↺"
 
 
-@dataclass(frozen=True)
-class JobRow:
-    run_id: str
-    label: str
-    status: str
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def get(self, key: str) -> float:
-        return self.metrics.get(key, math.nan)
-
-    @property
-    def job_num(self) -> int:
-        try:
-            return int(self.params.get("job.num", ""))
-        except ValueError:
-            return 1 << 30  # a job without a number goes last, not first
-
-
-def child_rows(client: Any, store: Store, parent_id: str) -> list[JobRow]:
-    runs = client.search_runs([store.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                              max_results=5000)
-    # A run whose worker died and whose job Ray ran again is the retry's: counted once.
-    rows = [JobRow(r.info.run_id, r.info.run_name or r.info.run_id[:8], r.info.status,
-                   dict(r.data.metrics), dict(r.data.params), dict(r.data.tags)) for r in runs
-            if tag.RETRIED_BY not in r.data.tags]
-    # job.num is a string param: sort as a number, or job 10 would come before job 2.
-    return sorted(rows, key=lambda row: (row.job_num, row.label, row.run_id))
-
-
-def display_labels(rows: list[JobRow]) -> list[str]:
+def display_labels(records: list[JobRecord]) -> list[str]:
     """Flag-set labels, made unique: the label leaves out batch shapes, timing cache and
     extra flags, so two jobs may share one; the flag-set digest tells them apart."""
-    counts = Counter(row.label for row in rows)
+    counts = Counter(r.label for r in records)
     out = []
-    for row in rows:
-        if counts[row.label] > 1:
-            suffix = row.tags.get("flags_digest", "")[:6] or f"job {row.params.get('job.num')}"
-            out.append(f"{row.label} ({suffix})")
+    for r in records:
+        if counts[r.label] > 1:
+            suffix = r.tags.get(tag.FLAGS_DIGEST, "")[:6] or f"job {r.params.get('job.num')}"
+            out.append(f"{r.label} ({suffix})")
         else:
-            out.append(row.label)
+            out.append(r.label)
     return out
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points no other point beats on both axes (lower is better on both)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if math.isnan(x) or math.isnan(y):
-            continue
-        dominated = any((x2 <= x and y2 <= y) and (x2 < x or y2 < y)
-                        for j, (x2, y2) in enumerate(points)
-                        if j != i and not (math.isnan(x2) or math.isnan(y2)))
-        if not dominated:
-            front.append(i)
-    return front
+@dataclass(frozen=True)
+class Line:
+    """One job as the summary shows it: its verdict row and its display label."""
+
+    row: Row
+    label: str
+
+    @property
+    def record(self) -> JobRecord:
+        return self.row.record
+
+    @property
+    def marks(self) -> str:
+        return ((f" {RECOMMENDED}" if self.row.rank == 1 else "")
+                + (f" {FRONT}" if self.row.on_front else "")
+                + (f" {REUSED}" if self.row.reused else ""))
 
 
-def group_of(row: JobRow) -> tuple[str, str]:
-    """What a job's figures are comparable within: its test set (name and digest of
-    manifest + audio) and its model interface."""
-    dataset = row.tags.get("dataset", "?")
-    digest = row.tags.get("dataset_digest")
-    return (f"{dataset} (#{digest})" if digest else dataset, row.tags.get("model", "?"))
+def lines(judged: Judged) -> list[Line]:
+    """Every job in job order, labelled; the dataset and model appended when the sweep
+    measured several."""
+    rows = sorted((row for v in judged.verdicts for row in v.rows),
+                  key=lambda row: (row.record.job_num, row.record.label, row.record.run_id))
+    labels = display_labels([row.record for row in rows])
+    if len(judged.verdicts) > 1:
+        labels = [f"{label} [{row.record.group[0]}, {row.record.group[1]}]"
+                  for label, row in zip(labels, rows, strict=True)]
+    return [Line(row, label) for row, label in zip(rows, labels, strict=True)]
 
 
-def _front_of(rows: list[JobRow]) -> set[str]:
-    """Run ids on the WER/p99 Pareto front among FINISHED jobs, one front per dataset and
-    model interface: jobs measured on different test sets never dominate each other."""
-    front: set[str] = set()
-    done = [r for r in rows if r.status == "FINISHED"]
-    for group in {group_of(r) for r in done}:
-        members = [r for r in done if group_of(r) == group]
-        points = [(r.get("latency_p99_ms"), r.get("wer")) for r in members]
-        front |= {members[i].run_id for i in pareto_front(points)}
-    return front
+def _latency(record: JobRecord, metric: str = "latency_p99_ms") -> str:
+    return format_value(record, metric).removesuffix(" ms").replace(" ms ", " ")
 
 
-def _grouped_labels(rows: list[JobRow]) -> list[str]:
-    """Flag-set labels, with the dataset and model appended when the sweep's FINISHED jobs
-    mix them (a job that failed before loading its data has no digest: not a mix)."""
-    labels = display_labels(rows)
-    if len({group_of(r) for r in rows if r.status == "FINISHED"}) < 2:
-        return labels
-    return [f"{label} [{group_of(r)[0]}, {group_of(r)[1]}]" for label, r in zip(labels, rows,
-                                                                               strict=True)]
+def print_table(judged: Judged, console: Console | None = None) -> None:
+    if console is None:
+        # Logs (CI, a sweep piped to a file) are not terminals; rich would assume 80
+        # columns and wrap every flag set over two lines.
+        console = Console()
+        console = console if console.is_terminal else Console(width=160)
+    table = Table(title="trt-sweep results",
+                  caption=f"WER in % with its 95 % bootstrap interval; ΔWER in points against "
+                          f"the fp32 reference, paired interval; p99 in ms with its range over "
+                          f"the eval.repeats passes. {RECOMMENDED} recommended, {FRONT} on the "
+                          f"WER / p99 front judged with the intervals, {REUSED} measured in "
+                          "another sweep")
+    table.add_column("flag set", no_wrap=True)
+    for name in ("WER %", "ΔWER pts", "p99 ms", "chunks/s", "build s"):
+        table.add_column(name, justify="right")
+    table.add_column("verdict")
+    for line in lines(judged):
+        r, row = line.record, line.row
+        wer = " ".join(x for x in (units.percent_number(r.metric("wer")), units.interval_percent(
+            r.metric("wer_ci_low"), r.metric("wer_ci_high"))) if x)
+        words = row.status_word()
+        style = {"recommended": "bold green", "not judged": "yellow",
+                 "rejected": "red"}.get(words, "")
+        table.add_row(escape(line.label + line.marks), wer, format_delta(row),
+                      _latency(r) if r.metric("latency_p99_ms") is not None else "—",
+                      _number(r, "throughput_chunks_s"), _number(r, "build_seconds"),
+                      f"[{style}]{escape(words)}[/]" if style else escape(words))
+    console.print(table)
+    for v in judged.verdicts:
+        console.print(f"[bold]verdict:[/] {escape(v.sentence)}", soft_wrap=True)
+        if v.decision:
+            console.print(f"how: {escape(v.decision)}", soft_wrap=True)
+    for line in lines(judged):
+        if line.row.reasons and line.row.rank is None:
+            console.print(f"[yellow]{escape(line.label)}[/]: {line.row.status_word()}: "
+                          f"{escape('; '.join(line.row.reasons)[:400])}", soft_wrap=True)
+        if line.record.measured is not None:
+            console.print(f"{escape(line.label)} {REUSED if line.row.reused else ''}: "
+                          f"{escape(line.record.measured.describe())}", soft_wrap=True)
 
 
-def plot_pareto(points: list[tuple[float, float]], labels: list[str], front: list[int],
-                path: Path) -> None:
-    """WER against p99 latency, every job labelled by its flag set, the front drawn."""
+def _number(r: JobRecord, metric: str) -> str:
+    value = r.metric(metric)
+    return "—" if value is None else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+def write_csv(judged: Judged, path: Path) -> None:
+    """Every job with the verdict's figures: percent and points as people read them, the
+    raw fractions beside them for scripts."""
+    all_lines = lines(judged)
+    params = sorted({k for line in all_lines for k in line.record.params if k.startswith("trt.")})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run_id", "label", "status", "verdict", "reasons", "on_front",
+                         "wer_pct", "wer_ci_low_pct", "wer_ci_high_pct", "delta_wer_pts",
+                         "delta_ci_low_pts", "delta_ci_high_pts", "cer_pct",
+                         "latency_p50_ms", "latency_p99_ms", "latency_p99_ms_min",
+                         "latency_p99_ms_max", "throughput_chunks_s", "build_seconds",
+                         "measured_in_run", "measured_at", "measured_in_another_sweep",
+                         "wer", "cer", *TAG_COLUMNS, *params])
+        for line in all_lines:
+            r, row = line.record, line.row
+            p99 = interval(r, "latency_p99_ms")
+            m = r.measured
+            writer.writerow([
+                r.run_id, line.label, r.status, row.status_word(), "; ".join(row.reasons),
+                row.on_front, _pct(r.metric("wer")), _pct(r.metric("wer_ci_low")),
+                _pct(r.metric("wer_ci_high")), _pct(row.delta_wer),
+                _pct(row.delta_ci[0] if row.delta_ci else None),
+                _pct(row.delta_ci[1] if row.delta_ci else None), _pct(r.metric("cer")),
+                r.get("latency_p50_ms"), r.get("latency_p99_ms"),
+                p99[0] if p99 else "", p99[1] if p99 else "", r.get("throughput_chunks_s"),
+                r.get("build_seconds"), m.run_id if m else "",
+                m.started.isoformat(timespec="seconds") if m else "", row.reused,
+                r.get("wer"), r.get("cer"), *(r.tags.get(t, "") for t in TAG_COLUMNS),
+                *(r.params.get(p, "") for p in params)])
+
+
+def _pct(fraction: float | None) -> str:
+    return "" if fraction is None or not math.isfinite(fraction) else f"{fraction * 100:.4f}"
+
+
+def plot_pareto(judged: Judged, path: Path) -> bool:
+    """The objective (p99) against WER for every judged job, each with its intervals as error
+    bars, the front as judged with them, the recommended engine ringed; returns False when
+    no job has both figures (nothing drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keep = [i for i, (x, y) in enumerate(points) if math.isfinite(x) and math.isfinite(y)]
-    on_front = set(front)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for group, colour, name in ((False, "tab:blue", "dominated"),
-                                (True, "tab:red", "on the front")):
-        idx = [i for i in keep if (i in on_front) == group]
-        if idx:
-            ax.scatter([points[i][0] for i in idx], [points[i][1] * 100 for i in idx],
-                       color=colour, zorder=3, label=name)
-    for i in keep:
-        ax.annotate(labels[i], (points[i][0], points[i][1] * 100), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
-    ordered = sorted((i for i in front if i in keep), key=lambda i: points[i][0])
-    if ordered:
-        # A staircase: between two front points the better WER is only bought with latency.
-        ax.step([points[i][0] for i in ordered], [points[i][1] * 100 for i in ordered],
-                where="post", color="tab:red", alpha=0.6, label="Pareto front", zorder=2)
-    if keep:
-        ax.legend(fontsize="small")
-    ax.set_xlabel("p99 chunk latency, ms (lower is better)")
-    ax.set_ylabel("WER, % (lower is better)")
-    ax.set_title("WER vs latency per flag set")
+    metric = OBJECTIVE.metric
+    drawn = [line for line in lines(judged) if line.row.judged
+             and line.record.metric("wer") is not None and line.record.metric(metric) is not None]
+    if not drawn:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for on_front, colour, name in ((False, "tab:blue", "dominated beyond the noise"),
+                                   (True, "tab:red", "on the front (judged with intervals)")):
+        group = [line for line in drawn if line.row.on_front == on_front]
+        if not group:
+            continue
+        xs = [line.record.get(metric) for line in group]
+        ys = [line.record.get("wer") * 100 for line in group]
+        xerr = [[x - (interval(line.record, metric) or (x, x))[0] for x, line in
+                 zip(xs, group, strict=True)],
+                [(interval(line.record, metric) or (x, x))[1] - x for x, line in
+                 zip(xs, group, strict=True)]]
+        yerr = [[y - (interval(line.record, "wer") or (y / 100, y / 100))[0] * 100
+                 for y, line in zip(ys, group, strict=True)],
+                [(interval(line.record, "wer") or (y / 100, y / 100))[1] * 100 - y
+                 for y, line in zip(ys, group, strict=True)]]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o", color=colour, ecolor=colour,
+                    alpha=0.85, capsize=3, zorder=3, label=name)
+    for line in drawn:
+        x, y = line.record.get(metric), line.record.get("wer") * 100
+        if line.row.rank == 1:
+            ax.scatter([x], [y], s=260, facecolors="none", edgecolors="black", linewidths=2,
+                       zorder=4, label=f"recommended: {line.label}")
+        ax.annotate(line.label + (f" {REUSED}" if line.row.reused else ""), (x, y),
+                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.legend(fontsize="small")
+    ax.set_xlabel("p99 chunk latency, ms, pooled over the eval.repeats passes "
+                  "(bars: range across passes; lower is better)", fontsize=8)
+    ax.set_ylabel("WER, % (bars: 95 % bootstrap interval; lower is better)", fontsize=8)
+    sentences = [v.sentence for v in judged.verdicts]
+    ax.set_title("WER vs p99 latency per flag set\n" + _wrap(sentences[0] if sentences else "",
+                                                              110), fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def _cell(row: JobRow, column: str) -> str:
-    value = row.get(column)
-    if not math.isfinite(value):
-        return "—"
-    return f"{value:.4f}" if column in ("wer", "cer") else f"{value:.1f}"
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:3])
 
 
-def print_table(rows: list[JobRow], console: Console | None = None) -> None:
-    front = _front_of(rows)
-    table = Table(title="trt-sweep results",
-                  caption="* on the WER / p99 latency Pareto front" if front else None)
-    table.add_column("flag set", no_wrap=True)
-    for name in HEADERS:
-        table.add_column(name, justify="right")
-    table.add_column("status")
-    for row, label in zip(rows, _grouped_labels(rows), strict=True):
-        status = {"FINISHED": "[green]FINISHED[/]", "FAILED": "[red]FAILED[/]"}.get(
-            row.status, row.status)
-        marker = " *" if row.run_id in front else ""
-        table.add_row(escape(label) + marker, *(_cell(row, c) for c in COLUMNS), status)
-    if console is None:
-        # Logs (CI, a sweep piped to a file) are not terminals; rich would assume 80
-        # columns and wrap every flag set over two lines.
-        console = Console()
-        console = console if console.is_terminal else Console(width=120)
-    console.print(table)
-    for row, label in zip(rows, display_labels(rows), strict=True):
-        if row.status != "FINISHED" and row.tags.get("error"):
-            console.print(f"[red]{escape(label)}[/]: {escape(row.tags['error'][:300])}")
+def judge(client: Any, store: Store, parent_id: str) -> Judged | None:
+    """The sweep's verdict as promote's defaults give it (None: the sweep has no job)."""
+    records = sweep_records(client, store.experiment_id, parent_id)
+    if not records:
+        return None
+    allow = client.get_run(parent_id).data.tags.get(tag.REUSE_ACROSS_SWEEPS) == "true"
+    errors = {r.run_id: e for r in records if (e := utterance_errors(client, r)) is not None}
+    return decide_groups(records, OBJECTIVE, Constraints(allow_reused=allow), errors)
 
 
-def write_csv(rows: list[JobRow], path: Path) -> None:
-    params = sorted({k for row in rows for k in row.params if k.startswith("trt.")})
-    front = _front_of(rows)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run_id", "label", "status", *COLUMNS, "pareto", *TAG_COLUMNS,
-                         *params])
-        for row, label in zip(rows, display_labels(rows), strict=True):
-            writer.writerow([row.run_id, label, row.status,
-                             *(row.get(c) for c in COLUMNS), row.run_id in front,
-                             *(row.tags.get(t, "") for t in TAG_COLUMNS),
-                             *(row.params.get(p, "") for p in params)])
+def where(store: Store, parent_id: str, csv_path: Path | None) -> list[str]:
+    """Where the results are: the parent run, the UI link that lands on the runs table,
+    the CSV."""
+    uri = store.uri
+    if uri.startswith("sqlite:"):
+        ui = (f"mlflow ui --backend-store-uri {uri} --port 5000, then "
+              f"http://127.0.0.1:5000/#/experiments/{store.experiment_id}"
+              "?workflowType=machine_learning")
+    else:
+        ui = (f"{redact(uri).rstrip('/')}/#/experiments/{store.experiment_id}"
+              "?workflowType=machine_learning")
+    out = [f"parent run {parent_id} (experiment {store.experiment_id})", f"UI: {ui}"]
+    if csv_path is not None:
+        out.append(f"CSV: {csv_path}")
+    return out
 
 
-def summarise(client: Any, store: Store, parent_id: str, sweep_dir: Path | None) -> None:
-    rows = child_rows(client, store, parent_id)
-    if not rows:
-        return
-    print_table(rows)
+def summarise(client: Any, store: Store, parent_id: str, sweep_dir: Path | None,
+              console: Console | None = None) -> Judged | None:
+    judged = judge(client, store, parent_id)
+    if judged is None:
+        return None
+    console = console or Console(stderr=False)
+    print_table(judged, console)
+    all_lines = lines(judged)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(sweep_dir) if sweep_dir is not None else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, out / "sweep_results.csv")
-        client.log_artifact(parent_id, str(out / "sweep_results.csv"))
-        labels = _grouped_labels(rows)
-        done = [i for i, r in enumerate(rows) if r.status == "FINISHED"]
-        if done:
-            points = [(rows[i].get("latency_p99_ms"), rows[i].get("wer")) for i in done]
-            front = _front_of(rows)
-            plot_pareto(points, [labels[i] for i in done],
-                        [k for k, i in enumerate(done) if rows[i].run_id in front],
-                        out / "pareto_wer_latency.png")
+        csv_path = out / "sweep_results.csv"
+        write_csv(judged, csv_path)
+        client.log_artifact(parent_id, str(csv_path))
+        if plot_pareto(judged, out / "pareto_wer_latency.png"):
             client.log_artifact(parent_id, str(out / "pareto_wer_latency.png"))
-            scored = [rows[i] for i in done if math.isfinite(rows[i].get("wer"))]
-            # best_wer only where the jobs are comparable (one dataset, one model)
-            if scored and len({group_of(r) for r in scored}) == 1:
-                best = min(scored, key=lambda r: (r.get("wer"), r.get("latency_p99_ms")))
-                client.log_metric(parent_id, "best_wer", best.get("wer"))
-        client.log_metric(parent_id, "jobs", len(rows))
-        client.log_metric(parent_id, "jobs_failed", sum(r.status == "FAILED" for r in rows))
+    failed = sum(line.record.status != "FINISHED" for line in all_lines)
+    client.set_tag(parent_id, tag.NOTE, describe.sweep(judged.verdicts, len(all_lines), failed))
+    for line in all_lines:
+        # Each job's page says the verdict's words on it.
+        client.set_tag(line.record.run_id, tag.NOTE, describe.job(line.record, line.row))
+        client.set_tag(line.record.run_id, tag.VERDICT, describe.verdict_words(line.row))
+    chosen = [v.chosen for v in judged.verdicts if v.chosen is not None]
+    if len(judged.verdicts) == 1 and chosen:
+        client.set_tag(parent_id, tag.RECOMMENDED, chosen[0].run_id)
+        client.log_metric(parent_id, "recommended_wer", chosen[0].get("wer"))
+    client.log_metric(parent_id, "jobs", len(all_lines))
+    client.log_metric(parent_id, "jobs_failed", failed)
+    for text in where(store, parent_id, csv_path if sweep_dir is not None else None):
+        console.print(f"results: {escape(text)}", soft_wrap=True)
+    return judged

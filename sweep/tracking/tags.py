@@ -10,9 +10,17 @@ OWNER = "trt-sweep.owner"
 # The job's identity (flags, ONNX, data, device, settings) that resume matches.
 IDENTITY = "trt-sweep.identity"
 RESUMED_FROM = "resumed_from"
+# The sweep command a run belongs to (a digest of the multirun's overrides): rerunning the
+# same command resumes it; a FINISHED job of another sweep is measured again, not copied
+# (unless tracking.reuse_across_sweeps=true, and then marked).
+SWEEP_KEY = "trt-sweep.sweep_key"
+# The flag set a job ran, as JSON (FlagSet.as_dict): read back as a FlagSet, not re-parsed
+# from the flattened trt.* params.
+FLAGS = "trt-sweep.flags"
 # The reason a run ended FAILED or KILLED.
 ERROR = "error"
 PARENT_RUN = "mlflow.parentRunId"
+# The run's description in the MLflow UI (a job's figures; the sweep's verdict).
 NOTE = "mlflow.note.content"
 # promote: the run a registered version came from, and a rolled-back version.
 MODEL = "trt-sweep.model"
@@ -41,6 +49,17 @@ DRY_RUN = "dry_run"
 # The job's engine as an MLflow LoggedModel, and the digest of the test set it measured.
 LOGGED_MODEL = "logged_model_id"
 DATASET_DIGEST = "dataset_digest"
+DATASET = "dataset"
+MODEL_NAME = "model"
+SERVER = "server"
+SWEEP_DIR = "sweep_dir"
+# The verdict's words on a job, set at the end of its sweep: on the front, recommended,
+# or why it was not judged.
+VERDICT = "trt-sweep.verdict"
+# On the sweep's parent: the recommended job's run, and whether the sweep compared jobs
+# copied from other sweeps (tracking.reuse_across_sweeps).
+RECOMMENDED = "trt-sweep.recommended"
+REUSE_ACROSS_SWEEPS = "trt-sweep.reuse_across_sweeps"
 # The experiment's kind, which picks the MLflow 3 UI's default view: MLflow's UI opens a
 # "custom_model_development" experiment on its runs table, a "genai_development" one (or an
 # untagged one it infers as such) on the GenAI overview.

@@ -11,9 +11,9 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from sweep.tracking import tags as tag
+from sweep.tracking.records import sweep_records
 from sweep.tracking.runs import LOST_JOBS, close_abandoned_jobs
 from sweep.tracking.store import open_store
-from sweep.tracking.summary import child_rows
 
 
 def test_abandoned_runs_end_failed_with_the_retry_or_the_reason(tmp_path: Path, monkeypatch):
@@ -43,7 +43,7 @@ def test_abandoned_runs_end_failed_with_the_retry_or_the_reason(tmp_path: Path, 
     assert "127.0.0.2" in first.data.tags[tag.ERROR] and retry in first.data.tags[tag.ERROR]
     assert "Ray gave the job up: NodeDiedError" in second.data.tags[tag.ERROR]
     # Each job once: the retried attempt is the retry's, the lost job counts as FAILED.
-    rows = child_rows(client, store, parent)
+    rows = sweep_records(client, store.experiment_id, parent, with_engine=False)
     assert sorted((r.run_id, r.status) for r in rows) == sorted(
         [(retry, "FINISHED"), (lost, "FAILED"), (done, "FINISHED")])
     assert close_abandoned_jobs(client, store, parent) == []  # nothing left to close
