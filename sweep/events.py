@@ -99,10 +99,11 @@ class Events:
     def __post_init__(self) -> None:
         if self.live is None:
             self.live = self.console.is_terminal
+        # Estimated once, when the job starts: the time left at its start.
+        self._where = f" ({self.position.describe()})" if self.position else ""
 
     def _prefix(self) -> str:
-        where = f" ({self.position.describe()})" if self.position else ""
-        return f"{self.label}{where}"
+        return f"{self.label}{self._where}"
 
     def line(self, style: str, message: str, label: str | None = None) -> None:
         """One unwrapped line (error messages stay greppable); the message is printed

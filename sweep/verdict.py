@@ -195,8 +195,10 @@ def format_value(record: JobRecord, metric: str) -> str:
         return f"{text} {units.interval_percent(*found)}" if found else text
     if value is None:
         return "—"
-    unit = " ms" if metric.endswith("_ms") else ""
-    text = f"{value:.4g}{unit}"
+    if metric.endswith("_ms"):  # a latency: tenths of a millisecond, as the tables print
+        text = f"{value:.1f} ms"
+        return f"{text} [{found[0]:.1f}, {found[1]:.1f}]" if found else text
+    text = f"{value:.4g}"
     return f"{text} [{found[0]:.4g}, {found[1]:.4g}]" if found else text
 
 

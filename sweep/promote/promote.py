@@ -150,6 +150,9 @@ def print_verdict(console: Console, parent: Any, verdict: Verdict,
     console.print(f"verdict: {escape(verdict.sentence)}")
     chosen = verdict.chosen
     if chosen is not None:
+        console.print(f"choice: [bold]{escape(chosen.label)}[/] (run {chosen.run_id}), "
+                      f"{objective.metric} {format_value(chosen, objective.metric)}, "
+                      f"WER {format_value(chosen, 'wer')}")
         recorded = chosen.tags.get(tag.ENGINE_SHA256)
         console.print(f"engine: {chosen.engine_artifact}" + (
             f" of run {chosen.artifact_run}" if chosen.artifact_run != chosen.run_id else "")

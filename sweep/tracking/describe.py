@@ -23,6 +23,8 @@ def job(record: JobRecord, row: Row | None = None) -> str:
              f"p99 {format_value(record, 'latency_p99_ms')}"
              + (f", {record.get('throughput_chunks_s'):.0f} chunks/s"
                 if record.metric("throughput_chunks_s") is not None else "")]
+    if record.emulated:  # beside the latency it qualifies, above the UI's "Show more"
+        lines.append(EMULATION_NOTE)
     if row is not None:
         lines.append(f"ΔWER against fp32: {format_delta(row)}; verdict: {verdict_words(row)}")
     if record.flags is not None:
@@ -36,8 +38,6 @@ def job(record: JobRecord, row: Row | None = None) -> str:
     if record.measured is not None:
         lines.append(f"Not run again: {record.measured.describe()}; its artifacts stay "
                      "there (+force=true measures it anew).")
-    if record.emulated:
-        lines.append(EMULATION_NOTE)
     return "\n\n".join(lines)
 
 
@@ -55,10 +55,12 @@ def verdict_words(row: Row) -> str:
 
 
 def sweep(verdicts: tuple[Verdict, ...], jobs: int, failed: int) -> str:
-    """The parent run's description: the verdict, then a table of every job."""
-    parts = [f"{jobs} jobs, {failed} not FINISHED."]
+    """The parent run's description: the verdict first, then a table of every job."""
+    parts = [f"**Verdict**: {v.sentence}" for v in verdicts]
+    if any(r.record.emulated for v in verdicts for r in v.rows):
+        parts.append(EMULATION_NOTE)
+    parts.append(f"{jobs} jobs, {failed} not FINISHED.")
     for v in verdicts:
-        parts.append(f"**Verdict**: {v.sentence}")
         if v.decision:
             parts.append(f"How: {v.decision}.")
         if v.target is not None:
@@ -70,10 +72,7 @@ def sweep(verdicts: tuple[Verdict, ...], jobs: int, failed: int) -> str:
             r = row.record
             ci = units.interval_percent(r.metric("wer_ci_low"), r.metric("wer_ci_high"))
             rows.append(f"| {r.label} ({r.short_id}) | {units.percent_number(r.metric('wer'))}"
-                        f" {ci}"
-                        f" | {format_delta(row)} | {format_value(r, v.objective.metric)} | "
+                        f" {ci} | {format_delta(row)} | {format_value(r, v.objective.metric)} | "
                         f"{verdict_words(row)} |")
         parts.append("\n".join(rows))
-    if any(r.record.emulated for v in verdicts for r in v.rows):
-        parts.append(EMULATION_NOTE)
     return "\n\n".join(parts)

@@ -276,8 +276,12 @@ class UtteranceErrors:
 def utterance_errors(client: Any, record: JobRecord) -> UtteranceErrors | None:
     """Score the job's transcripts.csv per utterance (the same normalisation and alignment as
     its WER); None when it has none (failed, dry run, logged before transcripts were)."""
+    import os
+
     from sweep.evaluate.metrics import utterance_word_errors
 
+    # MLflow's download bars would interleave the sweep's table in its log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if record.status != "FINISHED" or record.dry_run:
         return None
     with tempfile.TemporaryDirectory(prefix="trt-sweep-transcripts-") as tmp:

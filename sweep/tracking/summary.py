@@ -89,12 +89,15 @@ def _latency(record: JobRecord, metric: str = "latency_p99_ms") -> str:
     return format_value(record, metric).removesuffix(" ms").replace(" ms ", " ")
 
 
+def make_console() -> Console:
+    # Logs (CI, a sweep piped to a file) are not terminals; rich would assume 80 columns and
+    # wrap every figure with its interval over three lines.
+    console = Console()
+    return console if console.is_terminal else Console(width=170)
+
+
 def print_table(judged: Judged, console: Console | None = None) -> None:
-    if console is None:
-        # Logs (CI, a sweep piped to a file) are not terminals; rich would assume 80
-        # columns and wrap every flag set over two lines.
-        console = Console()
-        console = console if console.is_terminal else Console(width=160)
+    console = console or make_console()
     table = Table(title="trt-sweep results",
                   caption=f"WER in % with its 95 % bootstrap interval; ΔWER in points against "
                           f"the fp32 reference, paired interval; p99 in ms with its range over "
@@ -262,7 +265,7 @@ def summarise(client: Any, store: Store, parent_id: str, sweep_dir: Path | None,
     judged = judge(client, store, parent_id)
     if judged is None:
         return None
-    console = console or Console(stderr=False)
+    console = console or make_console()
     print_table(judged, console)
     all_lines = lines(judged)
     with tempfile.TemporaryDirectory() as tmp:

@@ -295,3 +295,42 @@ def test_the_models_tab_lists_the_engines_and_the_registry_names_its_source(
     finally:
         shot = _shot(browser, request, tmp_path, "mlflow_ui_registered_source.png",
                      record_property)
+
+
+def test_a_jobs_page_opens_on_its_description_and_the_parent_on_the_verdict(
+        mlflow_ui: tuple[Path, str], browser: Chrome, tmp_path: Path,
+        request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> None:
+    """The run page of a job shows its description (WER in percent with its interval, p99
+    with its spread, the verdict's words); the sweep's parent run shows the verdict."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from sweep.tracking import tags as tag
+
+    store, mlflow_url = mlflow_ui
+    client = MlflowClient(f"sqlite:///{store}/mlruns/mlflow.db")
+    exp_id = experiment_id(client)
+    (job,) = client.search_runs([exp_id], f"tags.`{tag.KIND}` = 'job' and "
+                                          "attributes.run_name = 'bf16-o3'")
+    (parent,) = client.search_runs([exp_id], f"tags.`{tag.KIND}` = 'sweep'")
+    wer = f"WER {job.data.metrics['wer'] * 100:.2f} %"
+    p99 = f"p99 {job.data.metrics['latency_p99_ms']:.1f} ms"
+    assert wer in job.data.tags[tag.NOTE] and p99 in job.data.tags[tag.NOTE]
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}/runs/{job.info.run_id}?{ML}")
+    try:
+        WebDriverWait(browser, 45).until(lambda d: wer in _body(d) and p99 in _body(d))
+        _close_panels(browser)
+        text = _body(browser)
+    finally:
+        shot = _shot(browser, request, tmp_path, "mlflow_ui_job_description.png",
+                     record_property)
+    assert "ΔWER against fp32" in text and "CPU emulation" in text and "verdict: " in text, \
+        f"the job's description is not on its page (screenshot: {shot})"
+    browser.get(f"{mlflow_url}/#/experiments/{exp_id}/runs/{parent.info.run_id}?{ML}")
+    try:
+        WebDriverWait(browser, 45).until(lambda d: "Verdict" in _body(d))
+        text = _body(browser)
+    finally:
+        shot = _shot(browser, request, tmp_path, "mlflow_ui_sweep_verdict.png",
+                     record_property)
+    sentence = parent.data.tags[tag.NOTE].split("**Verdict**: ")[1].split("\n")[0]
+    assert sentence.split(":")[0] in text, f"the verdict is not on the page (screenshot: {shot})"

@@ -155,7 +155,7 @@ def test_dry_run_chooses_within_budget_and_explains_every_rejection(store, capsy
     code, out, err = promote(store, capsys, "--experiment", "choose", "--dry-run")
     assert code == 0, err
     rows = _rows(out)
-    assert "chosen" in rows["fp16-o3"] and "qualifies" in rows["fp32-o3"]
+    assert "recommended" in rows["fp16-o3"] and "qualifies" in rows["fp32-o3"]
     assert "WER 10.60 % over the budget 10.50 %" in rows["bf16-o3"]
     assert "no latency_p99_ms metric" in rows["fp16-o5"]
     assert "status FAILED (BuildError: the builder ran out of memory)" in rows["fp16-o0"]
@@ -424,7 +424,7 @@ def test_real_sweep_then_promote_then_serve(tmp_path, demo_onnx):
     dry = subprocess.run([*cmd, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert dry.returncode == 0, dry.stderr
-    assert "promotion candidates" in dry.stdout and "chosen" in dry.stdout
+    assert "promotion candidates" in dry.stdout and "recommended" in dry.stdout
     print(dry.stdout)  # the docs paste this output
 
     repo = tmp_path / "production"
@@ -485,7 +485,7 @@ def test_two_jobs_of_one_flag_set_are_indistinguishable(store, capsys):
     assert code == 0, out
     print(out)
     assert "indistinguishable" in out
-    assert "[18, 23]" in out and "[19, 24]" in out and "[7, 13]" in out
+    assert "[18.0, 23.0]" in out and "[19.0, 24.0]" in out and "[7.00, 13.00]" in out
     decision = out.split("decision: ")[1].splitlines()[0]
     assert "overlap; the simpler flag set fp32-o3" in decision
 
@@ -505,7 +505,7 @@ def test_a_clearly_worse_flag_set_loses_on_wer(store, capsys):
     assert "indistinguishable" not in out
     assert "choice: fp32-o3" in out
     assert "fp32-o3 (" in out.split("decision: ")[1] and " wins: " in out
-    assert "[9, 11]" in out and "[12, 14]" in out
+    assert "[9.00, 11.00]" in out and "[12.00, 14.00]" in out
     # Overlapping intervals: the same gap no longer decides; the simpler flag set wins.
     parent2 = store.sweep("wer-noise", [Job("fp32-o3", "fp32", wer=0.11, p99=20.0),
                                         Job("bf16-o3", "bf16", wer=0.10, p99=15.0)])
