@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from sweep.builder import build_engine
@@ -189,12 +188,11 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
+    evaluation = EvalResult(scores, run, timings, capacity, tuple(repeats))
     # The histogram draws the chunks the latency metrics are computed from: every pass.
-    passes = (run, *repeats)
-    job.artifact(plot_latency(np.concatenate([p.latencies_ms for p in passes]),
-                              workdir / "latency.png",
+    job.artifact(plot_latency(evaluation.pooled_latencies(), workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams, "
-                              f"{len(passes)} pass(es) pooled"), "plots")
+                              f"{1 + len(repeats)} pass(es) pooled"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
@@ -202,7 +200,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
         job.artifact(plot_capacity(capacity, workdir / "capacity.png",
                                    f"{engine.flags.label}: streams_at_slo "
                                    f"{capacity.streams_at_slo}"), "plots")
-    return EvalResult(scores, run, timings, capacity, tuple(repeats))
+    return evaluation
 
 
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,

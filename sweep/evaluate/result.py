@@ -25,10 +25,15 @@ class EvalResult:
     # every pass's chunks, with the spread across passes beside them.
     repeats: tuple[StreamRun, ...] = ()
 
+    def pooled_latencies(self) -> np.ndarray:
+        """Every pass's per-chunk latencies: what the latency metrics are computed from, and
+        what the job's latency plot draws."""
+        return np.concatenate([p.latencies_ms for p in (self.run, *self.repeats)])
+
     def metrics(self) -> dict[str, float]:
         run = self.run
         passes = (run, *self.repeats)
-        pooled = np.concatenate([p.latencies_ms for p in passes])
+        pooled = self.pooled_latencies()
         return {**self.scores.metrics(),
                 **latency_summary(pooled), **repeat_spread([p.latencies_ms for p in passes]),
                 "eval_repeats": float(len(passes)),

@@ -83,16 +83,21 @@ def plot_layer_precisions(source: str | Path | Iterable[Mapping[str, Any]],
 
 def plot_latency(latencies_ms: Iterable[float], out_png: str | Path, title: str) -> Path:
     """Histogram of per-chunk client latency with p50/p99 marked: the tail is what a
-    streaming user feels, and a mean hides it."""
+    streaming user feels, and a mean hides it. The marks are ``latency_summary`` of the
+    same values, the function the run's ``latency_p50_ms``/``latency_p99_ms`` come from, so
+    the plot and the metrics agree when given the same (pooled) chunks."""
     import numpy as np
 
+    from sweep.evaluate.metrics import latency_summary
+
     values = np.asarray(list(latencies_ms), dtype=float)
+    marks = latency_summary(values)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist(values, bins=60, color=PRECISION_COLOURS["fp32"], alpha=0.85)
     for q, style in ((50, "--"), (99, ":")):
-        x = float(np.percentile(values, q)) if values.size else 0.0
-        ax.axvline(x, color="black", linestyle=style, label=f"p{q} {x:.1f} ms")
-    ax.set_xlabel("per-chunk latency, ms (client side)")
+        x = marks.get(f"latency_p{q}_ms", 0.0)
+        ax.axvline(x, color="black", linestyle=style, label=f"latency_p{q}_ms {x:.1f}")
+    ax.set_xlabel(f"per-chunk latency, ms (client side; {values.size} chunks)")
     ax.set_ylabel("chunks")
     ax.set_title(title)
     ax.legend(fontsize="small")

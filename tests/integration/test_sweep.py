@@ -49,8 +49,38 @@ def test_metrics_are_in_range(two_job_sweep):
         assert 0 < m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"] < 5000
         assert m["throughput_chunks_s"] > 0 and m["rtf"] > 0
         assert m["utterances"] == 8
-        assert m["startup_seconds"] > 0 and m["build_seconds"] >= 0
+        assert m["internal/startup_seconds"] > 0 and m["build_seconds"] >= 0
         assert run.data.tags["engine_hash"] and run.data.tags["flags_digest"]
+        # What a person compares stands apart from where the job's time went.
+        assert not [k for k in m if k.startswith("emu_") or k == "startup_seconds"], sorted(m)
+        assert any(k.startswith("internal/emu_") for k in m), sorted(m)
+
+
+def test_each_engine_is_stored_once(two_job_sweep):
+    """The run holds the engine (promote and serve read it there); its LoggedModel holds the
+    flag set and build log, not a second copy of the engine."""
+    _, client, runs, _ = two_job_sweep
+    for run in (r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"):
+        model = client.get_logged_model(run.data.tags["logged_model_id"])
+        root = Path(model.artifact_location.removeprefix("file://"))
+        files = {p.name for p in root.rglob("*") if p.is_file()}
+        assert "model.onnx" not in files and "flags.yaml" in files, files
+        run_root = Path(run.info.artifact_uri.removeprefix("file://"))
+        assert (run_root / "engine" / "model.onnx").is_file()
+
+
+def test_progress_and_the_verdict_are_printed(two_job_sweep):
+    """Off a terminal, each long phase is a start and an end line with its seconds and the
+    job's place in the sweep; the sweep ends with the verdict and where the results are."""
+    _, _, runs, proc = two_job_sweep
+    out = proc.stdout + proc.stderr
+    assert "(job 1/2) build (emulate): started" in out
+    assert "(job 2/2" in out and "streaming the test set: done in " in out
+    assert "fp32 reference (in-process): done in " in out
+    (parent,) = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
+    assert "verdict: Ship " in out or "verdict: No engine" in out
+    assert f"results: parent run {parent.info.run_id}" in out
+    assert "results: CSV: " in out and "workflowType=machine_learning" in out
 
 
 def test_artifacts_are_logged(two_job_sweep):
