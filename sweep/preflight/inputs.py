@@ -77,7 +77,7 @@ def _model(settings: Any) -> Check:
     name = settings.model_config.name
     try:
         model = settings.model_interface()
-        inputs, outputs = model.check()
+        checked = model.check()
     except SweepError as exc:
         return Check(f"model {name}", False, str(exc), _MODEL_FIX)
 
@@ -85,9 +85,9 @@ def _model(settings: Any) -> Check:
         return f"{s.name} {(-1, *s.dims)} {s.dtype}".replace("-1", "batch")
 
     return Check(f"model {name}", True,
-                 f"{model.onnx_path}: {', '.join(spec(s) for s in inputs.values())} -> "
-                 f"{', '.join(spec(s) for s in outputs.values())}; {model.chunk_ms} ms "
-                 "chunks; one zero chunk ran as declared")
+                 f"{model.onnx_path}: {', '.join(spec(s) for s in checked.inputs.values())}"
+                 f" -> {', '.join(spec(s) for s in checked.outputs.values())}; "
+                 f"{model.chunk_ms} ms chunks; {checked.how}")
 
 
 def _describe(utterances: list[Any]) -> str:

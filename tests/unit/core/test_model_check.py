@@ -23,8 +23,9 @@ def _interface(path: Path, **overrides: object) -> ModelInterface:
 
 def test_a_model_that_runs_as_declared_passes(tmp_path: Path) -> None:
     model = _interface(tiny_monolithic_onnx(tmp_path / "tiny.onnx"))
-    inputs, outputs = model.check()
-    assert inputs["state"].dims == (10,) and outputs["logprobs"].dims == (20, 35)
+    checked = model.check()
+    assert checked.inputs["state"].dims == (10,) and checked.outputs["logprobs"].dims == (20, 35)
+    assert checked.how == "one zero chunk ran as declared (ONNX Runtime)"
 
 
 def test_a_state_declared_narrower_than_the_graph_makes_is_refused(tmp_path: Path) -> None:
@@ -52,6 +53,30 @@ def test_a_declared_type_the_graph_does_not_produce_is_refused(tmp_path: Path) -
     with pytest.raises(ModelError, match="logprobs") as info:
         _interface(path).check()
     assert str(path) in str(info.value)
+
+
+def test_an_op_onnx_runtime_lacks_falls_back_to_strict_shape_inference(tmp_path: Path
+                                                                       ) -> None:
+    """A graph ONNX Runtime cannot run here (a TensorRT plugin, say) is held to ONNX's
+    strict shape inference: declared shapes that agree pass, naming how it was checked;
+    a wrong state size is still refused."""
+    for real_state, ok in ((None, True), (1050, False)):
+        path = tiny_monolithic_onnx(tmp_path / f"plugin{real_state}.onnx", state=1000,
+                                    real_state=real_state)
+        graph = onnx.load(str(path))
+        # An identity in a domain ORT does not know: ORT refuses the graph, ONNX's shape
+        # inference skips the node (its output keeps the shape it is given).
+        graph.graph.node.append(onnx.helper.make_node("Identity", ["logprobs"], ["unused"],
+                                                      name="plugin", domain="trt.plugins"))
+        graph.opset_import.append(onnx.helper.make_opsetid("trt.plugins", 1))
+        onnx.save(graph, str(path))
+        model = _interface(path)
+        if ok:
+            how = model.check().how
+            assert how.startswith("strict shape inference agrees") and "ONNX Runtime" in how
+        else:
+            with pytest.raises(ModelError, match=r"differ in dimension 1: \(1050\) vs \(1000\)"):
+                model.check()
 
 
 def test_too_few_classes_for_the_blank_is_refused(tmp_path: Path) -> None:
