@@ -351,7 +351,7 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                                                  allow_unicode=True))
             job.artifact(flags_yaml)
             model = settings.model_interface()
-            model.tensors()  # the ONNX must match the interface before anything is built
+            model.check()  # the ONNX must run as it declares before anything is built
             utterances = settings.dataset.load()
             log_dataset(job, settings.dataset, utterances)
             calibration = (resume.calibration_digest(

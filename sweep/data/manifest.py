@@ -1,9 +1,20 @@
 """Datasets in the seed's layout: ``DATASET/tarred_audio_manifest.json`` plus audio files.
 
 Each manifest line is a JSON object with ``audio_filepath`` and ``text`` (``duration`` is
-optional and ignored: the audio header is the truth). Audio is found by the base name of
-``audio_filepath`` under the dataset folder, as the seed's WER client resolves it, so
-manifests written on another machine with absolute paths still work.
+optional and ignored: the audio header is the truth). ``audio_filepath`` is looked up
+relative to the dataset folder first (NeMo-style ``audio/x.wav``), then by its base name
+directly under the folder, as the seed's WER client resolves it, so manifests written on
+another machine with absolute paths still work. A relative path that climbs out of the
+folder (``../x.wav``) is refused.
+
+Audio is read at its real scale whatever the WAV subtype: libsndfile hands every subtype
+over as float in [-1, 1] (integer PCM divided by its full scale, float WAV as stored), and
+that is scaled to the int16 range T-one is fed. Asking libsndfile for int16 directly does
+not rescale float WAVs (0.5 becomes 0): a float test set was scored as silence. A float
+sample that is NaN, infinite or beyond full scale is refused, as is a file of 0 samples.
+
+A reference text that normalises to nothing (punctuation, digits or Latin letters only) is
+refused: scored, it would be dropped and the hypothesis of that line never counted.
 
 Every problem raises one :class:`~sweep.errors.DatasetError` naming the file and line.
 """
@@ -11,16 +22,23 @@ Every problem raises one :class:`~sweep.errors.DatasetError` naming the file and
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import soundfile as sf
 
+from sweep.data.text import LETTERS, normalize
 from sweep.errors import DatasetError
 
 MANIFEST_NAME = "tarred_audio_manifest.json"
 SAMPLE_RATE = 8000
+# libsndfile reads integer PCM as sample / 2**(bits-1): int16's full scale maps back exactly.
+FULL_SCALE = 32768.0
+# Subtypes whose samples are stored as floats: they can hold NaN, inf or values beyond
+# full scale, which only reading the data shows.
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 
 
 @dataclass(frozen=True)
@@ -44,9 +62,8 @@ def _format_problem(path: Path, rate: int, channels: int, expected_rate: int) ->
 
 
 def _audio_info(path: Path, where: str, expected_rate: int) -> float:
-    """Check one audio file's header and return its duration in seconds."""
-    if not path.is_file():
-        raise DatasetError(f"{where}: audio file {path} does not exist")
+    """Check one audio file's header (and a float file's samples); return its duration in
+    seconds."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -54,7 +71,35 @@ def _audio_info(path: Path, where: str, expected_rate: int) -> float:
     problem = _format_problem(path, info.samplerate, info.channels, expected_rate)
     if problem:
         raise DatasetError(f"{where}: {problem}")
+    if info.frames == 0:
+        raise DatasetError(f"{where}: audio {path} has no samples (0 frames, subtype "
+                           f"{info.subtype}); re-export it or remove the line")
+    if info.subtype in FLOAT_SUBTYPES:  # NaN, inf or unscaled values show only in the data
+        read_audio(path, expected_rate, where=where)
     return info.frames / info.samplerate
+
+
+def _to_int16(samples: np.ndarray, path: Path, subtype: str, rate: int) -> np.ndarray:
+    """libsndfile's float samples (full scale +-1) as int16, refusing what has no int16
+    value: a NaN or infinite sample, or a float file holding unscaled numbers."""
+    finite = np.isfinite(samples)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise DatasetError(
+            f"audio {path} ({subtype}) has {int(samples.size - finite.sum())} non-finite "
+            f"sample(s) (NaN or inf), the first at sample {first} ({first / rate:.3f} s); "
+            "fix or re-export the file")
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    # One int16 step of slack: 32767/32768 and -1.0 are both full scale. Only stored floats
+    # are held to it; a lossy codec's decoder may overshoot a little, and is clipped.
+    if subtype in FLOAT_SUBTYPES and peak > 1.0 + 1.0 / FULL_SCALE:
+        raise DatasetError(
+            f"audio {path} is a {subtype} file whose samples reach {peak:g}, beyond the "
+            "float full scale of 1.0: it holds unscaled values (int16 numbers written as "
+            "float, say). Divide the samples by 32768, or save the file as 16-bit PCM "
+            "(soundfile: subtype='PCM_16')")
+    scaled = np.rint(samples * FULL_SCALE)
+    return np.clip(scaled, -FULL_SCALE, FULL_SCALE - 1).astype(np.int16)
 
 
 def _parse_line(raw: bytes, where: str) -> dict[str, object]:
@@ -84,9 +129,50 @@ def _field(row: dict[str, object], key: str, where: str) -> str:
     return value
 
 
+def resolve_audio(dataset_dir: Path, value: str, where: str) -> Path:
+    """The audio file a manifest's ``audio_filepath`` names: relative to the dataset folder
+    first (NeMo's ``audio/x.wav``), then the base name directly under the folder (the
+    seed's layout, and manifests written elsewhere with absolute paths)."""
+    raw = value.replace("\\", "/")
+    candidates: list[Path] = []
+    if not PurePosixPath(raw).is_absolute():
+        relative = posixpath.normpath(raw)
+        if relative == ".." or relative.startswith("../"):
+            raise DatasetError(
+                f"{where}: audio_filepath {value!r} leaves the dataset folder {dataset_dir}; "
+                "audio must lie inside it (a path relative to the folder, or a base name)")
+        candidates.append(dataset_dir / relative)
+    else:
+        inside = Path(posixpath.normpath(raw))
+        if inside.is_relative_to(dataset_dir):
+            candidates.append(inside)
+    by_name = dataset_dir / PurePosixPath(raw).name
+    if by_name not in candidates:
+        candidates.append(by_name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = " nor ".join(str(c) for c in candidates)
+    raise DatasetError(f"{where}: audio file {tried} does not exist")
+
+
+def _check_text(text: str, where: str) -> None:
+    if not text:
+        raise DatasetError(f"{where}: empty 'text'; every utterance needs a transcript")
+    if not normalize(text):
+        raise DatasetError(
+            f"{where}: 'text' {text!r} is empty once normalised for scoring (lowercase, "
+            f"only the letters {LETTERS} and spaces kept): its words could never be counted. "
+            "Spell numbers and foreign words in Russian letters, or remove the line")
+
+
 def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
                   manifest_name: str = MANIFEST_NAME) -> list[Utterance]:
-    """Read and check a dataset: every line, and every audio file's header."""
+    """Read and check a dataset: every line, every audio file's header, every float audio
+    file's samples.
+
+    ``manifest_name`` may also be a path (absolute, or relative to the dataset folder).
+    """
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise DatasetError(f"dataset folder {dataset_dir} does not exist")
@@ -102,14 +188,15 @@ def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
         row = _parse_line(raw, where)
         audio_name = _field(row, "audio_filepath", where)
         text = _field(row, "text", where).strip()
-        if not text:
-            raise DatasetError(f"{where}: empty 'text'; every utterance needs a transcript")
-        # Resolve by base name, as the seed's client does (manifests may hold foreign paths).
-        audio_path = dataset_dir / Path(audio_name.replace("\\", "/")).name
-        uid = audio_path.stem
+        _check_text(text, where)
+        audio_path = resolve_audio(dataset_dir, audio_name, where)
+        # The path under the folder without its suffix: the base name in the seed's flat
+        # layout, ``audio/x`` in a NeMo-style one (two folders may both hold a 0001.wav).
+        uid = audio_path.relative_to(dataset_dir).with_suffix("").as_posix()
         if uid in first_line:
-            raise DatasetError(f"{where}: audio {audio_path.name} is already used on line "
-                               f"{first_line[uid]}; each utterance needs its own file")
+            raise DatasetError(f"{where}: audio {audio_path.relative_to(dataset_dir)} is "
+                               f"already used on line {first_line[uid]}; each utterance "
+                               "needs its own file")
         first_line[uid] = number
         duration = _audio_info(audio_path, where, expected_rate)
         utterances.append(Utterance(uid, audio_path, text, duration))
@@ -118,16 +205,27 @@ def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
     return utterances
 
 
-def read_audio(path: Path, expected_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The samples of a mono ``expected_rate`` file as int16 (the range T-one is fed)."""
+def read_audio(path: Path, expected_rate: int = SAMPLE_RATE, *, where: str | None = None
+               ) -> np.ndarray:
+    """The samples of a mono ``expected_rate`` file as int16 (the range T-one is fed), at
+    their real scale whatever the subtype. ``where`` (a manifest line) prefixes errors."""
     path = Path(path)
+    prefix = f"{where}: " if where else ""
     if not path.is_file():
-        raise DatasetError(f"audio file {path} does not exist")
+        raise DatasetError(f"{prefix}audio file {path} does not exist")
     try:
-        data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+        info = sf.info(str(path))
+        # float64: integer PCM and codecs scaled by libsndfile, float subtypes as stored.
+        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise DatasetError(f"audio file {path} cannot be read: {exc}") from exc
+        raise DatasetError(f"{prefix}audio file {path} cannot be read: {exc}") from exc
     problem = _format_problem(path, rate, data.shape[1], expected_rate)
     if problem:
-        raise DatasetError(problem)
-    return np.ascontiguousarray(data[:, 0])
+        raise DatasetError(prefix + problem)
+    if data.shape[0] == 0:
+        raise DatasetError(f"{prefix}audio {path} has no samples (0 frames, subtype "
+                           f"{info.subtype}); re-export it or remove the line")
+    try:
+        return _to_int16(data[:, 0], path, info.subtype, rate)
+    except DatasetError as exc:
+        raise DatasetError(prefix + str(exc)) from None

@@ -210,7 +210,10 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--client-scale", type=float, metavar="DIVISOR",
                      help="what your client divides int16 samples by (default: the model's)")
     data = p.add_argument_group("data and decoding")
-    data.add_argument("--dataset", default="demo/assets/data/demo_tiny")
+    data.add_argument("--dataset", default="demo/assets/data/demo_tiny",
+                      help="a dataset folder (holding tarred_audio_manifest.json) or the "
+                           "path of a manifest; audio is looked up beside the manifest "
+                           "(default %(default)s)")
     data.add_argument("--limit", type=int, default=4, help="first N utterances (default 4)")
     data.add_argument("--utterances", help="comma-separated utterance ids instead of --limit")
     data.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
@@ -231,7 +234,12 @@ def _utterances(args: argparse.Namespace, model: ModelInterface) -> list[Any]:
     from sweep.data.manifest import load_manifest
     from sweep.infra.files import project_path
 
-    utterances = load_manifest(project_path(args.dataset), expected_rate=model.sample_rate)
+    dataset = project_path(args.dataset)
+    if dataset.is_file():  # a manifest by path, whatever its name (NeMo's manifest.json)
+        utterances = load_manifest(dataset.parent, expected_rate=model.sample_rate,
+                                   manifest_name=dataset.name)
+    else:
+        utterances = load_manifest(dataset, expected_rate=model.sample_rate)
     if args.utterances:
         wanted = [u.strip() for u in args.utterances.split(",") if u.strip()]
         by_id = {u.id: u for u in utterances}

@@ -10,6 +10,7 @@ import jiwer
 import numpy as np
 
 from sweep.data.text import normalize
+from sweep.errors import EvaluationError
 
 # The bootstrap: resamples of the utterances (with replacement), a fixed seed so the same
 # transcripts always give the same interval.
@@ -65,13 +66,23 @@ def bootstrap_ci(errors: np.ndarray, lengths: np.ndarray, resamples: int = BOOTS
 def score(references: Sequence[str], hypotheses: Sequence[str]) -> Scores:
     """WER and CER over the whole set (not a mean of per-utterance rates), both texts
     normalised the same way (lowercase, ё -> е, no punctuation), each with its 95 %
-    bootstrap interval over utterances."""
+    bootstrap interval over utterances.
+
+    A reference that normalises to nothing is refused, never dropped: dropping it left its
+    hypothesis uncounted (a wrong transcript scored WER 0). The manifest loader refuses
+    such a line first, with its line number; this guards every other caller."""
     refs = [normalize(r) for r in references]
     hyps = [normalize(h) for h in hypotheses]
-    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
-    if not pairs:
-        raise ValueError("no non-empty reference to score")
-    refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    if not refs:
+        raise ValueError("no reference to score")
+    empty = [i for i, r in enumerate(refs) if not r]
+    if empty:
+        raise EvaluationError(
+            f"{len(empty)} reference(s) are empty once normalised for scoring, the first "
+            f"(utterance {empty[0] + 1}) {references[empty[0]]!r}: a reference needs letters "
+            "of the model's alphabet; fix the manifest's 'text'")
     word_e, word_n = _edits(refs, hyps, chars=False)
     char_e, char_n = _edits(refs, hyps, chars=True)
     return Scores(wer=float(jiwer.wer(refs, hyps)), cer=float(jiwer.cer(refs, hyps)),

@@ -1,5 +1,7 @@
-"""Bad datasets: each manifest fault fails its job with one message naming the file and the
-line, before anything is built or served."""
+"""Bad datasets and models: each manifest fault fails its job with one message naming the
+file and the line, before anything is built or served; a float WAV test set is scored at
+its real scale; a model whose state is declared with the wrong size fails its job naming
+the tensor, before the build."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import soundfile as sf
 
 from sweep.cli import ExitCode
 from tests.faults.conftest import Row, SweepProcess, assert_clean, run_sweep
+from tests.support.models import tiny_monolithic_onnx
 from tests.support.paths import DEMO
 
 pytestmark = pytest.mark.integration
@@ -52,6 +55,14 @@ def broken_datasets(root: Path) -> None:
     sf.write(str(root / "stereo" / "stereo.wav"), np.stack([audio, audio], axis=1), rate)
     _dataset(root, "rate_16k", [_json(good), _json({**second, "audio_filepath": "wide.wav"})])
     sf.write(str(root / "rate_16k" / "wide.wav"), np.repeat(audio, 2), 16000)
+    _dataset(root, "nan_audio", [_json(good), _json({**second, "audio_filepath": "nan.wav"})])
+    noisy = audio / 32768.0
+    noisy[400] = np.nan
+    sf.write(str(root / "nan_audio" / "nan.wav"), noisy, rate, subtype="FLOAT")
+    _dataset(root, "punctuation_text", [_json({**good, "text": "..."}), _json(second)])
+    _dataset(root, "empty_audio", [_json(good), _json({**second,
+                                                        "audio_filepath": "empty.wav"})])
+    sf.write(str(root / "empty_audio" / "empty.wav"), np.zeros(0, np.int16), rate)
 
 
 CASES = {
@@ -62,12 +73,16 @@ CASES = {
     "stereo": "line 1: audio {folder}/stereo.wav has 2 channels; it must be mono",
     "rate_16k": "line 2: audio {folder}/wide.wav has a sample rate of 16000 Hz; it must be "
                 "resampled to 8 kHz",
+    "nan_audio": "line 2: audio {folder}/nan.wav (FLOAT) has 1 non-finite sample(s) (NaN or "
+                 "inf), the first at sample 400 (0.050 s)",
+    "punctuation_text": "line 1: 'text' '...' is empty once normalised for scoring",
+    "empty_audio": "line 2: audio {folder}/empty.wav has no samples (0 frames",
 }
 
 
 @pytest.fixture(scope="module")
 def manifest_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepProcess, Path]:
-    """One sweep over the six broken datasets (a multirun over dataset.name)."""
+    """One sweep over the broken datasets (a multirun over dataset.name)."""
     tmp = tmp_path_factory.mktemp("manifests")
     root = tmp / "data"
     broken_datasets(root)
@@ -92,4 +107,51 @@ def test_manifest_fault(manifest_sweep: tuple[SweepProcess, Path], case: str,
     assert "engine_hash" not in run.data.tags  # found before building
     shown = error.replace(f"{folder / MANIFEST}", "<manifest>").replace(str(folder), "<dir>")
     row.outcome(f"FAILED: '{shown[:120]}{'...' if len(shown) > 120 else ''}'")
+    row.cleanup(assert_clean(sweep))
+
+
+@pytest.mark.fault("float WAV test set (32-bit FLOAT copy of the int16 audio)",
+                   "scored at its real scale: the same WER as the int16 original")
+def test_float_wav_test_set(tmp_path: Path, warm_cache: Path, row: Row) -> None:
+    """It was read as silence (libsndfile's int16 read does not rescale floats) and scored
+    WER 1.0 with exit 0; the in-process reference read it the same way, so the frame
+    disagreement stayed 0 too."""
+    root = tmp_path / "data"
+    good, second = _lines()
+    _dataset(root, "tiny_int16", [_json(good), _json(second)])
+    _dataset(root, "tiny_float", [_json(good), _json(second)])
+    for wav in (root / "tiny_float").glob("*.wav"):
+        samples, rate = sf.read(str(wav), dtype="float32")
+        sf.write(str(wav), samples, rate, subtype="FLOAT")
+        assert sf.info(str(wav)).subtype == "FLOAT"
+    sweep = run_sweep(["-m", "dataset.name=tiny_int16,tiny_float", f"dataset.base_path={root}",
+                       "dataset.limit=null"], tmp_path, cache=warm_cache)
+    assert sweep.proc.returncode == ExitCode.OK, sweep.stderr[-3000:]
+    runs = {r.data.params["dataset.name"]: r for r in sweep.jobs()}
+    assert [r.info.status for r in runs.values()] == ["FINISHED", "FINISHED"]
+    int16, float32 = (runs[n].data.metrics for n in ("tiny_int16", "tiny_float"))
+    assert int16["wer"] < 0.5  # the demo model hears the original
+    assert float32["wer"] == int16["wer"] and float32["cer"] == int16["cer"]
+    assert float32["frame_disagreement"] == int16["frame_disagreement"]
+    row.outcome(f"both FINISHED: WER {float32['wer']:.4f} (FLOAT) = {int16['wer']:.4f} "
+                f"(PCM_16), CER {float32['cer']:.4f} = {int16['cer']:.4f}")
+    row.cleanup(assert_clean(sweep))
+
+
+@pytest.mark.fault("state tensor declared 1000 wide, the graph makes 105489",
+                   "FAILED before the build, naming the tensor and both shapes")
+def test_wrong_state_size(tmp_path: Path, row: Row) -> None:
+    """It passed every static check, was built, and the job died as SIGSEGV naming
+    nothing."""
+    onnx = tiny_monolithic_onnx(tmp_path / "wrong_state.onnx", state=1000, real_state=105489)
+    sweep = run_sweep([f"model.onnx_path={onnx}", "dataset=demo_tiny"], tmp_path)
+    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
+    assert "SIGSEGV" not in sweep.output
+    (run,) = sweep.jobs()
+    error = run.data.tags["error"]
+    assert run.info.status == "FAILED"
+    assert "'state_next' is declared (batch, 1000)" in error and "(1, 105489)" in error, error
+    assert "\n" not in error.strip()
+    assert "engine_hash" not in run.data.tags  # found before building
+    row.outcome(f"exit 4, FAILED: '...{error[error.index('output'):][:110]}...'")
     row.cleanup(assert_clean(sweep))

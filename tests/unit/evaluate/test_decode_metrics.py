@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from sweep.data.text import BLANK_ID, VOCABULARY, encode, normalize
+from sweep.errors import EvaluationError
 from sweep.evaluate.decode import GreedyDecoder, collapse
 from sweep.evaluate.metrics import latency_summary, score
 
@@ -38,7 +39,7 @@ def test_score_is_corpus_level_and_normalised():
 
 
 def test_score_rejects_all_empty_references():
-    with pytest.raises(ValueError):
+    with pytest.raises(EvaluationError, match="utterance 1"):
         score([""], ["что-то"])
 
 
