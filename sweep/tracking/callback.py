@@ -13,6 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sweep.errors import ConfigError
 from sweep.events import SWEEP_FILE
 from sweep.tracking import tags as tag
 from sweep.tracking.resume import sweep_key
@@ -25,6 +26,7 @@ from sweep.tracking.runs import (
     orphans_message,
 )
 from sweep.tracking.store import Store, open_store, redact
+from sweep.tracking.sweep_folder import claim, release
 
 
 def _redact_logging() -> None:
@@ -98,6 +100,8 @@ class ParentRunCallback(Callback):
     """
 
     _open: tuple[Store, str] | None = None
+    # This sweep's claim on its folder (sweep/tracking/sweep_folder.py), given back at the end.
+    _lock: Path | None = None
     # The last parent run this process closed: ``sweep.__main__`` reads its jobs' statuses.
     closed: tuple[Store, str] | None = None
 
@@ -113,6 +117,11 @@ class ParentRunCallback(Callback):
 
         _redact_logging()
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            lock = claim(sweep_dir)
+        except ConfigError as exc:
+            print(f"trt-sweep: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         try:
             store = open_store(config.tracking.uri, config.tracking.experiment,
                                      config.tracking.artifact_root, Path.cwd())
@@ -134,7 +143,9 @@ class ParentRunCallback(Callback):
             # anyway; an unusable store must stop the sweep before any work. SystemExit is
             # not an Exception, so it passes Hydra's handler.
             print(f"trt-sweep: {redact(str(exc))}", file=sys.stderr)
+            release(lock)
             raise SystemExit(2) from None
+        ParentRunCallback._lock = lock
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(run.info.run_id)
         # For the jobs, wherever they run: "job 3/8, ~4 min left", and the sweep command
@@ -164,6 +175,7 @@ def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
     from sweep.tracking.summary import summarise
 
     client = MlflowClient(store.uri)
+    lock, ParentRunCallback._lock = ParentRunCallback._lock, None
     try:
         abandoned = close_abandoned_jobs(client, store, run_id)
         if abandoned:
@@ -173,3 +185,4 @@ def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
         summarise(client, store, run_id, sweep_dir)
     finally:
         client.set_terminated(run_id, status)
+        release(lock)
