@@ -104,7 +104,14 @@ def multirun_outcome() -> None:
 
 
 def entry() -> None:
+    import logging
+
     from sweep.server import close_kept
+
+    # MLflow's SQL store logs every database error it catches with a traceback, then raises
+    # it: the sweep reports what it raised, once (a store that stopped accepting writes
+    # would otherwise print a traceback for each of the job's writes).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from sweep.tracking.callback import close_open_parent
 
     def sweep() -> None:

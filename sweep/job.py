@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from sweep import cli
 from sweep.builder import build_engine
 from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
@@ -36,9 +37,10 @@ from sweep.server import Server, make_server
 from sweep.server.base import ModelRepository
 from sweep.server.repository import render
 from sweep.server.serve import serve
-from sweep.tracking import describe, resume
+from sweep.tracking import describe, failures, resume
 from sweep.tracking import tags as tag
 from sweep.tracking.datasets import log_dataset
+from sweep.tracking.failures import store_refused
 from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
 from sweep.tracking.records import JobRecord
 from sweep.tracking.runs import (
@@ -392,6 +394,7 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             _log_engine(job, engine, settings, workdir, label, store.experiment_id, flags_yaml)
             metrics = evaluate(settings, model, engine, utterances, workdir, job,
                                server, events).metrics()
+            result.metrics = metrics  # measured: kept even if the store refuses it below
             t_log = time.perf_counter()
             job.metrics(recorded(metrics))
             metrics["logging_seconds"] = time.perf_counter() - t_log
@@ -416,5 +419,24 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
     except Exception as exc:
         result.status = "FAILED"
         result.error = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
+        if store_refused(exc):
+            _store_stopped(exc, result, label, flags, workdir)
         events.line("red", result.error, label=f"{label} FAILED")
     return result
+
+
+def _store_stopped(exc: Exception, result: JobResult, label: str, flags: FlagSet | None,
+                   workdir: Path) -> None:
+    """The tracking store stopped accepting writes: every later write would fail the same
+    way, so the sweep stops here, with one line. What this job measured goes to its folder
+    (``results.json``); jobs logged before stay in the store."""
+    words = failures.reason(exc)
+    result.error = f"the tracking store stopped accepting writes ({words})"
+    kept = failures.keep_results(workdir, {
+        "label": label, "status": result.status, "error": result.error,
+        "flags": flags.as_dict() if flags is not None else None, "metrics": result.metrics})
+    raise cli.Exit(cli.ExitCode.MLFLOW_FAILED,
+                   f"{label}: {result.error}; the sweep stopped. What this job measured is "
+                   f"kept in {kept}; the jobs logged before it are in the store. Free the "
+                   "store's volume (or make it writable) and run the same command again: "
+                   "finished jobs are resumed.")

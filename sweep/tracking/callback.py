@@ -172,17 +172,26 @@ def close_open_parent(status: str, sweep_dir: Path | None = None) -> None:
     store, run_id = opened
     from mlflow.tracking import MlflowClient
 
+    from sweep.tracking.failures import reason, store_refused
     from sweep.tracking.summary import summarise
 
-    client = MlflowClient(store.uri)
     lock, ParentRunCallback._lock = ParentRunCallback._lock, None
+    client = MlflowClient(store.uri)
     try:
-        abandoned = close_abandoned_jobs(client, store, run_id)
-        if abandoned:
-            print(f"trt-sweep: {len(abandoned)} job run(s) left RUNNING by a worker that died "
-                  "now end FAILED (their error tag says whether Ray ran the job again): "
-                  + ", ".join(abandoned), file=sys.stderr)
-        summarise(client, store, run_id, sweep_dir)
+        try:
+            abandoned = close_abandoned_jobs(client, store, run_id)
+            if abandoned:
+                print(f"trt-sweep: {len(abandoned)} job run(s) left RUNNING by a worker that "
+                      "died now end FAILED (their error tag says whether Ray ran the job "
+                      "again): " + ", ".join(abandoned), file=sys.stderr)
+            summarise(client, store, run_id, sweep_dir)
+        finally:
+            client.set_terminated(run_id, status)
+    except Exception as exc:
+        if not store_refused(exc):
+            raise
+        # The job that met it has said so; the parent cannot be closed either.
+        print(f"trt-sweep: the sweep's parent run {run_id} could not be closed: the tracking "
+              f"store stopped accepting writes ({reason(exc)}).", file=sys.stderr)
     finally:
-        client.set_terminated(run_id, status)
         release(lock)

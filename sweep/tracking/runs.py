@@ -304,22 +304,34 @@ def job_run(store: Store, run_name: str, parent_id: str | None,
         yield job
     except (KeyboardInterrupt, SystemExit):
         _stop(monitor)
-        job.finish_model("FAILED")
-        client.set_tag(job.run_id, tag.ERROR, "interrupted (SIGINT/SIGTERM)")
-        client.set_terminated(job.run_id, "KILLED")
+        _close(job, "KILLED", "interrupted (SIGINT/SIGTERM)")
         raise
     except BaseException as exc:
         _stop(monitor)
-        job.finish_model("FAILED")
         reason = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
-        client.set_tag(job.run_id, tag.ERROR, reason[:5000])
-        client.log_text(job.run_id, "".join(traceback.format_exception(exc)), "error.txt")
-        client.set_terminated(job.run_id, "FAILED")
+        _close(job, "FAILED", reason[:5000], "".join(traceback.format_exception(exc)))
         raise
     else:
         _stop(monitor)
         job.finish_model("READY")
         client.set_terminated(job.run_id, "FINISHED")
+
+
+def _close(job: JobRun, status: str, reason: str, details: str | None = None) -> None:
+    """End the run with its reason. A store that refuses these writes too (it stopped
+    accepting writes: the failure being handled) leaves the run as it is: the failure
+    already on its way is the one to report, not a second traceback."""
+    from sweep.tracking.failures import store_refused
+
+    try:
+        job.finish_model("FAILED")
+        job.client.set_tag(job.run_id, tag.ERROR, reason)
+        if details is not None:
+            job.client.log_text(job.run_id, details, "error.txt")
+        job.client.set_terminated(job.run_id, status)
+    except Exception as exc:
+        if not store_refused(exc):
+            raise
 
 
 def system_metrics(store: Store, run_id: str, interval_s: float | None) -> Any:

@@ -1,0 +1,61 @@
+"""When the tracking store itself stops accepting writes (a read-only or full volume, a
+database that went away): told apart from a job's own failure, so that the sweep stops with
+one line instead of a traceback per write, and what was measured is kept on disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# What SQLAlchemy/SQLite, PostgreSQL and the file system say when writes are refused.
+_REFUSED = re.compile(r"readonly database|read-only|disk I/O error|database or disk is full|"
+                      r"No space left|unable to open database file|Read-only file system|"
+                      r"cannot execute .* in a read-only transaction", re.IGNORECASE)
+_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def store_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the store refusing writes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _ERRNOS:
+            return True
+        if _REFUSED.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def reason(exc: BaseException) -> str:
+    """The store's own words, one line, without SQL."""
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(current).splitlines()[0] if str(current) else ""
+        found = _REFUSED.search(text)
+        if found:
+            return text[:200]
+        current = current.__cause__ or current.__context__
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def keep_results(folder: Path, record: dict[str, Any]) -> Path:
+    """Write ``results.json`` into the job's folder, atomically (a temporary file renamed
+    over it, removed if the write fails): the figures the store would not take."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "results.json"
+    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
