@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sweep.errors import ConfigError
 from sweep.tracking import tags as tag
 from sweep.tracking.runs import process_identity
 from sweep.tracking.sweep_folder import LOCK_FILE, claim, release
@@ -23,7 +24,7 @@ FAST = ["dataset=demo_tiny", "dataset.limit=1", "eval.streams=1"]
 def test_a_live_sweeps_folder_is_refused_and_a_dead_ones_taken_over(tmp_path: Path):
     lock = claim(tmp_path / "a")
     assert lock.read_text().strip() == process_identity(os.getpid())
-    with pytest.raises(Exception, match=r"in use by another sweep \(process \d+ on this host\)"):
+    with pytest.raises(ConfigError, match=r"in use by another sweep \(process \d+ on this host\)"):
         claim(tmp_path / "a")
     release(lock)
     assert not lock.exists()
@@ -37,7 +38,7 @@ def test_a_live_sweeps_folder_is_refused_and_a_dead_ones_taken_over(tmp_path: Pa
     other = tmp_path / "c"
     other.mkdir()
     (other / LOCK_FILE).write_text("elsewhere/boot/123/456\n")
-    with pytest.raises(Exception, match="on host elsewhere.*or delete"):
+    with pytest.raises(ConfigError, match=r"on host elsewhere.*or delete"):
         claim(other)
 
 
