@@ -44,7 +44,7 @@ class Position:
     def describe(self, now: float | None = None) -> str:
         text = f"job {self.number}" + (f"/{self.total}" if self.total else "")
         done = self.number - 1
-        if self.total and self.started and done > 0:
+        if self.total and self.started is not None and done > 0:
             per_job = ((now or time.time()) - self.started) / done
             left = per_job * (self.total - done)
             text += f", ~{_duration(left)} left"
