@@ -58,32 +58,15 @@ def compose(overrides: list[str]) -> Any:
 
 
 def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
-    """One sweep.job.run; returns its wall time and the parts that are not overhead."""
+    """One sweep.job.run; returns its wall time and the parts that are not overhead, as the
+    job's own progress sink timed its phases."""
+    import io
+
+    from rich.console import Console
+
     import sweep.job as sweep_job
-    from sweep.builder.base import BuilderConfig
     from sweep.config import JobSettings
-    from sweep.engine import Engine
-    from sweep.flags import FlagSet
-
-    timed: dict[str, float] = {"build": 0.0, "stream": 0.0}
-    build_engine = sweep_job.build_engine
-    streamer_cls = sweep_job.GrpcStreamer
-
-    def timed_build(cfg: BuilderConfig, onnx_path: Path, flags: FlagSet,
-                    job: str | None = None) -> Engine:
-        t = time.perf_counter()
-        try:
-            return build_engine(cfg, onnx_path, flags, job)
-        finally:
-            timed["build"] += time.perf_counter() - t
-
-    class TimedStreamer(streamer_cls):  # type: ignore[misc,valid-type]
-        def run(self, *a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return super().run(*a, **k)
-            finally:
-                timed["stream"] += time.perf_counter() - t
+    from sweep.events import Events
 
     store = WORK / "mlruns"
     cfg = compose([
@@ -91,21 +74,19 @@ def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
         f"server={server}", f"tracking.uri=sqlite:///{store}/mlflow.db",
         f"tracking.artifact_root={store}/artifacts",
         f"builder.cache_dir={OUT / 'engines-job'}", "+force=true", *extra])
-    # job.run looks both up in its module when it calls them.
-    sweep_job.build_engine = timed_build
-    sweep_job.GrpcStreamer = TimedStreamer  # type: ignore[misc]
-    try:
-        t0 = time.perf_counter()  # reading the config is part of a job's overhead
-        result = sweep_job.run(JobSettings.from_cfg(cfg), WORK / f"job-{server}-{index}")
-        wall = time.perf_counter() - t0
-    finally:
-        sweep_job.build_engine = build_engine
-        sweep_job.GrpcStreamer = streamer_cls  # type: ignore[misc]
+    events = Events(console=Console(file=io.StringIO()), live=False)
+    t0 = time.perf_counter()  # reading the config is part of a job's overhead
+    result = sweep_job.run(JobSettings.from_cfg(cfg), WORK / f"job-{server}-{index}",
+                           events=events)
+    wall = time.perf_counter() - t0
     if result.status != "FINISHED":
         raise SystemExit(f"the {server} job failed: {result.error}")
+    build = sum(v for k, v in events.seconds.items() if k.startswith("build"))
+    stream = sum(v for k, v in events.seconds.items()
+                 if k.startswith(("streaming", "repeat")))
     decode = result.metrics.get("decode_seconds", 0.0)
-    return {"wall": wall, "build": timed["build"], "stream": timed["stream"], "decode": decode,
-            "overhead": wall - timed["build"] - timed["stream"] - decode,
+    return {"wall": wall, "build": build, "stream": stream, "decode": decode,
+            "overhead": wall - build - stream - decode,
             "startup": result.metrics.get("startup_seconds", float("nan")),
             "stop": result.metrics.get("stop_seconds", float("nan")),
             "logging_end": result.metrics.get("logging_seconds", float("nan"))}

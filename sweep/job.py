@@ -302,17 +302,19 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
 
 
 def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
-        job_num: int | None = None, sweep_key: str | None = None) -> JobResult:
+        job_num: int | None = None, sweep_key: str | None = None,
+        events: Events | None = None) -> JobResult:
     """Run one job; a failure is recorded (FAILED run, reason) and returned, not raised, so
     the sweep goes on with its other jobs. Ctrl-C/SIGTERM still propagate.
 
     ``sweep_key``: the sweep command this job belongs to (``resume.sweep_key``); a FINISHED
     identical job is copied only from a run of the same sweep command, unless
-    ``tracking.reuse_across_sweeps``."""
+    ``tracking.reuse_across_sweeps``. ``events``: where progress goes (and whoever times
+    the phases reads ``events.seconds``); default: the console, job n/N from the sweep."""
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = settings.tracking
-    events = Events(position=Position.read(sweep_dir, job_num))
+    events = events or Events(position=Position.read(sweep_dir, job_num))
     # A job of a multirun waits for a tracking server that is restarting: the sweep's own
     # check already found it up, so a refusal now is an outage, not a wrong address.
     store = open_store(tracking.uri, tracking.experiment, tracking.artifact_root, Path.cwd(),
