@@ -255,6 +255,7 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
     """Map a flag set and a graph to the emulation plan; raises FlagSetError when the flag
     set cannot be emulated (int8/fp8, a layer pattern that names no node)."""
     flags.validate()
+    _refuse_gpu_only(flags)
     if flags.strongly_typed:
         _require_quantised_graph(flags, model)
     else:
@@ -352,6 +353,23 @@ def _weak_node(i: int, name: str, node: onnx.NodeProto, flags: FlagSet, float_in
         round_inputs=tuple(rounds),
         round_outputs=tuple(float_out) if store != FP32 and not exact else (),
     )
+
+
+def _refuse_gpu_only(flags: FlagSet) -> None:
+    """What only a real TensorRT decides: refused with the reason, never approximated."""
+    if flags.build_route or flags.tunes_routes:
+        raise FlagSetError(
+            "builder=emulate cannot build trt.build_route/trt.tune_build_routes: a build route "
+            "sets knobs of TensorRT's own compiler (the Global Performance Tuner, TensorRT "
+            "11.1+), which ONNX Runtime does not have, and a route search times each route on "
+            "the GPU. Use builder=trtexec on a GPU host, or plan it with builder=trtexec "
+            "builder.dry_run=true builder.tensorrt_version=11.4.")
+    if flags.qdq_placement == "autotune":
+        raise FlagSetError(
+            "builder=emulate cannot build trt.qdq_placement=autotune: ModelOpt Autotune places "
+            "Q/DQ nodes by the latency TensorRT measures for each placement on the GPU, so "
+            "there is no placement to execute without TensorRT. Use builder=trtexec on a GPU "
+            "host, or plan it with builder.dry_run=true.")
 
 
 def _require_quantised_graph(flags: FlagSet, model: onnx.ModelProto) -> None:

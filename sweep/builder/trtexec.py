@@ -14,6 +14,7 @@ GPU-side throughput figure the sweep gets besides Triton's, and it costs a few s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -24,9 +25,10 @@ from pathlib import Path
 from docker.client import DockerClient
 from docker.models.images import Image
 
-from sweep.builder import layers
+from sweep.builder import layers, routes
 from sweep.builder.base import DEFAULT_TRTEXEC
 from sweep.builder.cache import timing_cache_name
+from sweep.builder.routes import ReferencePairs, best_from_log
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
 from sweep.builder.versions import Version, check_flags_for_version
 from sweep.engine import DEFAULT_IMAGE, Engine, EngineFormat
@@ -51,6 +53,11 @@ MANAGED = frozenset({
     "timingCacheFile", "exportLayerInfo", "profilingVerbosity", "skipInference",
     "duration", "warmUp", "useSpinWait", "noDataTransfers", "useCudaGraph",
     "noSpinWait", "includeDataTransfers", "noCudaGraph",
+    # build routes (11.1+): set from trt.build_route / trt.tune_build_routes
+    "setBuildRoute", "tuneBuildRoutes", "tuneBuildRouteFile", "tuningSearch",
+    "tuningTimeOut", "tuningCacheFile", "continue", "dryRun", "saveAllEngines", "refPair",
+    "loadInputs", "loadRefOutputs", "accuracyAlgorithm", "accuracyThreshold", "atol", "rtol",
+    "helpBuildRoute", "tuningResultFile",
 })
 _EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _EXTRA_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-x,]*$")
@@ -143,7 +150,9 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
                  timing_cache_path: str | None = None,
                  layer_info_path: str | None = None,
                  inference: InferenceOptions | None = None,
-                 version: Version | None = None) -> list[str]:
+                 version: Version | None = None,
+                 route: str | None = None,
+                 tuning: list[str] | None = None) -> list[str]:
     """trtexec's argument list (without the program) for one flag set.
 
     ``shapes`` are the non-batch dims of every input; the batch axis gets min/opt/max from
@@ -151,7 +160,10 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
     already resolved to ONNX node names (``sweep.builder.layers.resolve``): trtexec matches
     layer names only, so an op-type pattern such as ``LayerNormalization`` must be expanded
     before it gets here. Paths are as trtexec sees them (inside the container).
-    ``version`` (when known) drops flags a release made implicit.
+    ``version`` (when known) drops flags a release made implicit. ``route`` builds one
+    build route (``trt.build_route``, or the one a finished search picked); ``tuning`` are
+    the route search's options (``routes.tuning_args``), required when the flag set
+    searches and no ``route`` replaces the search.
     """
     inference = inference or InferenceOptions()
     if version is not None:
@@ -198,6 +210,22 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
         # Layer info without 'detailed' verbosity names layers but not their precisions,
         # which is what a precision sweep needs to verify its pins took effect.
         args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path}"]
+
+    route = route or flags.build_route.strip() or None
+    if route:
+        args.append(f"--setBuildRoute={route}")
+    elif flags.tunes_routes:
+        if not tuning:
+            raise FlagSetError(
+                f"trt.tune_build_routes={flags.tune_build_routes}: the search's options "
+                "(reference pairs, record) were not given; the job writes them from streamed "
+                "calibration audio (sweep/builder/routes.py).")
+        if inference.skip:
+            raise FlagSetError(
+                "trt.tune_build_routes with the timing pass skipped: trtexec's accuracy "
+                "filter (--loadRefOutputs) runs in the inference phase, so --skipInference "
+                "cannot be combined with it.")
+        args += tuning
 
     if inference.skip:
         args.append("--skipInference")
@@ -285,7 +313,7 @@ class TrtexecBuilder:
                  inference: InferenceOptions | Mapping[str, object] | None = None,
                  timing_cache_dir: str | Path | None = None,
                  probe_timeout_s: float = 120.0, run_as_caller: bool = True,
-                 job: str | None = None) -> None:
+                 job: str | None = None, reference: ReferencePairs | None = None) -> None:
         self.image = image
         self.gpus = gpus
         self.timeout_s = float(timeout_s)
@@ -299,6 +327,8 @@ class TrtexecBuilder:
         # Files trtexec writes into the workdir belong to the caller, not to root.
         self.run_as_caller = run_as_caller
         self.job = job  # the containers' trt-sweep.job label
+        # A route search's reference pairs and record folder (mounted at /tuning).
+        self.reference = reference
         self._client: DockerClient | None = None
         self._tensorrt: Version | None = None
         self._trtexec: str | None = None
@@ -366,15 +396,25 @@ class TrtexecBuilder:
 
     # -- build -------------------------------------------------------------------------
     def command(self, onnx_path: Path, flags: FlagSet, version: Version | None = None,
-                timing_cache: str = "/cache/timing.cache") -> list[str]:
+                timing_cache: str = "/cache/timing.cache", route: str | None = None,
+                record: str = f"{routes.CONTAINER_DIR}/record.jsonl") -> list[str]:
         """The exact argument list a build runs (program first), as paths in the container."""
         shapes = onnx_input_dims(onnx_path)
         precisions, output_types, _ = layer_patterns(onnx_path, flags)
+        tuning = None
+        if flags.tunes_routes and route is None:
+            if self.reference is None:
+                raise FlagSetError(
+                    f"trt.tune_build_routes={flags.tune_build_routes} needs reference pairs "
+                    "for trtexec's accuracy filter; the job writes them from streamed "
+                    "calibration audio (build through sweep.job, or pass reference=).")
+            tuning = routes.tuning_args(flags, self.reference, record)
         return [self._trtexec or self.trtexec_path, *trtexec_args(
             flags, f"/onnx/{onnx_path.name}", "/work/model.plan", shapes,
             layer_precisions=precisions, layer_output_types=output_types,
             timing_cache_path=timing_cache if flags.timing_cache else None,
-            layer_info_path="/work/layers.json", inference=self.inference, version=version)]
+            layer_info_path="/work/layers.json", inference=self.inference, version=version,
+            route=route, tuning=tuning)]
 
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
         client = self._docker()  # DockerUnavailableError before any other work
@@ -395,7 +435,34 @@ class TrtexecBuilder:
                 volumes[str(cache_dir)] = {"bind": "/cache", "mode": "rw"}
                 name = timing_cache_name(".".join(map(str, version)), host_device())
                 timing_cache = f"/cache/{name}"
-        command = self.command(onnx_path, flags, version, timing_cache)
+        record, best_file, route = None, None, None
+        if flags.tunes_routes:
+            if self.reference is None:
+                raise FlagSetError(
+                    f"trt.tune_build_routes={flags.tune_build_routes} needs reference pairs; "
+                    "the job writes them (sweep/builder/routes.py).")
+            volumes[str(self.reference.dir.resolve())] = {"bind": routes.CONTAINER_DIR,
+                                                          "mode": "rw"}
+            record = self.reference.dir / routes.record_name(
+                ".".join(map(str, version)), host_device())
+            best_file = record.with_suffix(".best.json")
+        command_record = f"{routes.CONTAINER_DIR}/{record.name}" if record else ""
+        if best_file is not None and best_file.is_file():
+            # The search finished before: its route is built again, not searched again.
+            route = json.loads(best_file.read_text())["route"]
+            notes.append(f"build route reused from the finished search in {record}: {route}")
+            command = self.command(onnx_path, flags, version, timing_cache, route=route)
+        elif record is not None and routes.read_record(record) is not None:
+            # An interrupted search: trtexec resumes it from the record's header (which
+            # holds the original argv) and accepts nothing else beside it.
+            notes.append(f"route search resumed from {record} (trtexec --continue)")
+            command = [self._trtexec or self.trtexec_path, "--continue",
+                       f"--tuningCacheFile={command_record}"]
+        elif record is not None:
+            command = self.command(onnx_path, flags, version, timing_cache,
+                                   record=command_record)
+        else:
+            command = self.command(onnx_path, flags, version, timing_cache)
         log_path = workdir / "build.log"
         (workdir / "trtexec.cmd").write_text(" ".join(command) + "\n")
         engine_file = workdir / "model.plan"
@@ -420,13 +487,32 @@ class TrtexecBuilder:
         if not engine_file.is_file():
             raise BuildError(f"trtexec exited 0 but wrote no engine at {engine_file}; see "
                              f"{log_path}", log_path)
-        report = parse_trtexec_log(log_path.read_text(errors="replace"))
+        log_text = log_path.read_text(errors="replace")
+        report = parse_trtexec_log(log_text)
+        tuning_metrics: dict[str, float] = {}
+        extra_artifacts: list[Path] = []
+        if record is not None and best_file is not None:
+            found = best_from_log(log_text)
+            if route is None and found is None:
+                raise BuildError(f"trtexec finished the route search but reported no 'Best "
+                                 f"iteration' line; see {log_path}", log_path)
+            if found is not None:
+                route = found[0]
+                best_file.write_text(json.dumps({"route": found[0], "gpu_time_ms": found[1],
+                                                 "record": record.name}) + "\n")
+            tuned = routes.read_record(record)
+            if tuned is not None:
+                tuning_metrics = tuned.metrics()
+                extra_artifacts += [record, best_file]
+            notes.append("layer information of a route search is written by its iterations; "
+                         "the realised-precision check reads the last one trtexec wrote")
         if notes:
             with open(log_path, "a") as log:
                 log.writelines(f"[trt-sweep] note: {n}\n" for n in notes)
         batch = self.inference.batch or flags.opt_batch
         artifacts = tuple(p for p in (log_path, workdir / "layers.json",
-                                      workdir / "trtexec.cmd") if p.exists())
+                                      workdir / "trtexec.cmd", *extra_artifacts)
+                          if p.exists())
         return Engine(
             path=engine_file, format=EngineFormat.TENSORRT_PLAN, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=result.seconds, log_path=log_path,
@@ -437,21 +523,26 @@ class TrtexecBuilder:
                          "cuda_graph": self.inference.cuda_graph,
                          "spin_wait": self.inference.spin_wait},
                      "trtexec_warnings": list(report.warnings), "notes": notes,
+                     **({"build_route": route} if route else {}),
                      "trtexec_missing": list(report.missing)},
-            metrics=report.metrics(batch=None if self.inference.skip else batch),
+            metrics={**report.metrics(batch=None if self.inference.skip else batch),
+                     **tuning_metrics},
             artifacts=artifacts)
 
 
 def dry_run_command(image: str, trtexec_path: str, onnx_path: Path, flags: FlagSet,
-                    tensorrt_version: str) -> tuple[list[str], list[str]]:
+                    tensorrt_version: str, reference: ReferencePairs | None = None
+                    ) -> tuple[list[str], list[str]]:
     """The command a build of ``flags`` would run on TensorRT ``tensorrt_version`` (and the
     notes its rules add), without Docker: for planning a GPU host's sweep."""
     version = decode_version(tensorrt_version) if tensorrt_version.isdigit() else \
         _parse_version(tensorrt_version)
     notes = check_flags_for_version(flags, version)
-    builder = TrtexecBuilder(image=image, trtexec_path=trtexec_path)
+    builder = TrtexecBuilder(image=image, trtexec_path=trtexec_path, reference=reference)
     name = timing_cache_name(".".join(map(str, version)), "gpu:<this host>")
-    return builder.command(onnx_path, flags, version, f"/cache/{name}"), notes
+    record = f"{routes.CONTAINER_DIR}/" + routes.record_name(".".join(map(str, version)),
+                                                             "<this host>")
+    return builder.command(onnx_path, flags, version, f"/cache/{name}", record=record), notes
 
 
 def _parse_version(text: str) -> Version:
