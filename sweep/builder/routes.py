@@ -165,3 +165,17 @@ def best_from_log(text: str) -> tuple[str, float] | None:
         return None
     route, ms = found[-1]
     return route.strip(), float(ms)
+
+
+def job_reference(model: Any, flags: FlagSet, dataset: Any, derived_dir: Path
+                  ) -> ReferencePairs | None:
+    """A route search's reference pairs for one job: calibration audio streamed through
+    the fp32 model (the calibration stage's cached pairs), the fp32 outputs beside them."""
+    if not flags.tunes_routes:
+        return None
+    from sweep.precision.calibration import collect
+
+    calibration = collect(model, dataset.load_calibration(), dataset.calibration_utterances,
+                          cache_dir=derived_dir)
+    return write_reference_pairs(model.onnx_path, calibration.arrays, flags.opt_batch,
+                                 derived_dir / "tuning", flags)

@@ -416,6 +416,25 @@ class TrtexecBuilder:
             layer_info_path="/work/layers.json", inference=self.inference, version=version,
             route=route, tuning=tuning)]
 
+    def search_command(self, onnx_path: Path, flags: FlagSet, version: Version,
+                       timing_cache: str, record: Path
+                       ) -> tuple[list[str], str | None, list[str]]:
+        """A route search's command, from where its record (host path) stands: finished
+        (a ``.best.json`` beside it): the route it picked, built again with
+        ``--setBuildRoute``; interrupted (a header, no best): ``--continue``, which takes
+        nothing but the record; none: a fresh search. Returns (command, route, notes)."""
+        best_file = record.with_suffix(".best.json")
+        inside = f"{routes.CONTAINER_DIR}/{record.name}"
+        if best_file.is_file():
+            route = str(json.loads(best_file.read_text())["route"])
+            return (self.command(onnx_path, flags, version, timing_cache, route=route), route,
+                    [f"build route reused from the finished search in {record}: {route}"])
+        if routes.read_record(record) is not None:
+            return ([self._trtexec or self.trtexec_path, "--continue",
+                     f"--tuningCacheFile={inside}"], None,
+                    [f"route search resumed from {record} (trtexec --continue)"])
+        return self.command(onnx_path, flags, version, timing_cache, record=inside), None, []
+
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
         client = self._docker()  # DockerUnavailableError before any other work
         onnx_path = Path(onnx_path).resolve()
@@ -435,7 +454,7 @@ class TrtexecBuilder:
                 volumes[str(cache_dir)] = {"bind": "/cache", "mode": "rw"}
                 name = timing_cache_name(".".join(map(str, version)), host_device())
                 timing_cache = f"/cache/{name}"
-        record, best_file, route = None, None, None
+        record, route = None, None
         if flags.tunes_routes:
             if self.reference is None:
                 raise FlagSetError(
@@ -445,22 +464,10 @@ class TrtexecBuilder:
                                                           "mode": "rw"}
             record = self.reference.dir / routes.record_name(
                 ".".join(map(str, version)), host_device())
-            best_file = record.with_suffix(".best.json")
-        command_record = f"{routes.CONTAINER_DIR}/{record.name}" if record else ""
-        if best_file is not None and best_file.is_file():
-            # The search finished before: its route is built again, not searched again.
-            route = json.loads(best_file.read_text())["route"]
-            notes.append(f"build route reused from the finished search in {record}: {route}")
-            command = self.command(onnx_path, flags, version, timing_cache, route=route)
-        elif record is not None and routes.read_record(record) is not None:
-            # An interrupted search: trtexec resumes it from the record's header (which
-            # holds the original argv) and accepts nothing else beside it.
-            notes.append(f"route search resumed from {record} (trtexec --continue)")
-            command = [self._trtexec or self.trtexec_path, "--continue",
-                       f"--tuningCacheFile={command_record}"]
-        elif record is not None:
-            command = self.command(onnx_path, flags, version, timing_cache,
-                                   record=command_record)
+        if record is not None:
+            command, route, resumed = self.search_command(onnx_path, flags, version,
+                                                          timing_cache, record)
+            notes += resumed
         else:
             command = self.command(onnx_path, flags, version, timing_cache)
         log_path = workdir / "build.log"
@@ -491,19 +498,9 @@ class TrtexecBuilder:
         report = parse_trtexec_log(log_text)
         tuning_metrics: dict[str, float] = {}
         extra_artifacts: list[Path] = []
-        if record is not None and best_file is not None:
-            found = best_from_log(log_text)
-            if route is None and found is None:
-                raise BuildError(f"trtexec finished the route search but reported no 'Best "
-                                 f"iteration' line; see {log_path}", log_path)
-            if found is not None:
-                route = found[0]
-                best_file.write_text(json.dumps({"route": found[0], "gpu_time_ms": found[1],
-                                                 "record": record.name}) + "\n")
-            tuned = routes.read_record(record)
-            if tuned is not None:
-                tuning_metrics = tuned.metrics()
-                extra_artifacts += [record, best_file]
+        if record is not None:
+            route, tuning_metrics, extra_artifacts = finish_search(log_text, record, route,
+                                                                   log_path)
             notes.append("layer information of a route search is written by its iterations; "
                          "the realised-precision check reads the last one trtexec wrote")
         if notes:
@@ -528,6 +525,25 @@ class TrtexecBuilder:
             metrics={**report.metrics(batch=None if self.inference.skip else batch),
                      **tuning_metrics},
             artifacts=artifacts)
+
+
+def finish_search(log_text: str, record: Path, route: str | None, log_path: Path
+                  ) -> tuple[str | None, dict[str, float], list[Path]]:
+    """After a search (or a rebuild of its route): the route trtexec picked, kept beside
+    the record for the next build, the record's metrics and the files to log."""
+    best_file = record.with_suffix(".best.json")
+    found = best_from_log(log_text)
+    if route is None and found is None:
+        raise BuildError(f"trtexec finished the route search but reported no 'Best "
+                         f"iteration' line; see {log_path}", log_path)
+    if found is not None:
+        route = found[0]
+        best_file.write_text(json.dumps({"route": found[0], "gpu_time_ms": found[1],
+                                         "record": record.name}) + "\n")
+    tuned = routes.read_record(record)
+    if tuned is None:
+        return route, {}, []
+    return route, tuned.metrics(), [record, best_file]
 
 
 def dry_run_command(image: str, trtexec_path: str, onnx_path: Path, flags: FlagSet,
