@@ -380,6 +380,9 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                     job.artifact(exc.log_path, "engine")
                 raise
             _log_engine(job, engine, settings, workdir, label, store.experiment_id, flags_yaml)
+            if reason := engine.runtime.get("precision_mismatch"):
+                job.tags({tag.PRECISION_MISMATCH: str(reason)})
+                say(label, "red", f"precision mismatch: {reason}")
             metrics = evaluate(settings, model, engine, utterances, workdir, job,
                                server).metrics()
             t_log = time.perf_counter()

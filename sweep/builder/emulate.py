@@ -101,7 +101,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import sweep
-from sweep.builder import layers
+from sweep.builder import layer_info, layers
 from sweep.builder.widen import widen
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, DeadlineExpired, FlagSetError, ModelError
@@ -766,6 +766,8 @@ class EmulateBuilder:
         with log.stage("load"):
             model = read_onnx(onnx_path)
         widened = None
+        # What the typed graph runs in, read before widening erases its types.
+        typed_layers = layer_info.graph_layers(model) if flags.strongly_typed else None
         if flags.strongly_typed:
             with log.stage("widen"):
                 model, widened = widen(model, keep_io_types=flags.keep_io_types)
@@ -802,6 +804,13 @@ class EmulateBuilder:
                         f"Runtime's CPU provider: {reason}. Build it with builder=trtexec on "
                         "a GPU host (or plan it with builder.dry_run=true).") from exc
         artifacts = _write_reports(workdir, flags, emulation, runtime)
+        realised = typed_layers or layer_info.Realised(
+            "emulator graph", [(n.name, n.op_type, n.store) for n in emulation.nodes
+                               if not n.shape and not n.weight])
+        realised_metrics, realised_runtime, realised_files = layer_info.report(
+            flags, realised, onnx_path, workdir)
+        runtime_record = {**runtime, **realised_runtime}
+        artifacts += realised_files
         seconds = time.perf_counter() - start
         _log_summary(log, emulation, stats, seconds)
         metrics = {f"emu_{k}": float(v) for k, v in stats.as_dict().items()}
@@ -813,10 +822,13 @@ class EmulateBuilder:
         if widened is not None and widened.changed:
             metrics["emu_widened_tensors"] = float(widened.tensors)
             metrics["emu_widened_roundings"] = float(widened.roundings)
+        metrics.update(realised_metrics)
+        if realised_runtime["precision_mismatch"]:
+            log.line(f"precision mismatch: {realised_runtime['precision_mismatch']}")
         return Engine(
             path=engine_path, format=EngineFormat.ONNX_EMULATED, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=seconds, log_path=log.path,
-            runtime=runtime, metrics=metrics, artifacts=(log.path, *artifacts),
+            runtime=runtime_record, metrics=metrics, artifacts=(log.path, *artifacts),
         )
 
 

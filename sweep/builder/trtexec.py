@@ -25,7 +25,7 @@ from pathlib import Path
 from docker.client import DockerClient
 from docker.models.images import Image
 
-from sweep.builder import layers, routes
+from sweep.builder import layer_info, layers, routes
 from sweep.builder.base import DEFAULT_TRTEXEC
 from sweep.builder.cache import timing_cache_name
 from sweep.builder.routes import ReferencePairs, best_from_log
@@ -210,6 +210,10 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
         # Layer info without 'detailed' verbosity names layers but not their precisions,
         # which is what a precision sweep needs to verify its pins took effect.
         args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path}"]
+        if not inference.skip:
+            # Per-layer times of the timing pass: the realised precision's share of time.
+            args.append("--exportProfile=" + str(Path(layer_info_path).with_name(
+                "profile.json")))
 
     route = route or flags.build_route.strip() or None
     if route:
@@ -503,12 +507,23 @@ class TrtexecBuilder:
                                                                    log_path)
             notes.append("layer information of a route search is written by its iterations; "
                          "the realised-precision check reads the last one trtexec wrote")
+        realised_metrics: dict[str, float] = {}
+        realised_runtime: dict[str, object] = {}
+        if (workdir / "layers.json").is_file():
+            realised_metrics, realised_runtime, files = layer_info.report(
+                flags, layer_info.read_engine_layers(workdir / "layers.json",
+                                                     workdir / "profile.json"),
+                onnx_path, workdir)
+            extra_artifacts += files
+            if realised_runtime["precision_mismatch"]:
+                notes.append(f"precision mismatch: {realised_runtime['precision_mismatch']}")
         if notes:
             with open(log_path, "a") as log:
                 log.writelines(f"[trt-sweep] note: {n}\n" for n in notes)
         batch = self.inference.batch or flags.opt_batch
         artifacts = tuple(p for p in (log_path, workdir / "layers.json",
-                                      workdir / "trtexec.cmd", *extra_artifacts)
+                                      workdir / "profile.json", workdir / "trtexec.cmd",
+                                      *extra_artifacts)
                           if p.exists())
         return Engine(
             path=engine_file, format=EngineFormat.TENSORRT_PLAN, flags=flags, builder=self.name,
@@ -520,10 +535,10 @@ class TrtexecBuilder:
                          "cuda_graph": self.inference.cuda_graph,
                          "spin_wait": self.inference.spin_wait},
                      "trtexec_warnings": list(report.warnings), "notes": notes,
-                     **({"build_route": route} if route else {}),
+                     **({"build_route": route} if route else {}), **realised_runtime,
                      "trtexec_missing": list(report.missing)},
             metrics={**report.metrics(batch=None if self.inference.skip else batch),
-                     **tuning_metrics},
+                     **tuning_metrics, **realised_metrics},
             artifacts=artifacts)
 
 

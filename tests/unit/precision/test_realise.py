@@ -135,7 +135,7 @@ def test_autotune_is_planned_not_made_here(tmp_path: Path) -> None:
     onnx_path = tiny_monolithic_onnx(tmp_path / "m.onnx")
     flags = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8",
                                   "qdq_placement": "autotune"})
-    with pytest.raises(FlagSetError, match="measures on the GPU.*--use_trtexec"):
+    with pytest.raises(FlagSetError, match=r"measures on the GPU.*--use_trtexec"):
         realise(onnx_path, flags, tmp_path / "cache", _calibration())
     planned = realise(onnx_path, flags, tmp_path / "cache", _calibration(), plan_only=True)
     assert not planned.realised and "autotune" in planned.tool
