@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_misspelt_fields_and_broken_ensemble_wiring_are_errors(tmp_path: Path) -
     assert any("ensemble tensor" in e and "_typo" in e for e in errors), errors
 
 
-def _config(repo: Path, name: str = "model"):  # type: ignore[no-untyped-def]
+def _config(repo: Path, name: str = "model") -> Any:
     from tests.standins.triton_rules import parse
 
     return parse(repo / name / "config.pbtxt")
