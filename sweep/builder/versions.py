@@ -126,7 +126,8 @@ def check_flags_for_version(flags: FlagSet, version: Version) -> list[str]:
         notes.append(f"TensorRT {'.'.join(map(str, version))} builds every network strongly "
                      "typed; this fp32 flag set without pins is the same build as "
                      "trt.strongly_typed=true.")
-    if flags.precision == "int8":
+    if flags.precision == "int8" and not flags.strongly_typed:
+        # Strongly typed, int8 is the typed ONNX's calibrated Q/DQ nodes.
         notes.append(
             "int8 without a calibration cache or Q/DQ nodes: trtexec uses placeholder "
             "scales, so the engine's speed is meaningful but its accuracy is not.")
