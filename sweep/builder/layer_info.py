@@ -289,8 +289,13 @@ def report(flags: FlagSet, realised: Realised, typed_onnx: Path, workdir: Path
     path = workdir / "realised_precision.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     files: tuple[Path, ...] = (path,)
-    if realised.checked:
-        files += (plot(realised, wanted, workdir / "realised_precision.png", title),)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # a builder image without it (the CPU image): the record only
+        pass
+    else:
+        if realised.checked:
+            files += (plot(realised, wanted, workdir / "realised_precision.png", title),)
     runtime = {"precision_mismatch": reason, "realised_note": realised.note,
                "realised_source": realised.source}
     return realised.metrics(), runtime, files
