@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -184,3 +185,77 @@ def test_int8_with_each_remainder_and_a_route_plans_an_argv_the_standin_accepts(
     assert result.rc == 0, result.text
     with pytest.raises(FlagSetError, match=r"11\.1"):
         dry_run_command("img", "trtexec", onnx_path, flags, "10.16")
+
+
+# -- TrtexecBuilder.build, with the container boundary replaced by the stand-in run in a
+# subprocess (the rehearsal runs the same build against the real Docker daemon) ----------
+def _local_run(version: str, root: Path) -> Any:
+    """containers.run_to_completion, locally: each mount is a symlink under ``root`` (one
+    "container" filesystem whose /work is the current job's), so the paths trtexec records
+    stay the same from one job to the next, as they do in a real container."""
+    import subprocess
+    import sys
+    import time
+
+    from sweep.infra.containers import RunResult
+    from tests.unit.builder.test_trtexec_standin import STANDIN
+
+    def run(_client: object, _image: str, command: list[str], *, log_path: Path,
+            volumes: dict[str, dict[str, str]], **_: object) -> RunResult:
+        args = []
+        for host, bind in volumes.items():
+            link = root / bind["bind"].lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(host, target_is_directory=True)
+        for arg in command[1:]:
+            for bind in volumes.values():
+                arg = arg.replace(f"={bind['bind']}/", f"={root}{bind['bind']}/").replace(
+                    f":{bind['bind']}/", f":{root}{bind['bind']}/")
+            args.append(arg)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(STANDIN), *args], capture_output=True,
+                              text=True, check=False, timeout=60,
+                              env={**__import__("os").environ, "FAKE_TRT_VERSION": version,
+                                   "FAKE_TRT_ARGV_FILE": ""})
+        log_path.write_text(proc.stdout + proc.stderr)
+        return RunResult(proc.returncode, time.perf_counter() - start, False)
+    return run
+
+
+def test_build_searches_resumes_and_rebuilds_the_picked_route(
+        setup: tuple[Path, FlagSet, routes.ReferencePairs], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweep.builder import trtexec as module
+    from sweep.infra import containers
+
+    onnx_path, flags, refs = setup
+    builder = TrtexecBuilder(image="img", reference=refs)
+    monkeypatch.setattr(builder, "_docker", lambda: object())
+    monkeypatch.setattr(builder, "probe", lambda _log_dir=None: (11, 4, 0))
+    monkeypatch.setattr(builder, "version", lambda: "TensorRT 11.4.0 (stand-in)")
+    monkeypatch.setattr(containers, "run_to_completion",
+                        _local_run("110400", tmp_path / "container"))
+    monkeypatch.setattr(module, "host_device", lambda: "gpu:test")
+
+    monkeypatch.setenv("FAKE_TRT_TUNING_STOP_AFTER", "2")
+    with pytest.raises(module.BuildError, match="exited with code"):
+        builder.build(onnx_path, flags, tmp_path / "job1")
+    monkeypatch.delenv("FAKE_TRT_TUNING_STOP_AFTER")
+
+    resumed = builder.build(onnx_path, flags, tmp_path / "job2")
+    assert (tmp_path / "job2" / "trtexec.cmd").read_text().split()[1] == "--continue"
+    assert resumed.metrics["tuning_iterations"] == 3
+    record = next(p for p in resumed.artifacts if p.suffix == ".jsonl")
+    assert record.parent == refs.dir
+    route = resumed.runtime["build_route"]
+    assert route and any(p.name.endswith(".best.json") for p in resumed.artifacts)
+    # The 11.x stand-in's layer information lists no layers: noted, not a mismatch.
+    assert resumed.runtime["precision_mismatch"] is None
+    assert "not verified" in resumed.runtime["realised_note"]
+
+    rebuilt = builder.build(onnx_path, flags, tmp_path / "job3")
+    cmd = (tmp_path / "job3" / "trtexec.cmd").read_text()
+    assert f"--setBuildRoute={route}" in cmd and "--tuneBuildRoutes" not in cmd
+    assert rebuilt.runtime["build_route"] == route
