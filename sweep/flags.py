@@ -351,13 +351,14 @@ class FlagSet:
         parts = ["typed" if self.strongly_typed else self.precision]
         if self.in_graph:
             parts[0] = f"typed-{self.precision}"
-        if self.layer_precisions or self.layer_output_types:
-            kind = "keep" if self.strongly_typed else "pin"
-            parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}{kind}"
         if self.in_graph and self.quantised:
+            # int8~fp16: int8 with its unquantised rest in fp16
             parts[0] += f"~{self.high_precision_dtype}"
             if self.qdq_placement == "autotune":
                 parts[0] += "+autotune"
+        if self.layer_precisions or self.layer_output_types:
+            kind = "keep" if self.strongly_typed else "pin"
+            parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}{kind}"
         parts.append(f"o{self.opt_level}")
         if not self.tf32:
             parts.append("notf32")
