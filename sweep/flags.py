@@ -376,4 +376,6 @@ class FlagSet:
                 out[f"trt.{key}"] = ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
             else:
                 out[f"trt.{key}"] = str(value)
+        if not (self.quantised and self.strongly_typed):
+            out["trt.high_precision_dtype"] = "-"  # no unquantised rest to speak of
         return out

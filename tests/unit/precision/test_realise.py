@@ -139,3 +139,10 @@ def test_autotune_is_planned_not_made_here(tmp_path: Path) -> None:
         realise(onnx_path, flags, tmp_path / "cache", _calibration())
     planned = realise(onnx_path, flags, tmp_path / "cache", _calibration(), plan_only=True)
     assert not planned.realised and "autotune" in planned.tool
+
+
+def test_the_remainder_is_logged_only_where_there_is_one() -> None:
+    assert FlagSet.from_mapping({"strongly_typed": True, "precision": "fp16"}).params()[
+        "trt.high_precision_dtype"] == "-"
+    assert FlagSet.from_mapping({"strongly_typed": True, "precision": "int8"}).params()[
+        "trt.high_precision_dtype"] == "fp16"
