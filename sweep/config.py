@@ -47,6 +47,17 @@ class TrtConfig:
     autocast_data_max: float = 512.0
     autocast_init_max: float = 65504.0
     calibration_method: str = "max"
+    high_precision_dtype: str = "fp16"
+    qdq_placement: str = "calibrated"
+    autocast_max_depth_of_reduction: int | None = None
+    # TensorRT 11.1+ build routes (sweep/flags.py).
+    build_route: str = ""
+    tune_build_routes: str = "none"
+    tuning_expr: str = ""
+    tuning_timeout_s: int = -1
+    save_all_engines: bool = False
+    tuning_accuracy_algorithm: str = "cos"
+    tuning_accuracy_threshold: float = 0.01
 
 
 @dataclass

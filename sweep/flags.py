@@ -22,7 +22,27 @@ CALIBRATION_METHODS = ("max", "entropy")
 # Fields added with the precision stage: left out of the digest at their defaults, so the
 # flag sets (engine cache entries, resumed runs) of earlier sweeps keep their identity.
 _GRAPH_DEFAULTS = {"keep_io_types": True, "autocast_data_max": 512.0,
-                   "autocast_init_max": 65504.0, "calibration_method": "max"}
+                   "autocast_init_max": 65504.0, "calibration_method": "max",
+                   "autocast_max_depth_of_reduction": None, "qdq_placement": "calibrated",
+                   "build_route": "", "tune_build_routes": "none", "tuning_expr": "",
+                   "tuning_timeout_s": -1, "save_all_engines": False,
+                   "tuning_accuracy_algorithm": "cos", "tuning_accuracy_threshold": 0.01}
+# The precision of what int8/fp8 quantisation leaves unquantised (ModelOpt's
+# ``high_precision_dtype``; its default is fp16). Part of an int8/fp8 flag set's digest
+# always: the engine differs with it.
+HIGH_PRECISIONS = ("fp32", "fp16", "bf16")
+QDQ_PLACEMENTS = ("calibrated", "autotune")
+# trtexec 11.1+ (samples/common/sampleOptions.cpp, TuningOptions::parse): --tuningSearch.
+TUNING_SEARCHES = ("fast", "full", "mixed")
+# trtexec's --accuracyAlgorithm (samples/trtexec/README.md, example 7.5).
+ACCURACY_ALGORITHMS = ("l0", "l1", "l2", "lInf", "cos")
+# A build route is space-separated ``-knob=value`` tokens; a tuning expression also takes
+# ``-knob=[a|b|c]`` (README example 7.2/7.3; knob names come from --helpBuildRoute and
+# differ by release, e.g. ``-kgen:tiling``, ``-match_ragged_mha``).
+_KNOB = r"-[A-Za-z0-9_][A-Za-z0-9_:.\-]*"
+_VALUE = r"[A-Za-z0-9_.:+\-]+"
+_ROUTE_TOKEN = re.compile(rf"^{_KNOB}={_VALUE}$")
+_EXPR_TOKEN = re.compile(rf"^{_KNOB}=(?:{_VALUE}|\[{_VALUE}(?:\|{_VALUE})*\])$")
 LAYER_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 CONSTRAINTS = ("none", "prefer", "obey")
 
@@ -90,6 +110,23 @@ class FlagSet:
     autocast_data_max: float = 512.0
     autocast_init_max: float = 65504.0
     calibration_method: str = "max"
+    # int8/fp8: the precision of the unquantised rest (ModelOpt's high_precision_dtype) and
+    # where Q/DQ nodes go: "calibrated" (the sweep's recipe) or "autotune" (ModelOpt
+    # Autotune, which places them by TensorRT-measured latency: a GPU host's flag set).
+    high_precision_dtype: str = "fp16"
+    qdq_placement: str = "calibrated"
+    # AutoCast's max_depth_of_reduction: nodes reducing over more elements stay fp32.
+    autocast_max_depth_of_reduction: int | None = None
+    # TensorRT 11.1+ Global Performance Tuner: one build route (``--setBuildRoute``), or a
+    # route search (``--tuneBuildRoutes`` over ``tuning_expr`` with ``--tuningSearch``),
+    # filtered by trtexec's accuracy check against the fp32 model's reference outputs.
+    build_route: str = ""
+    tune_build_routes: str = "none"
+    tuning_expr: str = ""
+    tuning_timeout_s: int = -1
+    save_all_engines: bool = False
+    tuning_accuracy_algorithm: str = "cos"
+    tuning_accuracy_threshold: float = 0.01
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> FlagSet:
@@ -141,6 +178,8 @@ class FlagSet:
             raise FlagSetError(
                 f"trt.calibration_method={self.calibration_method!r} is unknown; expected one "
                 f"of {', '.join(CALIBRATION_METHODS)}.")
+        self._validate_remainder()
+        self._validate_routes()
         if self.strongly_typed:
             # Strongly typed, a reduced precision is realised in the graph (sweep/precision/:
             # AutoCast casts, Q/DQ nodes) and TensorRT gets no precision flag; the only
@@ -187,6 +226,85 @@ class FlagSet:
                     raise FlagSetError(f"{where}: precision {precision!r} is unknown.")
 
     @property
+    def quantised(self) -> bool:
+        return self.precision in ("int8", "fp8")
+
+    @property
+    def tunes_routes(self) -> bool:
+        return self.tune_build_routes != "none"
+
+    def _validate_remainder(self) -> None:
+        if self.high_precision_dtype not in HIGH_PRECISIONS:
+            raise FlagSetError(
+                f"trt.high_precision_dtype={self.high_precision_dtype!r} is unknown; expected "
+                f"one of {', '.join(HIGH_PRECISIONS)}.")
+        if self.high_precision_dtype != "fp16" and not (self.quantised and
+                                                        self.strongly_typed):
+            raise FlagSetError(
+                f"trt.high_precision_dtype={self.high_precision_dtype} applies to int8/fp8 "
+                "realised in the graph only (the precision of what quantisation leaves "
+                "unquantised); set trt.strongly_typed=true trt.precision=int8|fp8, or drop it.")
+        if self.qdq_placement not in QDQ_PLACEMENTS:
+            raise FlagSetError(
+                f"trt.qdq_placement={self.qdq_placement!r} is unknown; expected one of "
+                f"{', '.join(QDQ_PLACEMENTS)}.")
+        if self.qdq_placement == "autotune" and not (self.quantised and self.strongly_typed):
+            raise FlagSetError(
+                "trt.qdq_placement=autotune places Q/DQ nodes (ModelOpt Autotune): it needs "
+                "trt.strongly_typed=true trt.precision=int8|fp8.")
+        depth = self.autocast_max_depth_of_reduction
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise FlagSetError(
+                f"trt.autocast_max_depth_of_reduction={depth!r}; expected a positive integer "
+                "(the largest reduction AutoCast leaves in low precision) or null (no limit).")
+        if depth is not None and not self.in_graph:
+            raise FlagSetError(
+                "trt.autocast_max_depth_of_reduction is an AutoCast knob: it needs a reduced "
+                "precision realised in the graph (trt.strongly_typed=true, trt.precision "
+                "fp16|bf16, or int8|fp8 with a fp16|bf16 high_precision_dtype).")
+
+    def _validate_routes(self) -> None:
+        route = self.build_route.strip()
+        if route and any(not _ROUTE_TOKEN.match(t) for t in route.split()):
+            raise FlagSetError(
+                f"trt.build_route={self.build_route!r}: expected space-separated '-knob=value' "
+                "tokens (trtexec --setBuildRoute, e.g. '-match_ragged_mha=on -copy_ppg=off'; "
+                "`trtexec --helpBuildRoute` lists the knobs of a release).")
+        if self.tune_build_routes not in ("none", *TUNING_SEARCHES):
+            raise FlagSetError(
+                f"trt.tune_build_routes={self.tune_build_routes!r} is unknown; expected none "
+                f"or a trtexec --tuningSearch mode: {', '.join(TUNING_SEARCHES)}.")
+        if not self.tunes_routes:
+            if self.tuning_expr or self.save_all_engines or self.tuning_timeout_s != -1:
+                raise FlagSetError(
+                    "trt.tuning_expr/tuning_timeout_s/save_all_engines set without "
+                    "trt.tune_build_routes=fast|full|mixed: they only shape a route search.")
+            return
+        if route:
+            raise FlagSetError(
+                "trt.build_route and trt.tune_build_routes both set: a route search picks the "
+                "route itself. Sweep trt.build_route to compare fixed routes, or search.")
+        tokens = self.tuning_expr.split()
+        if not tokens or any(not _EXPR_TOKEN.match(t) for t in tokens):
+            raise FlagSetError(
+                f"trt.tune_build_routes={self.tune_build_routes} needs trt.tuning_expr, the "
+                "route expression trtexec --tuneBuildRoutes searches: space-separated "
+                "'-knob=[a|b]' (searched) and '-knob=value' (fixed) tokens, knobs as "
+                f"`trtexec --helpBuildRoute` lists them; got {self.tuning_expr!r}.")
+        if self.tuning_timeout_s != -1 and self.tuning_timeout_s < 1:
+            raise FlagSetError(
+                f"trt.tuning_timeout_s={self.tuning_timeout_s}; expected seconds >= 1, or -1 "
+                "(trtexec's default: no time-out).")
+        if self.tuning_accuracy_algorithm not in ACCURACY_ALGORITHMS:
+            raise FlagSetError(
+                f"trt.tuning_accuracy_algorithm={self.tuning_accuracy_algorithm!r}; expected "
+                f"one of {', '.join(ACCURACY_ALGORITHMS)} (trtexec --accuracyAlgorithm).")
+        if not self.tuning_accuracy_threshold > 0:
+            raise FlagSetError(
+                f"trt.tuning_accuracy_threshold={self.tuning_accuracy_threshold}; trtexec "
+                "requires a positive --accuracyThreshold with reference outputs.")
+
+    @property
     def in_graph(self) -> bool:
         """The reduced precision lives in the ONNX (a typed model is made before the build)."""
         return self.strongly_typed and self.precision != "fp32"
@@ -221,6 +339,9 @@ class FlagSet:
         for key, default in _GRAPH_DEFAULTS.items():
             if d[key] == default:
                 del d[key]
+        if not self.quantised:
+            # Only int8/fp8 have a remainder; everyone else keeps the identity it had.
+            del d["high_precision_dtype"]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -230,12 +351,21 @@ class FlagSet:
         parts = ["typed" if self.strongly_typed else self.precision]
         if self.in_graph:
             parts[0] = f"typed-{self.precision}"
+        if self.in_graph and self.quantised:
+            # int8~fp16: int8 with its unquantised rest in fp16
+            parts[0] += f"~{self.high_precision_dtype}"
+            if self.qdq_placement == "autotune":
+                parts[0] += "+autotune"
         if self.layer_precisions or self.layer_output_types:
             kind = "keep" if self.strongly_typed else "pin"
             parts[0] += f"+{len(self.layer_precisions) + len(self.layer_output_types)}{kind}"
         parts.append(f"o{self.opt_level}")
         if not self.tf32:
             parts.append("notf32")
+        if self.build_route:
+            parts.append("route" + hashlib.sha256(self.build_route.encode()).hexdigest()[:4])
+        if self.tunes_routes:
+            parts.append(f"tune{self.tune_build_routes}")
         return "-".join(parts)
 
     def params(self) -> dict[str, str]:
@@ -246,4 +376,6 @@ class FlagSet:
                 out[f"trt.{key}"] = ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
             else:
                 out[f"trt.{key}"] = str(value)
+        if not (self.quantised and self.strongly_typed):
+            out["trt.high_precision_dtype"] = "-"  # no unquantised rest to speak of
         return out

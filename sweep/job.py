@@ -16,6 +16,7 @@ import yaml
 
 from sweep import cli
 from sweep.builder import build_engine
+from sweep.builder.routes import ReferencePairs, job_reference
 from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
 from sweep.data.manifest import Utterance
@@ -32,7 +33,7 @@ from sweep.flags import FlagSet
 from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
 from sweep.precision.calibration import collect
-from sweep.precision.realise import TypedModel, realise
+from sweep.precision.realise import TypedModel, autotune_command, realise
 from sweep.server import Server, make_server
 from sweep.server.base import ModelRepository
 from sweep.server.repository import render
@@ -254,8 +255,8 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
                               cache_dir=settings.builder.derived_dir)
     calibration_seconds = time.perf_counter() - t0
     with events.phase("typed ONNX (precision in the graph)"):
-        typed = realise(model.onnx_path, flags,
-                        settings.builder.derived_dir, calibration)
+        typed = realise(model.onnx_path, flags, settings.builder.derived_dir, calibration,
+                        plan_only=settings.builder.dry_run)
     job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
     job.metrics(recorded({"calibration_seconds": calibration_seconds,
                           "calibration_samples": float(calibration.samples),
@@ -271,7 +272,8 @@ def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSe
 
 
 def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed: TypedModel,
-            workdir: Path, job: JobRun, events: Events | None = None) -> None:
+            workdir: Path, job: JobRun, reference: ReferencePairs | None = None,
+            events: Events | None = None) -> None:
     """``builder.dry_run``: what a GPU host would build and serve, with no Docker and no
     GPU: the trtexec command (printed, ``engine/trtexec.cmd``), the typed ONNX and the
     Triton repository (a placeholder where the plan would be)."""
@@ -281,7 +283,10 @@ def dry_run(settings: JobSettings, model: ModelInterface, flags: FlagSet, typed:
                           "builder.tensorrt_version (e.g. 11.4), the TensorRT of the image "
                           "the GPU host will use.")
     argv, notes = dry_run_command(b.image, b.trtexec_path, typed.path, flags,
-                                  b.tensorrt_version)
+                                  b.tensorrt_version, reference=reference)
+    if flags.qdq_placement == "autotune":  # the typed ONNX is made on the GPU host
+        notes.append("Q/DQ placed there first: " + shlex.join(autotune_command(typed.path,
+                                                                               flags)))
     command = workdir / "trtexec.cmd"
     command.write_text(shlex.join(argv) + "\n")
     events = events or Events(flags.label)
@@ -383,17 +388,23 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
                 "planning (builder.dry_run)" if settings.builder.dry_run else
                 f"building with {settings.builder.name}"))
             typed = realise_in_graph(settings, model, flags, job, workdir, events)
+            reference = job_reference(model, flags, settings.dataset,
+                                      settings.builder.derived_dir)
             if settings.builder.dry_run:
-                dry_run(settings, model, flags, typed, workdir, job, events)
+                dry_run(settings, model, flags, typed, workdir, job, reference, events)
                 return result
             try:
                 with events.phase(f"build ({settings.builder.name})"):
-                    engine = build_engine(settings.builder, typed.path, flags)
+                    engine = build_engine(settings.builder, typed.path, flags,
+                                          reference=reference)
             except BuildError as exc:
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")
                 raise
             _log_engine(job, engine, settings, workdir, label, store.experiment_id, flags_yaml)
+            if reason := engine.runtime.get("precision_mismatch"):
+                job.tags({tag.PRECISION_MISMATCH: str(reason)})
+                events.line("red", f"precision mismatch: {reason}")
             metrics = evaluate(settings, model, engine, utterances, workdir, job,
                                server, events).metrics()
             result.metrics = metrics  # measured: kept even if the store refuses it below

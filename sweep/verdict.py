@@ -23,7 +23,9 @@ verdict; nothing else decides. The rules (docs/promote.md):
   both logged transcripts, else by their intervals' overlap.
 * **The recommendation**: among judged jobs within the constraints (ΔWER budget in points
   or an absolute WER in percent, an engine logged, capacity), the best by the objective
-  wins when its interval clears every other qualifier's; otherwise the simplest flag set
+  wins when its interval clears every other qualifier's (an engine whose realised precision
+  is not its label's, tag ``precision_mismatch``, qualifies only when forced); otherwise
+  the simplest flag set
   of those it cannot be told apart from (fewer layer pins, then the smaller precision
   change fp32 < bf16 = fp16 < fp8 < int8, then weaker precision constraints, then the
   lower opt level). Exact ties: lower WER, earlier job, smaller run id.
@@ -40,6 +42,7 @@ import numpy as np
 
 from sweep import units
 from sweep.errors import PromoteError
+from sweep.tracking import tags as tag
 from sweep.tracking.records import JobRecord, UtteranceErrors
 
 # "reference + 0.5 points" must not reject a candidate at exactly that WER because
@@ -85,6 +88,9 @@ class Constraints:
     require_engine: bool = True
     # A job copied from another sweep is judged (and marked) only where the sweep said so.
     allow_reused: bool = False
+    # An engine that does not run its label's precision (tag precision_mismatch) qualifies
+    # only when forced (promote --allow-precision-mismatch).
+    allow_mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +354,10 @@ def constraint_reasons(record: JobRecord, objective: Objective, target: Target,
     if wer is not None and wer > target.wer_budget + _EPSILON:
         out.append(f"WER {units.percent(wer)} over the budget "
                    f"{units.percent(target.wer_budget)}")
+    mismatch = record.tags.get(tag.PRECISION_MISMATCH)
+    if mismatch and not constraints.allow_mismatch:
+        out.append(f"the engine does not run its label's precision ({mismatch}); "
+                   "--allow-precision-mismatch ships it anyway")
     if constraints.require_engine and record.engine_artifact is None:
         out.append("no engine artifact (tracking.log_engine=false?)")
     if target.min_streams_at_slo is not None:

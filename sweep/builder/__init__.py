@@ -32,7 +32,8 @@ def make_builder(name: str, **options: Any) -> Builder:
     raise ConfigError(f"builder={name!r} is unknown; expected emulate, trtexec or tensorrt.")
 
 
-def builder_for(cfg: BuilderConfig, job: str | None = None) -> Builder:
+def builder_for(cfg: BuilderConfig, job: str | None = None,
+                reference: Any = None) -> Builder:
     """The ``builder`` config group as a builder. ``builder.timeout_s`` bounds every build:
     the containerised builders on their container, the emulator in this process."""
     if cfg.name == "emulate" and cfg.in_container:
@@ -50,18 +51,28 @@ def builder_for(cfg: BuilderConfig, job: str | None = None) -> Builder:
         return make_builder("trtexec", image=cfg.image, gpus=cfg.gpus, timeout_s=cfg.timeout_s,
                             trtexec_path=cfg.trtexec_path,
                             timing_cache_dir=cfg.timing_cache_dir,
-                            docker_base_url=cfg.docker_base_url, job=job)
+                            docker_base_url=cfg.docker_base_url, job=job,
+                            reference=reference)
     if cfg.name == "tensorrt":
         return make_builder("tensorrt", timing_cache_dir=cfg.timing_cache_dir)
     return make_builder(cfg.name)  # refused there, with the known names
 
 
 def build_engine(cfg: BuilderConfig, onnx_path: Path, flags: FlagSet,
-                 job: str | None = None) -> Engine:
+                 job: str | None = None, reference: Any = None) -> Engine:
     """Build ``flags`` through the content-addressed engine cache (``builder.cache_dir``):
     an identical flag set on the same model, builder and device is never built twice."""
     from sweep.builder.cache import EngineCache
     from sweep.infra.device import engine_device
 
     cache = EngineCache(cfg.cache_dir, max_gb=cfg.cache_max_gb)
-    return cache.build(builder_for(cfg, job), onnx_path, flags, engine_device(cfg.name))
+    if flags.tunes_routes and cfg.name != "trtexec":
+        from sweep.errors import FlagSetError
+
+        raise FlagSetError(
+            f"trt.tune_build_routes={flags.tune_build_routes} with builder={cfg.name}: build "
+            "routes are trtexec's Global Performance Tuner (TensorRT 11.1+); the emulator has "
+            "no TensorRT compiler to route. Use builder=trtexec on a GPU host, or plan it "
+            "with builder=trtexec builder.dry_run=true builder.tensorrt_version=11.4.")
+    return cache.build(builder_for(cfg, job, reference), onnx_path, flags,
+                       engine_device(cfg.name))

@@ -101,7 +101,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import sweep
-from sweep.builder import layers
+from sweep.builder import layer_info, layers
 from sweep.builder.widen import widen
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, DeadlineExpired, FlagSetError, ModelError
@@ -255,6 +255,7 @@ def plan(flags: FlagSet, model: onnx.ModelProto) -> EmulationPlan:
     """Map a flag set and a graph to the emulation plan; raises FlagSetError when the flag
     set cannot be emulated (int8/fp8, a layer pattern that names no node)."""
     flags.validate()
+    _refuse_gpu_only(flags)
     if flags.strongly_typed:
         _require_quantised_graph(flags, model)
     else:
@@ -352,6 +353,23 @@ def _weak_node(i: int, name: str, node: onnx.NodeProto, flags: FlagSet, float_in
         round_inputs=tuple(rounds),
         round_outputs=tuple(float_out) if store != FP32 and not exact else (),
     )
+
+
+def _refuse_gpu_only(flags: FlagSet) -> None:
+    """What only a real TensorRT decides: refused with the reason, never approximated."""
+    if flags.build_route or flags.tunes_routes:
+        raise FlagSetError(
+            "builder=emulate cannot build trt.build_route/trt.tune_build_routes: a build route "
+            "sets knobs of TensorRT's own compiler (the Global Performance Tuner, TensorRT "
+            "11.1+), which ONNX Runtime does not have, and a route search times each route on "
+            "the GPU. Use builder=trtexec on a GPU host, or plan it with builder=trtexec "
+            "builder.dry_run=true builder.tensorrt_version=11.4.")
+    if flags.qdq_placement == "autotune":
+        raise FlagSetError(
+            "builder=emulate cannot build trt.qdq_placement=autotune: ModelOpt Autotune places "
+            "Q/DQ nodes by the latency TensorRT measures for each placement on the GPU, so "
+            "there is no placement to execute without TensorRT. Use builder=trtexec on a GPU "
+            "host, or plan it with builder.dry_run=true.")
 
 
 def _require_quantised_graph(flags: FlagSet, model: onnx.ModelProto) -> None:
@@ -748,6 +766,8 @@ class EmulateBuilder:
         with log.stage("load"):
             model = read_onnx(onnx_path)
         widened = None
+        # What the typed graph runs in, read before widening erases its types.
+        typed_layers = layer_info.graph_layers(model) if flags.strongly_typed else None
         if flags.strongly_typed:
             with log.stage("widen"):
                 model, widened = widen(model, keep_io_types=flags.keep_io_types)
@@ -784,6 +804,13 @@ class EmulateBuilder:
                         f"Runtime's CPU provider: {reason}. Build it with builder=trtexec on "
                         "a GPU host (or plan it with builder.dry_run=true).") from exc
         artifacts = _write_reports(workdir, flags, emulation, runtime)
+        realised = typed_layers or layer_info.Realised(
+            "emulator graph", [(n.name, n.op_type, n.store) for n in emulation.nodes
+                               if not n.shape and not n.weight])
+        realised_metrics, realised_runtime, realised_files = layer_info.report(
+            flags, realised, onnx_path, workdir)
+        runtime_record = {**runtime, **realised_runtime}
+        artifacts += realised_files
         seconds = time.perf_counter() - start
         _log_summary(log, emulation, stats, seconds)
         metrics = {f"emu_{k}": float(v) for k, v in stats.as_dict().items()}
@@ -795,10 +822,13 @@ class EmulateBuilder:
         if widened is not None and widened.changed:
             metrics["emu_widened_tensors"] = float(widened.tensors)
             metrics["emu_widened_roundings"] = float(widened.roundings)
+        metrics.update(realised_metrics)
+        if realised_runtime["precision_mismatch"]:
+            log.line(f"precision mismatch: {realised_runtime['precision_mismatch']}")
         return Engine(
             path=engine_path, format=EngineFormat.ONNX_EMULATED, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=seconds, log_path=log.path,
-            runtime=runtime, metrics=metrics, artifacts=(log.path, *artifacts),
+            runtime=runtime_record, metrics=metrics, artifacts=(log.path, *artifacts),
         )
 
 

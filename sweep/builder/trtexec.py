@@ -14,6 +14,7 @@ GPU-side throughput figure the sweep gets besides Triton's, and it costs a few s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -24,9 +25,10 @@ from pathlib import Path
 from docker.client import DockerClient
 from docker.models.images import Image
 
-from sweep.builder import layers
+from sweep.builder import layer_info, layers, routes
 from sweep.builder.base import DEFAULT_TRTEXEC
 from sweep.builder.cache import timing_cache_name
+from sweep.builder.routes import ReferencePairs, best_from_log
 from sweep.builder.trtexec_log import decode_version, parse_trtexec_log
 from sweep.builder.versions import Version, check_flags_for_version
 from sweep.engine import DEFAULT_IMAGE, Engine, EngineFormat
@@ -51,6 +53,11 @@ MANAGED = frozenset({
     "timingCacheFile", "exportLayerInfo", "profilingVerbosity", "skipInference",
     "duration", "warmUp", "useSpinWait", "noDataTransfers", "useCudaGraph",
     "noSpinWait", "includeDataTransfers", "noCudaGraph",
+    # build routes (11.1+): set from trt.build_route / trt.tune_build_routes
+    "setBuildRoute", "tuneBuildRoutes", "tuneBuildRouteFile", "tuningSearch",
+    "tuningTimeOut", "tuningCacheFile", "continue", "dryRun", "saveAllEngines", "refPair",
+    "loadInputs", "loadRefOutputs", "accuracyAlgorithm", "accuracyThreshold", "atol", "rtol",
+    "helpBuildRoute", "tuningResultFile",
 })
 _EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _EXTRA_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-x,]*$")
@@ -143,7 +150,9 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
                  timing_cache_path: str | None = None,
                  layer_info_path: str | None = None,
                  inference: InferenceOptions | None = None,
-                 version: Version | None = None) -> list[str]:
+                 version: Version | None = None,
+                 route: str | None = None,
+                 tuning: list[str] | None = None) -> list[str]:
     """trtexec's argument list (without the program) for one flag set.
 
     ``shapes`` are the non-batch dims of every input; the batch axis gets min/opt/max from
@@ -151,7 +160,10 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
     already resolved to ONNX node names (``sweep.builder.layers.resolve``): trtexec matches
     layer names only, so an op-type pattern such as ``LayerNormalization`` must be expanded
     before it gets here. Paths are as trtexec sees them (inside the container).
-    ``version`` (when known) drops flags a release made implicit.
+    ``version`` (when known) drops flags a release made implicit. ``route`` builds one
+    build route (``trt.build_route``, or the one a finished search picked); ``tuning`` are
+    the route search's options (``routes.tuning_args``), required when the flag set
+    searches and no ``route`` replaces the search.
     """
     inference = inference or InferenceOptions()
     if version is not None:
@@ -198,6 +210,26 @@ def trtexec_args(flags: FlagSet, onnx_path: str, engine_path: str,
         # Layer info without 'detailed' verbosity names layers but not their precisions,
         # which is what a precision sweep needs to verify its pins took effect.
         args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path}"]
+        if not inference.skip:
+            # Per-layer times of the timing pass: the realised precision's share of time.
+            args.append("--exportProfile=" + str(Path(layer_info_path).with_name(
+                "profile.json")))
+
+    route = route or flags.build_route.strip() or None
+    if route:
+        args.append(f"--setBuildRoute={route}")
+    elif flags.tunes_routes:
+        if not tuning:
+            raise FlagSetError(
+                f"trt.tune_build_routes={flags.tune_build_routes}: the search's options "
+                "(reference pairs, record) were not given; the job writes them from streamed "
+                "calibration audio (sweep/builder/routes.py).")
+        if inference.skip:
+            raise FlagSetError(
+                "trt.tune_build_routes with the timing pass skipped: trtexec's accuracy "
+                "filter (--loadRefOutputs) runs in the inference phase, so --skipInference "
+                "cannot be combined with it.")
+        args += tuning
 
     if inference.skip:
         args.append("--skipInference")
@@ -285,7 +317,7 @@ class TrtexecBuilder:
                  inference: InferenceOptions | Mapping[str, object] | None = None,
                  timing_cache_dir: str | Path | None = None,
                  probe_timeout_s: float = 120.0, run_as_caller: bool = True,
-                 job: str | None = None) -> None:
+                 job: str | None = None, reference: ReferencePairs | None = None) -> None:
         self.image = image
         self.gpus = gpus
         self.timeout_s = float(timeout_s)
@@ -299,6 +331,8 @@ class TrtexecBuilder:
         # Files trtexec writes into the workdir belong to the caller, not to root.
         self.run_as_caller = run_as_caller
         self.job = job  # the containers' trt-sweep.job label
+        # A route search's reference pairs and record folder (mounted at /tuning).
+        self.reference = reference
         self._client: DockerClient | None = None
         self._tensorrt: Version | None = None
         self._trtexec: str | None = None
@@ -366,15 +400,44 @@ class TrtexecBuilder:
 
     # -- build -------------------------------------------------------------------------
     def command(self, onnx_path: Path, flags: FlagSet, version: Version | None = None,
-                timing_cache: str = "/cache/timing.cache") -> list[str]:
+                timing_cache: str = "/cache/timing.cache", route: str | None = None,
+                record: str = f"{routes.CONTAINER_DIR}/record.jsonl") -> list[str]:
         """The exact argument list a build runs (program first), as paths in the container."""
         shapes = onnx_input_dims(onnx_path)
         precisions, output_types, _ = layer_patterns(onnx_path, flags)
+        tuning = None
+        if flags.tunes_routes and route is None:
+            if self.reference is None:
+                raise FlagSetError(
+                    f"trt.tune_build_routes={flags.tune_build_routes} needs reference pairs "
+                    "for trtexec's accuracy filter; the job writes them from streamed "
+                    "calibration audio (build through sweep.job, or pass reference=).")
+            tuning = routes.tuning_args(flags, self.reference, record)
         return [self._trtexec or self.trtexec_path, *trtexec_args(
             flags, f"/onnx/{onnx_path.name}", "/work/model.plan", shapes,
             layer_precisions=precisions, layer_output_types=output_types,
             timing_cache_path=timing_cache if flags.timing_cache else None,
-            layer_info_path="/work/layers.json", inference=self.inference, version=version)]
+            layer_info_path="/work/layers.json", inference=self.inference, version=version,
+            route=route, tuning=tuning)]
+
+    def search_command(self, onnx_path: Path, flags: FlagSet, version: Version,
+                       timing_cache: str, record: Path
+                       ) -> tuple[list[str], str | None, list[str]]:
+        """A route search's command, from where its record (host path) stands: finished
+        (a ``.best.json`` beside it): the route it picked, built again with
+        ``--setBuildRoute``; interrupted (a header, no best): ``--continue``, which takes
+        nothing but the record; none: a fresh search. Returns (command, route, notes)."""
+        best_file = record.with_suffix(".best.json")
+        inside = f"{routes.CONTAINER_DIR}/{record.name}"
+        if best_file.is_file():
+            route = str(json.loads(best_file.read_text())["route"])
+            return (self.command(onnx_path, flags, version, timing_cache, route=route), route,
+                    [f"build route reused from the finished search in {record}: {route}"])
+        if routes.read_record(record) is not None:
+            return ([self._trtexec or self.trtexec_path, "--continue",
+                     f"--tuningCacheFile={inside}"], None,
+                    [f"route search resumed from {record} (trtexec --continue)"])
+        return self.command(onnx_path, flags, version, timing_cache, record=inside), None, []
 
     def build(self, onnx_path: Path, flags: FlagSet, workdir: Path) -> Engine:
         client = self._docker()  # DockerUnavailableError before any other work
@@ -395,7 +458,22 @@ class TrtexecBuilder:
                 volumes[str(cache_dir)] = {"bind": "/cache", "mode": "rw"}
                 name = timing_cache_name(".".join(map(str, version)), host_device())
                 timing_cache = f"/cache/{name}"
-        command = self.command(onnx_path, flags, version, timing_cache)
+        record, route = None, None
+        if flags.tunes_routes:
+            if self.reference is None:
+                raise FlagSetError(
+                    f"trt.tune_build_routes={flags.tune_build_routes} needs reference pairs; "
+                    "the job writes them (sweep/builder/routes.py).")
+            volumes[str(self.reference.dir.resolve())] = {"bind": routes.CONTAINER_DIR,
+                                                          "mode": "rw"}
+            record = self.reference.dir / routes.record_name(
+                ".".join(map(str, version)), host_device())
+        if record is not None:
+            command, route, resumed = self.search_command(onnx_path, flags, version,
+                                                          timing_cache, record)
+            notes += resumed
+        else:
+            command = self.command(onnx_path, flags, version, timing_cache)
         log_path = workdir / "build.log"
         (workdir / "trtexec.cmd").write_text(" ".join(command) + "\n")
         engine_file = workdir / "model.plan"
@@ -420,13 +498,33 @@ class TrtexecBuilder:
         if not engine_file.is_file():
             raise BuildError(f"trtexec exited 0 but wrote no engine at {engine_file}; see "
                              f"{log_path}", log_path)
-        report = parse_trtexec_log(log_path.read_text(errors="replace"))
+        log_text = log_path.read_text(errors="replace")
+        report = parse_trtexec_log(log_text)
+        tuning_metrics: dict[str, float] = {}
+        extra_artifacts: list[Path] = []
+        if record is not None:
+            route, tuning_metrics, extra_artifacts = finish_search(log_text, record, route,
+                                                                   log_path)
+            notes.append("layer information of a route search is written by its iterations; "
+                         "the realised-precision check reads the last one trtexec wrote")
+        realised_metrics: dict[str, float] = {}
+        realised_runtime: dict[str, object] = {}
+        if (workdir / "layers.json").is_file():
+            realised_metrics, realised_runtime, files = layer_info.report(
+                flags, layer_info.read_engine_layers(workdir / "layers.json",
+                                                     workdir / "profile.json"),
+                onnx_path, workdir)
+            extra_artifacts += files
+            if realised_runtime["precision_mismatch"]:
+                notes.append(f"precision mismatch: {realised_runtime['precision_mismatch']}")
         if notes:
             with open(log_path, "a") as log:
                 log.writelines(f"[trt-sweep] note: {n}\n" for n in notes)
         batch = self.inference.batch or flags.opt_batch
         artifacts = tuple(p for p in (log_path, workdir / "layers.json",
-                                      workdir / "trtexec.cmd") if p.exists())
+                                      workdir / "profile.json", workdir / "trtexec.cmd",
+                                      *extra_artifacts)
+                          if p.exists())
         return Engine(
             path=engine_file, format=EngineFormat.TENSORRT_PLAN, flags=flags, builder=self.name,
             builder_version=self.version(), build_seconds=result.seconds, log_path=log_path,
@@ -437,21 +535,45 @@ class TrtexecBuilder:
                          "cuda_graph": self.inference.cuda_graph,
                          "spin_wait": self.inference.spin_wait},
                      "trtexec_warnings": list(report.warnings), "notes": notes,
+                     **({"build_route": route} if route else {}), **realised_runtime,
                      "trtexec_missing": list(report.missing)},
-            metrics=report.metrics(batch=None if self.inference.skip else batch),
+            metrics={**report.metrics(batch=None if self.inference.skip else batch),
+                     **tuning_metrics, **realised_metrics},
             artifacts=artifacts)
 
 
+def finish_search(log_text: str, record: Path, route: str | None, log_path: Path
+                  ) -> tuple[str | None, dict[str, float], list[Path]]:
+    """After a search (or a rebuild of its route): the route trtexec picked, kept beside
+    the record for the next build, the record's metrics and the files to log."""
+    best_file = record.with_suffix(".best.json")
+    found = best_from_log(log_text)
+    if route is None and found is None:
+        raise BuildError(f"trtexec finished the route search but reported no 'Best "
+                         f"iteration' line; see {log_path}", log_path)
+    if found is not None:
+        route = found[0]
+        best_file.write_text(json.dumps({"route": found[0], "gpu_time_ms": found[1],
+                                         "record": record.name}) + "\n")
+    tuned = routes.read_record(record)
+    if tuned is None:
+        return route, {}, []
+    return route, tuned.metrics(), [record, best_file]
+
+
 def dry_run_command(image: str, trtexec_path: str, onnx_path: Path, flags: FlagSet,
-                    tensorrt_version: str) -> tuple[list[str], list[str]]:
+                    tensorrt_version: str, reference: ReferencePairs | None = None
+                    ) -> tuple[list[str], list[str]]:
     """The command a build of ``flags`` would run on TensorRT ``tensorrt_version`` (and the
     notes its rules add), without Docker: for planning a GPU host's sweep."""
     version = decode_version(tensorrt_version) if tensorrt_version.isdigit() else \
         _parse_version(tensorrt_version)
     notes = check_flags_for_version(flags, version)
-    builder = TrtexecBuilder(image=image, trtexec_path=trtexec_path)
+    builder = TrtexecBuilder(image=image, trtexec_path=trtexec_path, reference=reference)
     name = timing_cache_name(".".join(map(str, version)), "gpu:<this host>")
-    return builder.command(onnx_path, flags, version, f"/cache/{name}"), notes
+    record = f"{routes.CONTAINER_DIR}/" + routes.record_name(".".join(map(str, version)),
+                                                             "<this host>")
+    return builder.command(onnx_path, flags, version, f"/cache/{name}", record=record), notes
 
 
 def _parse_version(text: str) -> Version:

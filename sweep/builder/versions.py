@@ -86,6 +86,18 @@ def _flag_rules(flags: FlagSet, version: Version) -> list[VersionRule]:
                 "11.x C++ API migration) and with them trtexec's --precisionConstraints, "
                 "--layerPrecisions and --layerOutputTypes. Pin precisions with casts in the "
                 "ONNX instead."))
+    routes = [name for name, on in (("trt.build_route", bool(flags.build_route)),
+                                    ("trt.tune_build_routes", flags.tunes_routes)) if on]
+    if routes and version < (11, 1, 0):
+        out.append(VersionRule(
+            "build-routes-pre-11.1",
+            f"{' and '.join(routes)}: build routes (the Global Performance Tuner, trtexec "
+            "--setBuildRoute/--tuneBuildRoutes) are new in TensorRT 11.1; trtexec "
+            f"{v} has no such options. Use a TensorRT 11.1 or later image, or drop them."))
+    if version < (10, 0, 0) and flags.quantised and flags.high_precision_dtype == "bf16":
+        out.append(VersionRule(
+            "bf16-pre-10", f"trt.high_precision_dtype=bf16 needs TensorRT 10.0 or later "
+            f"(no bf16 in {v}). Use fp16 or fp32."))
     for key, _ in flags.extra:
         where = (f"trt.extra.{key}: trtexec {v} has no --{key}")
         if version >= (11, 0, 0) and key in REMOVED_IN_11:
@@ -114,7 +126,8 @@ def check_flags_for_version(flags: FlagSet, version: Version) -> list[str]:
         notes.append(f"TensorRT {'.'.join(map(str, version))} builds every network strongly "
                      "typed; this fp32 flag set without pins is the same build as "
                      "trt.strongly_typed=true.")
-    if flags.precision == "int8":
+    if flags.precision == "int8" and not flags.strongly_typed:
+        # Strongly typed, int8 is the typed ONNX's calibrated Q/DQ nodes.
         notes.append(
             "int8 without a calibration cache or Q/DQ nodes: trtexec uses placeholder "
             "scales, so the engine's speed is meaningful but its accuracy is not.")

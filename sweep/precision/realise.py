@@ -113,7 +113,10 @@ def _key(source_digest: str, flags: FlagSet, calibration: CalibrationData | None
            # The recipe is part of the identity: what is quantised changes the graph.
            "quantized_ops": list(QUANTIZED_OPS.get(flags.precision, ())),
            # 3: activation-activation MatMuls and the feature front end stay high precision
-           "recipe": 3,
+           # 4: the unquantised rest in high_precision_dtype (AutoCast after quantisation)
+           "recipe": 4,
+           "high_precision_dtype": flags.high_precision_dtype if flags.quantised else None,
+           "max_depth_of_reduction": flags.autocast_max_depth_of_reduction,
            "modelopt": _modelopt_version(), "source": source_digest}
     return hashlib.sha256(json.dumps(ask, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -142,12 +145,37 @@ def precision_table(model: onnx.ModelProto) -> list[dict[str, Any]]:
     return rows
 
 
+AUTOTUNE_TOOL = "modelopt.onnx.quantization.autotune"
+
+
+def autotune_command(onnx_path: Path, flags: FlagSet) -> list[str]:
+    """ModelOpt Autotune's command line for a GPU host (it times placements with
+    TensorRT): what the dry run plans for ``trt.qdq_placement=autotune``."""
+    dq = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[flags.high_precision_dtype]
+    return ["python", "-m", AUTOTUNE_TOOL, "--onnx_path", str(onnx_path), "--output_dir",
+            "autotune", "--quant_type", flags.precision, "--default_dq_dtype", dq,
+            "--use_trtexec"]
+
+
 def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
-            calibration: CalibrationData | None = None) -> TypedModel:
-    """The typed ONNX for ``flags`` (the source itself when nothing is realised)."""
+            calibration: CalibrationData | None = None, plan_only: bool = False
+            ) -> TypedModel:
+    """The typed ONNX for ``flags`` (the source itself when nothing is realised).
+
+    ``plan_only`` (a dry run): a placement only a GPU can make (Autotune) is planned, not
+    made: the source comes back, marked unrealised, with the tool that will make it."""
     source_digest = file_digest(onnx_path)
     if not flags.in_graph:
         return TypedModel(onnx_path, source_digest, realised=False)
+    if flags.qdq_placement == "autotune":
+        if plan_only:
+            return TypedModel(onnx_path, source_digest, realised=False,
+                              tool=f"{AUTOTUNE_TOOL} (on the GPU host)")
+        raise FlagSetError(
+            "trt.qdq_placement=autotune: ModelOpt Autotune places Q/DQ nodes by the latency "
+            "TensorRT measures on the GPU, so it cannot run on this machine. Plan it with "
+            "builder=trtexec builder.dry_run=true builder.tensorrt_version=11.4, and run on "
+            "the GPU host: " + " ".join(autotune_command(onnx_path, flags)))
     quantised = flags.precision in ("int8", "fp8")
     if quantised and calibration is None:
         raise FlagSetError(f"trt.precision={flags.precision} in the graph needs calibration "
@@ -224,7 +252,8 @@ def _autocast(source: Path, out: Path, flags: FlagSet, op_types: list[str],
             onnx_path=str(source), low_precision_type=flags.precision,
             nodes_to_exclude=names or None, op_types_to_exclude=op_types or None,
             data_max=flags.autocast_data_max, init_max=flags.autocast_init_max,
-            keep_io_types=flags.keep_io_types, calibration_data=data, providers=["cpu"])
+            keep_io_types=flags.keep_io_types, calibration_data=data, providers=["cpu"],
+            max_depth_of_reduction=flags.autocast_max_depth_of_reduction)
     onnx.save(model, str(out))
 
 
@@ -297,3 +326,21 @@ def _quantize(source: Path, out: Path, flags: FlagSet, calibration: CalibrationD
                  high_precision_dtype="fp32", output_path=str(out), log_level="WARNING")
     if not out.is_file():
         raise BuildError(f"ModelOpt's quantisation wrote no model at {out}")
+    if flags.high_precision_dtype == "fp32":
+        return
+    # The unquantised rest in fp16/bf16. ModelOpt's quantize() would convert it itself, but
+    # that conversion takes op types only and checks no ranges: the FP32 keeps by node name
+    # and the feature front end (power spectra to 1e9, past fp16's 65504) would be cast
+    # too. AutoCast on the quantised graph keeps both, and its range check (data_max on
+    # the streamed calibration pairs) keeps any other node whose outputs would overflow.
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    data = str(calibration.save(tmp / "calibration.npz"))
+    with _quiet():
+        model = convert_to_mixed_precision(
+            onnx_path=str(out), low_precision_type=flags.high_precision_dtype,
+            nodes_to_exclude=names or None, op_types_to_exclude=op_types or None,
+            data_max=flags.autocast_data_max, init_max=flags.autocast_init_max,
+            keep_io_types=flags.keep_io_types, calibration_data=data, providers=["cpu"],
+            max_depth_of_reduction=flags.autocast_max_depth_of_reduction)
+    onnx.save(model, str(out))

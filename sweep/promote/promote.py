@@ -463,6 +463,7 @@ def promote(args: argparse.Namespace, console: Console) -> None:
     constraints = Constraints(max_wer_delta=args.max_wer_delta, max_wer=args.max_wer,
                               device=args.device, builder_version=args.builder_version,
                               min_streams_at_slo=args.min_streams_at_slo,
+                              allow_mismatch=args.allow_precision_mismatch,
                               allow_reused=parent.data.tags.get(tag.REUSE_ACROSS_SWEEPS)
                               == "true")
     records = [r for r in load_records(client, parent)

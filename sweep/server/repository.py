@@ -113,6 +113,16 @@ def _state_tensors(tensors: dict[str, dict[str, Any]]) -> str:
                     for name, t in tensors.items())
 
 
+def warmup_batches(plan: bool, server_state: bool, max_batch_size: int) -> list[int]:
+    """Batch sizes a plan is warmed up at when it loads: 1 and the largest, as T-one's own
+    TensorRT config does. Not for the python backend (the emulation's sessions are made in
+    initialize) nor under the sequence batcher, whose warm-up requests would carry no
+    sequence (correlation id, start flag) for the implicit state."""
+    if not plan or server_state or max_batch_size < 1:
+        return []
+    return sorted({1, max_batch_size})
+
+
 def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: str,
            options: ServingOptions) -> ModelRepository:
     """Write the repository for ``model`` served with ``engine`` into ``dest``."""
@@ -160,8 +170,11 @@ def render(model: ModelInterface, engine: Engine, dest: Path, *, site_packages: 
         model_py = "stateful_model.py" if sequence is not None else "model.py"
         model_files |= {"model.py": TEMPLATES / "model" / model_py,
                         "batched.py": TEMPLATES / "common" / "batched.py"}
+    if sequence is not None:
+        sequence["plan"] = plan
     write("model", env.get_template("model/config.pbtxt.j2").render(
         inputs=[_tensor(t, plan) for t in inputs.values()],
+        warmup=warmup_batches(plan, sequence is not None, options.max_batch_size),
         outputs=[_tensor(t, plan) for t in outputs.values()],
         engine_format=engine.format,
         kind=InstanceKind.for_engine(engine.format),

@@ -44,6 +44,9 @@ TRANSPORT = "transport"
 # The typed ONNX a flag set realised in the graph was built from, and what made it.
 TYPED_SHA256 = "typed_sha256"
 TYPED_TOOL = "typed_tool"
+# A job whose engine does not run the precision its label says (the reason; sweep/builder/
+# layer_info.py): verdicts and promote refuse it unless forced.
+PRECISION_MISMATCH = "precision_mismatch"
 # A builder.dry_run job: planned, not built or measured.
 DRY_RUN = "dry_run"
 # The job's engine as an MLflow LoggedModel, and the digest of the test set it measured.

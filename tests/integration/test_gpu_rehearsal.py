@@ -224,3 +224,39 @@ def test_first_hour_of_the_docs_runs_as_written(standin_images: dict[str, str],
                        for p in production.rglob("*") if p.is_file())
     assert "tone/config.pbtxt" in installed and "tone/1/model.plan" in installed, installed
     no_containers_left(docker_client, standin_images["11"])
+
+
+def test_tensorrt_11_route_search_logs_its_record_and_reuses_the_route_on_resume(
+        standin_images: dict[str, str], docker_client: DockerClient,
+        tmp_path: Path) -> None:
+    # A build-route search (TensorRT 11.1's Global Performance Tuner) end to end: trtexec's
+    # accuracy filter gets the fp32 model's outputs on streamed calibration chunks, the
+    # record is logged, and the job run again (engine cache emptied) rebuilds the route the
+    # finished search picked instead of searching again.
+    image = standin_images["11"]
+    search = [*gpu_path(image), "trt.strongly_typed=true", "trt.tune_build_routes=fast",
+              "trt.tuning_expr='-match_ragged_mha=[on|off] -copy_ppg=[on|off]'"]
+    first = run_sweep(search, tmp_path)
+    assert first.returncode == 0, first.stderr[-4000:]
+    (run,) = jobs(tmp_path)
+    assert run.info.status == "FINISHED", run.data.tags.get("error")
+    assert run.data.metrics["tuning_iterations"] == 3  # fast: baseline + 2 one-offs
+    cmd = artifact(tmp_path, run.info.run_id, "engine/trtexec.cmd")
+    assert "--tuneBuildRoutes=" in cmd and "--refPair=0" in cmd
+    assert "--loadRefOutputs=" in cmd and "--tuningSearch=fast" in cmd
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (record,) = [f.path for f in client.list_artifacts(run.info.run_id, "engine")
+                 if f.path.endswith(".jsonl")]
+    lines = artifact(tmp_path, run.info.run_id, record).splitlines()
+    assert '"tuning_expr"' in lines[0] and len(lines) == 4
+    best = artifact(tmp_path, run.info.run_id, record.replace(".jsonl", ".best.json"))
+    route = re.search(r'"route": "([^"]+)"', best)
+    assert route is not None
+    shutil.rmtree(tmp_path / "cache")  # the engine cache, not the search's record
+    again = run_sweep([*search, "force=true"], tmp_path)
+    assert again.returncode == 0, again.stderr[-4000:]
+    rerun = max(jobs(tmp_path), key=lambda r: r.info.start_time)
+    assert rerun.info.status == "FINISHED", rerun.data.tags.get("error")
+    cmd = artifact(tmp_path, rerun.info.run_id, "engine/trtexec.cmd")
+    assert f"--setBuildRoute={route.group(1)}" in cmd and "--tuneBuildRoutes" not in cmd
+    no_containers_left(docker_client, image)

@@ -65,9 +65,16 @@ def test_typed_precisions_sweep_on_the_embedded_default(tmp_path: Path) -> None:
         table = json.loads(download(tmp_path, run.info.run_id,
                                     "typed/precisions.json").read_text())
         assert len(table) == len(typed.graph.node)
+        # What the executed graph runs in: its label's precision, checked.
+        precision = run.data.params["trt.precision"]
+        assert metrics[f"realised_share_{precision}"] > 0.0
+        assert "precision_mismatch" not in run.data.tags
+        download(tmp_path, run.info.run_id, "engine/realised_precision.json")
     # Quantisation is visible against the fp32 model, frame by frame.
     int8 = runs[2].data.metrics
     assert int8["frame_disagreement"] > 0.0
+    # int8's unquantised rest is ModelOpt's default, fp16.
+    assert int8["realised_share_fp16"] > 0.0
 
 
 def test_the_seeds_recipe_as_a_typed_onnx_beside_its_weak_build(tmp_path: Path) -> None:
@@ -125,3 +132,37 @@ def test_an_exporter_typed_fp16_onnx_is_served_as_it_was_typed(tmp_path: Path) -
     config = download(tmp_path, run.info.run_id, "model_repository/model/config.pbtxt")
     text = config.read_text()
     assert 'name: "state"\n  data_type: TYPE_FP16' in text, text
+
+
+def test_dry_run_on_11_4_plans_routes_searches_and_int8_remainders_the_standin_accepts(
+        tmp_path: Path) -> None:
+    from tests.unit.builder.test_build_routes import local
+    from tests.unit.builder.test_trtexec_standin import trtexec
+
+    search = ["builder=trtexec", "builder.dry_run=true", "builder.tensorrt_version=11.4",
+              "trt.strongly_typed=true", "trt.precision=int8", "dataset=demo_tiny",
+              "trt.tune_build_routes=fast", "trt.tuning_expr='-match_ragged_mha=[on|off]'"]
+    sweep = run_sweep(["-m", *search, "trt.high_precision_dtype=fp32,fp16,bf16"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-4000:]
+    runs = job_runs(tmp_path)
+    assert [r.data.params["trt.high_precision_dtype"] for r in runs] == ["fp32", "fp16", "bf16"]
+    for run in runs:
+        argv = shlex.split(download(tmp_path, run.info.run_id, "engine/trtexec.cmd")
+                           .read_text())
+        assert "--tuneBuildRoutes=-match_ragged_mha=[on|off]" in argv
+        onnx_file = download(tmp_path, run.info.run_id, "typed/model.onnx")
+        work = tmp_path / f"standin-{run.info.run_id}"
+        (work / "onnx").mkdir(parents=True)
+        (work / "onnx" / "model.onnx").write_bytes(onnx_file.read_bytes())
+        refs = next((tmp_path / "tuning").iterdir())
+        result = trtexec(work, "110400", *local(argv[1:], work, refs))
+        assert result.rc == 0, result.text
+    autotune = run_sweep([*search[:6], "trt.qdq_placement=autotune"], tmp_path / "autotune")
+    assert autotune.returncode == 0, autotune.stderr[-4000:]
+    assert "modelopt.onnx.quantization.autotune" in autotune.stderr + autotune.stdout
+    old = run_sweep([*search[:1], "builder.dry_run=true", "builder.tensorrt_version=10.16",
+                     "trt.strongly_typed=true", "trt.build_route='-match_ragged_mha=off'",
+                     "dataset=demo_tiny"], tmp_path / "old")
+    assert old.returncode != 0
+    (run,) = job_runs(tmp_path / "old")
+    assert run.info.status == "FAILED" and "TensorRT 11.1" in run.data.tags["error"]

@@ -116,8 +116,50 @@ def check_model(model: Model, models: dict[str, Model], *, gpus: bool) -> list[s
             elif any(d == 0 or d < -1 for d in t.dims):
                 errors.append(f"failed to load '{name}': Invalid argument: model {which} "
                               f"'{t.name}' has invalid dims {list(t.dims)}")
+    errors += _check_warmup(model)
     if model.is_ensemble:
         errors += _check_ensemble(model, models)
+    return errors
+
+
+def _type(value: int) -> str:
+    return str(mc.DataType.Name(value)).removeprefix("TYPE_")
+
+
+def _check_warmup(model: Model) -> list[str]:
+    """Warm-up requests are real requests: Triton normalises them like any other (the
+    core's wording: "inference input '<x>' data-type is '<T>', but model '<m>' expects
+    '<U>'"), and a failed warm-up fails the model's load. T-one's public TensorRT config
+    warms its TYPE_INT16 ``signal`` with TYPE_INT32 zero data: refused here, as there."""
+    c, name = model.config, model.name
+    inputs = _tensors(c, "input")
+    errors: list[str] = []
+    prefix = f"failed to load '{name}' version 1: Invalid argument: model warm-up"
+    for warmup in c.model_warmup:
+        where = f"{prefix} '{warmup.name}'"
+        if c.max_batch_size > 0 and not 1 <= warmup.batch_size <= c.max_batch_size:
+            errors.append(f"{where}: batch size {warmup.batch_size} is outside [1, "
+                          f"{c.max_batch_size}] (max_batch_size)")
+        missing = sorted(set(inputs) - set(warmup.inputs))
+        if missing:
+            errors.append(f"{where}: expected {len(inputs)} inputs but got "
+                          f"{len(warmup.inputs)}; missing {missing}")
+        for key, data in warmup.inputs.items():
+            declared = inputs.get(key)
+            if declared is None:
+                errors.append(f"{where}: unexpected inference input '{key}' for model "
+                              f"'{name}'")
+                continue
+            if data.data_type != declared.data_type:
+                errors.append(f"{where}: inference input '{key}' data-type is "
+                              f"'{_type(data.data_type)}', but model '{name}' expects "
+                              f"'{_type(declared.data_type)}'")
+            if list(data.dims) != list(declared.dims):
+                errors.append(f"{where}: input '{key}' dims {list(data.dims)} do not match "
+                              f"the model's {list(declared.dims)}")
+            if not (data.zero_data or data.random_data or data.input_data_file):
+                errors.append(f"{where}: input '{key}' has no zero_data, random_data or "
+                              "input_data_file")
     return errors
 
 

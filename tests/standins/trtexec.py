@@ -39,15 +39,37 @@ What it writes:
                      ``{"version": "<FAKE_TRT_VERSION>", "argv": [...]}``, then the bytes of
                      the --onnx file unchanged (a stand-in Triton backend loads the ONNX out
                      of it: skip two lines, the rest is the model).
-  --exportLayerInfo  ``{"Layers": []}``.
+  --exportLayerInfo  ``{"Layers": [], "Bindings": []}`` (10.x) or ``{"Layers": [],
+                     "I/O Tensors": []}`` (11.x, which renamed the field): no layers, as the
+                     stand-in builds none, so a realised-precision check finds nothing to
+                     verify.
   --timingCacheFile  a small placeholder file.
   stdout/stderr      the RUNNING banner, [I]/[V] lines and the result line on stdout, [W]/[E]
                      lines on stderr, each ``[MM/DD/YYYY-HH:MM:SS] [X] text`` as trtexec
                      logs; the timing pass prints the performance summary of NVIDIA/TensorRT
                      issue 4177 (130.298 qps).
 
-Not emulated: the 11.1 build-route tuning loop (--tuneBuildRoutes, --tuneBuildRouteFile,
---continue fail with a stand-in message), the shape broadcast warnings for a partial
+The 11.1 build-route tuning loop (samples/trtexec/README.md example 7; trtexec.cpp
+runTuningLoop; sampleTuning.h; sampleUtils.cpp writeTuningCache*): ``--helpBuildRoute``
+prints a knob database in getAllBuildRoutes()'s layout (``tuner_version``,
+``tuner_options`` of ``option``/``allowed_values``/``default_value``/``help``), its knobs
+named after NVIDIA's own examples (match_ragged_mha, copy_ppg, conv_use_long_w,
+reshape_ppg, transpose_ppg; default "on" each, which the stand-in chose). The
+``--tuneBuildRoutes`` expression is checked against it and expanded (full: the Cartesian
+product, first knob outermost; fast: the baseline then one knob changed at a time, last
+knob first; mixed: fast, then full over the knobs that beat the baseline when more than
+one did); ``--dryRun`` lists the routes. Each iteration "builds" (the plan as below), gets a
+made-up GPU time from its route's hash (7 to 8 ms) and, with reference outputs, an
+accuracy loss of 0.0 per output (the stand-in computes none; every ``--loadInputs`` and
+``--loadRefOutputs`` file must exist). The record (``--tuningCacheFile``) is the documented
+JSON lines: the header, then one line per iteration; ``--continue --tuningCacheFile=<f>``
+(nothing else allowed) rebuilds the argv from the header and resumes after the last
+recorded iteration. The best route's plan goes to ``--saveEngine`` with
+``Best iteration: <route> (gpu_time_ms=<t>)``. ``--setBuildRoute`` knobs and values must be
+in the database. Test hook: ``FAKE_TRT_TUNING_STOP_AFTER=N`` fails the loop after N
+iterations of this process (an interrupted search, for --continue).
+
+Not emulated: the shape broadcast warnings for a partial
 --minShapes/--optShapes/--maxShapes set, the positional grouping of --profile and --refPair
 (with them the grouped options may simply repeat), and the option-specific parsing of values
 the sweep never passes (I/O formats, tactic sources, device types, ...), accepted as text.
@@ -423,12 +445,13 @@ def run(table: dict[str, Any], given: dict[str, list[str]], log: Log, version: s
         argv: list[str]) -> int:
     """What a successful trtexec prints and writes, in its order."""
     failure = int(table["on_parse_error"]["exit_code"])
-    tuning = [o["name"] for o in table["options"] if o.get("not_emulated") and o["name"] in given]
-    if tuning:
-        log.error(f"stand-in trtexec: {', '.join(tuning)} (the build-route tuning loop) is not "
-                  "emulated")
-        log.result("FAILED")
-        return failure
+    route = value_of(given, "--setBuildRoute")
+    if route:
+        problem = check_route(route.split(), fixed_only=True)
+        if problem:
+            log.error(f"stand-in trtexec: --setBuildRoute: {problem}")
+            log.result("FAILED")
+            return failure
     onnx = value_of(given, "--onnx")
     log.info("=== Model Options ===")
     log.info(f"Format: {'ONNX' if onnx is not None else '*'}")
@@ -488,7 +511,7 @@ def run(table: dict[str, Any], given: dict[str, list[str]], log: Log, version: s
     layer_info = value_of(given, "--exportLayerInfo")
     if layer_info:
         try:
-            Path(layer_info).write_text(json.dumps({"Layers": []}))
+            Path(layer_info).write_text(json.dumps(layer_information(table)))
         except OSError:
             log.error(f"stand-in trtexec: cannot write --exportLayerInfo={layer_info}")
             log.result("FAILED")
@@ -500,6 +523,284 @@ def run(table: dict[str, Any], given: dict[str, list[str]], log: Log, version: s
         log.info("")
         for line in PERFORMANCE_SUMMARY:
             log.info(line)
+    log.result("PASSED")
+    return 0
+
+
+def layer_information(table: dict[str, Any]) -> dict[str, Any]:
+    """The engine inspector's JSON root in the table's release layout, without layers."""
+    major = int(str(table["tensorrt"]).split(".")[0])
+    return {"Layers": [], ("I/O Tensors" if major >= 11 else "Bindings"): []}
+
+
+# -- build routes (11.1+) ----------------------------------------------------------------
+KNOB_DATABASE: dict[str, Any] = {
+    "tuner_version": "stand-in",
+    "tuner_options": [
+        {"option": f"-{name}", "allowed_values": f"-{name}=[on|off]", "default_value": "on",
+         "help": "a knob named in NVIDIA's trtexec README/sampleTuning.h (stand-in entry)"}
+        for name in ("match_ragged_mha", "copy_ppg", "conv_use_long_w", "reshape_ppg",
+                     "transpose_ppg")],
+}
+_KNOBS = {k["option"]: k for k in KNOB_DATABASE["tuner_options"]}
+
+
+def _allowed(knob: dict[str, Any]) -> list[str]:
+    return knob["allowed_values"].split("=", 1)[1].strip("[]").split("|")
+
+
+def parse_expression(tokens: list[str]) -> list[tuple[str, list[str], bool]]:
+    """(knob, values, fixed) per token; InvalidArgument naming the first bad one."""
+    out = []
+    for token in tokens:
+        knob, eq, values = token.partition("=")
+        if not eq or knob not in _KNOBS:
+            raise InvalidArgument(f"unknown knob or malformed token '{token}'")
+        fixed = not (values.startswith("[") and values.endswith("]"))
+        listed = [values] if fixed else [v.strip() for v in values[1:-1].split("|") if v.strip()]
+        bad = [v for v in listed if v not in _allowed(_KNOBS[knob])]
+        if bad or not listed:
+            raise InvalidArgument(f"value(s) {bad or listed} not allowed for {knob} "
+                                  f"({_KNOBS[knob]['allowed_values']})")
+        out.append((knob, listed, fixed))
+    return out
+
+
+def check_route(tokens: list[str], fixed_only: bool = False) -> str:
+    try:
+        parsed = parse_expression(tokens)
+    except InvalidArgument as exc:
+        return str(exc)
+    if fixed_only and not all(fixed for _, _, fixed in parsed):
+        return "a route takes '-knob=value' tokens only"
+    return ""
+
+
+def _route(values: list[tuple[str, str]]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values)
+
+
+def expand(parsed: list[tuple[str, list[str], bool]], search: str) -> list[str]:
+    if search == "full":
+        routes: list[list[tuple[str, str]]] = [[]]
+        for knob, values, _ in parsed:
+            routes = [[*r, (knob, v)] for r in routes for v in values]
+        return [_route(r) for r in routes]
+    base = [(k, vs[0] if fixed else _KNOBS[k]["default_value"]) for k, vs, fixed in parsed]
+    out = [_route(base)]
+    for index in reversed(range(len(parsed))):
+        knob, values, fixed = parsed[index]
+        for value in values:
+            if not fixed and value != base[index][1]:
+                changed = list(base)
+                changed[index] = (knob, value)
+                out.append(_route(changed))
+    return out
+
+
+def gpu_time(route: str) -> float:
+    import hashlib
+
+    return 7.0 + int(hashlib.sha256(route.encode()).hexdigest()[:6], 16) % 1000 / 1000
+
+
+_PATH_OPTIONS = ("--onnx", "--saveEngine", "--timingCacheFile", "--exportLayerInfo",
+                 "--exportProfile", "--tuneBuildRouteFile")
+_PAIR_OPTIONS = ("--loadInputs", "--loadRefOutputs")
+
+
+def absolute_argv(argv: list[str]) -> list[str]:
+    """resolveArgvPaths: file options with absolute paths (name:path pairs too)."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key in _PATH_OPTIONS and value:
+            arg = f"{key}={os.path.abspath(value)}"
+        elif eq and key in _PAIR_OPTIONS and value:
+            pairs = [name_and_value(item) for item in split(value, ",")]
+            arg = key + "=" + ",".join(f"{n}:{os.path.abspath(p)}" for n, p in pairs)
+        out.append(arg)
+    return out
+
+
+def tuning_loop(table: dict[str, Any], argv: list[str], sm: int, log: Log, version: str
+                ) -> int:
+    """runTuningLoop: --continue reconstruction, parse, expand, iterate, promote the best."""
+    failure = int(table["on_parse_error"]["exit_code"])
+
+    def fail(message: str) -> int:
+        log.error(message)
+        log.result("FAILED")
+        return failure
+
+    resume_from = 0
+    effective = list(argv)
+    if any(Arg(a, 0).key == "--continue" for a in argv):
+        cache = ""
+        for arg in argv:
+            if arg == "--continue":
+                continue
+            if not arg.startswith("--tuningCacheFile="):
+                return fail(f"--continue requires exactly --tuningCacheFile=<path>; no other "
+                            f"options are allowed (got '{arg}'). All options come from the "
+                            "cache header.")
+            cache = arg.split("=", 1)[1]
+        if not cache:
+            return fail("--continue requires --tuningCacheFile=<path> on the command line.")
+        try:
+            lines = [ln for ln in Path(cache).read_text().splitlines() if ln.strip()]
+            header = json.loads(lines[0])
+            stored, expr = header["argv"], header["tuning_expr"]
+        except (OSError, IndexError, ValueError, KeyError, TypeError):
+            return fail(f"--continue: failed to read cache header from {cache}")
+        resume_from = len(lines) - 1
+        effective = [a for a in stored[1:] if not a.startswith(
+            ("--tuneBuildRoutes=", "--tuneBuildRouteFile=", "--tuningCacheFile="))
+            and a != "--continue"]
+        effective += [f"--tuneBuildRoutes={expr}", f"--tuningCacheFile={cache}"]
+        log.info(f"--continue: resuming from iteration {resume_from} using "
+                 f"{len(effective) + 1} args reconstructed from cache header.")
+    args = [Arg(text, i) for i, text in enumerate(effective, 1)]
+    parser = Parser(table, sm, log)
+    try:
+        given = parser.parse(args)
+        if parser.unread:
+            raise InvalidArgument(table["unknown_option"].format(
+                key=parser.unread[0].key, value=parser.unread[0].value))
+        expr = value_of(given, "--tuneBuildRoutes") or ""
+        expr_file = value_of(given, "--tuneBuildRouteFile")
+        if expr and expr_file:
+            raise InvalidArgument("Cannot specify both --tuneBuildRoutes and "
+                                  "--tuneBuildRouteFile.")
+        search = value_of(given, "--tuningSearch") or "fast"
+        if search == "mixed" and "--dryRun" in given:
+            raise InvalidArgument("--dryRun is incompatible with --tuningSearch=mixed.")
+        if expr_file:
+            try:
+                expr = " ".join(Path(expr_file).read_text().split())
+            except OSError:
+                raise InvalidArgument(f"Cannot open --tuneBuildRouteFile: {expr_file}") from None
+        refs = given.get("--loadRefOutputs", [])
+        threshold = value_of(given, "--accuracyThreshold")
+        if (refs or "--refPair" in given) and not (threshold and stof(threshold) > 0):
+            raise InvalidArgument("--accuracyThreshold (with a positive value) is required "
+                                  "when --loadRefOutputs or --refPair is set.")
+        if (refs or "--refPair" in given) and "--skipInference" in given:
+            raise InvalidArgument("--loadRefOutputs/--refPair cannot be used with "
+                                  "--skipInference: accuracy validation needs the inference "
+                                  "phase to run.")
+    except InvalidArgument as exc:
+        usage(table)
+        return fail(str(exc))
+    engine = value_of(given, "--saveEngine")
+    if refs and not engine and "--dryRun" not in given:
+        return fail("--tuneBuildRoutes with --loadRefOutputs requires --saveEngine to persist "
+                    "the best engine selected by accuracy validation.")
+    if not engine:
+        log.warning("--tuneBuildRoutes without --saveEngine: best engine will not be saved.")
+    try:
+        parsed = parse_expression(expr.split())
+    except InvalidArgument as exc:
+        return fail(f"Failed to parse --tuneBuildRoutes expression: {exc}")
+    routes = expand(parsed, "fast" if search == "mixed" else search)
+    log.info(f"Expanded to {len(routes)} build route configurations")
+    if "--dryRun" in given:
+        log.info(f"--dryRun: {len(routes)} build routes would be tried:")
+        for i, route in enumerate(routes):
+            log.info(f"[{i}]:{route}")
+        log.result("PASSED")
+        return 0
+    for value in given.get("--loadInputs", []) + refs:
+        for item in split(value, ","):
+            _, path = name_and_value(item)
+            if not Path(path).is_file():
+                return fail(f"stand-in trtexec: cannot read {path} (--loadInputs/"
+                            "--loadRefOutputs)")
+    outputs = [name_and_value(item)[0] for item in split(refs[0], ",")] if refs else []
+    record_path = value_of(given, "--tuningCacheFile")
+    if record_path and not resume_from:
+        default = " ".join(f"{k['option']}={k['default_value']}"
+                           for k in KNOB_DATABASE["tuner_options"])
+        files: dict[str, Any] = {}
+        if value_of(given, "--onnx"):
+            files["onnx"] = os.path.abspath(value_of(given, "--onnx") or "")
+        if engine:
+            files["save_engine"] = os.path.abspath(engine)
+        header = {"tuner_version": KNOB_DATABASE["tuner_version"],
+                  "accuracy_algorithm": value_of(given, "--accuracyAlgorithm") or "l0",
+                  "accuracy_parameter": {"atol": stof(value_of(given, "--atol") or "1e-5"),
+                                         "rtol": stof(value_of(given, "--rtol") or "1e-5"),
+                                         "epsilon": stof(threshold or "0")},
+                  "searching_algorithm": search, "command_line": " ".join([sys.argv[0], *argv]),
+                  "default_build_route": default, "tuning_expr": expr, "files": files,
+                  "argv": [sys.argv[0], *absolute_argv(effective)]}
+        Path(record_path).write_text(json.dumps(header) + "\n")
+    best: tuple[float, str] | None = None
+    stop_after = int(os.environ.get("FAKE_TRT_TUNING_STOP_AFTER", "0") or 0)
+    done = 0
+    phases = [routes]
+    timeout = stoi(value_of(given, "--tuningTimeOut") or "-1")
+    started = time.monotonic()
+    phase_index = 0
+    while phase_index < len(phases):
+        phase = phases[phase_index]
+        log.info(f"Tuning phase{phase_index + 1}: {len(phase)} iterations.")
+        times: list[float] = []
+        for i, route in enumerate(phase):
+            t = gpu_time(route)
+            times.append(t)
+            if phase_index == 0 and i < resume_from:
+                best = min(best, (t, route)) if best else (t, route)
+                continue
+            if timeout > 0 and time.monotonic() - started >= timeout:
+                log.info(f"Tuning timeout reached ({timeout}s); stopping early.")
+                phases = phases[:phase_index + 1]
+                break
+            if stop_after and done >= stop_after:
+                return fail(f"stand-in trtexec: stopped after {done} iterations "
+                            "(FAKE_TRT_TUNING_STOP_AFTER), as an interrupted search would")
+            log.info(f"iteration [{i}]: {route}")
+            for line in PERFORMANCE_SUMMARY:
+                log.info(line)
+            if engine and "--saveAllEngines" in given:
+                write_plan(Path(f"{engine}.iter{i}"), Path(value_of(given, "--onnx") or "")
+                           .read_bytes(), version, argv)
+            if record_path:
+                with open(record_path, "a") as record:
+                    record.write(json.dumps({
+                        "iter": i, "build_route": route, "crash": False, "error_message": "",
+                        "accuracy_loss": {n: 0.0 for n in outputs} or None,
+                        "gpu_time": t}) + "\n")
+            best = min(best, (t, route)) if best else (t, route)
+            done += 1
+        if search == "mixed" and phase_index == 0 and len(phases) == 1:
+            positive = [r for r, t in zip(phase[1:], times[1:], strict=True) if t < times[0]]
+            knobs = [next(tok.split("=")[0] for tok, b in zip(r.split(), phase[0].split(),
+                                                                strict=True) if tok != b)
+                     for r in positive]
+            if len(knobs) > 1:
+                log.info(f"Mixed search: {len(knobs)} positive knobs identified; entering "
+                         "phase 2.")
+                sub = [(k, vs, f) if k in knobs else (k, [vs[0] if f else
+                                                          _KNOBS[k]["default_value"]], True)
+                       for k, vs, f in parsed]
+                phases.append(expand(sub, "full"))
+            else:
+                log.info(f"Mixed search: {len(knobs)} positive knob(s); skipping phase 2 "
+                         "(need >1).")
+        phase_index += 1
+    if best is None:
+        return fail("No tuning iteration succeeded; no engine written.")
+    if engine:
+        onnx = value_of(given, "--onnx") or ""
+        write_plan(Path(engine), Path(onnx).read_bytes(), version, argv)
+    layer_info = value_of(given, "--exportLayerInfo")
+    if layer_info:
+        Path(layer_info).write_text(json.dumps(layer_information(table)))
+    log.info(f"Best iteration: {best[1]} (gpu_time_ms={best[0]:g})")
+    # finalizeBestEngine reports against phase 1's route count, phase 2 included or not.
+    log.info(f"Tuning summary: {done + resume_from} / {len(phases[0])} iterations "
+             "succeeded.")
     log.result("PASSED")
     return 0
 
@@ -532,6 +833,21 @@ def main(argv: list[str]) -> int:
         usage(table)
         return int(table["on_help"]["exit_code"])
     record_argv(argv)
+    tuning = {"--tuneBuildRoutes", "--tuneBuildRouteFile", "--continue"}
+    known = {o["name"] for o in table["options"]}
+    if any(a.key in tuning for a in args) and tuning <= known:
+        return tuning_loop(table, argv, sm, log, version)
+    help_route = next((a for a in args if a.key == "--helpBuildRoute"), None)
+    if help_route is not None and "--helpBuildRoute" in known:
+        wanted = help_route.value.lstrip("-")
+        if not wanted:
+            print(json.dumps(KNOB_DATABASE, indent=1))
+            return 0
+        if f"-{wanted}" not in _KNOBS:
+            log.error(f"Unknown build route knob: {wanted}; run --helpBuildRoute for the list.")
+            return 1
+        print(json.dumps(_KNOBS[f"-{wanted}"], indent=1))
+        return 0
     hook = [a for a in args if a.key in TEST_HOOKS]
     if hook:
         log.error(f"stand-in trtexec failing on purpose ({hook[-1].key}={hook[-1].value}, a "

@@ -452,10 +452,16 @@ def test_build_writes_engine_log_and_reports(tmp_path: Path) -> None:
     assert engine.path == tmp_path / "engine" / "model.onnx" and engine.path.is_file()
     assert engine.format == "onnx_emulated" and engine.flags == flags
     assert engine.runtime == {"graph_optimization_level": "ORT_ENABLE_ALL",
-                              "intra_op_num_threads": 2}
+                              "intra_op_num_threads": 2, "precision_mismatch": None,
+                              "realised_note": "", "realised_source": "emulator graph"}
     assert engine.build_seconds > 0 and engine.metrics["emu_pinned_nodes"] == 3
+    # Realised precision of what the emulator executes: bf16 but for the 3 pinned nodes.
+    assert 0 < engine.metrics["realised_share_bf16"] < 1
+    assert engine.metrics["realised_share_fp32"] + engine.metrics["realised_share_bf16"] == \
+        pytest.approx(1.0)
     names = {p.name for p in engine.artifacts}
-    assert names == {"build.log", "flags.json", "layer_precisions.json"}
+    assert names == {"build.log", "flags.json", "layer_precisions.json",
+                     "realised_precision.json", "realised_precision.png"}
     assert all(p.is_file() for p in engine.artifacts)
     log = engine.log_path.read_text()
     for text in ("bf16+3pin-o5", "ORT_ENABLE_ALL", "/head/Softmax", "cast_pairs_after=",

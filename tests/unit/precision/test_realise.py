@@ -99,3 +99,50 @@ def test_calibration_records_streamed_inputs_and_refuses_too_few(tmp_path: Path)
     with pytest.raises(ConfigError, match=f"100 calibration utterances asked for, the "
                                           f"calibration set has {len(utterances)}"):
         collect(model, utterances, 100)
+
+
+@pytest.mark.parametrize(("remainder", "low"), [("fp16", "fp16"), ("bf16", "bf16"),
+                                                ("fp32", None)])
+def test_int8_remainder_is_high_precision_dtype(remainder: str, low: str | None,
+                                                tmp_path: Path) -> None:
+    onnx_path = tiny_monolithic_onnx(tmp_path / "m.onnx")
+    flags = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8",
+                                  "high_precision_dtype": remainder,
+                                  "layer_precisions": {"LogSoftmax": "fp32"}})
+    typed = realise(onnx_path, flags, tmp_path / "cache", _calibration())
+    rows = {r["name"]: r for r in precision_table(onnx.load(str(typed.path)))}
+    stored = {r["stored"] for r in rows.values()}
+    assert "int8" in stored  # still quantised
+    assert rows["logsoftmax"]["stored"] == "fp32"  # the FP32 keep still applies
+    if low is None:
+        assert not stored & {"fp16", "bf16"}, stored
+    else:
+        assert low in stored, stored
+
+
+def test_modelopts_default_remainder_is_fp16_and_part_of_the_identity() -> None:
+    int8 = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8"})
+    assert int8.high_precision_dtype == "fp16"
+    fp32_rest = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8",
+                                      "high_precision_dtype": "fp32"})
+    assert int8.digest != fp32_rest.digest and int8.label != fp32_rest.label
+    with pytest.raises(FlagSetError, match="int8/fp8 realised in the graph only"):
+        FlagSet.from_mapping({"strongly_typed": True, "precision": "fp16",
+                              "high_precision_dtype": "bf16"})
+
+
+def test_autotune_is_planned_not_made_here(tmp_path: Path) -> None:
+    onnx_path = tiny_monolithic_onnx(tmp_path / "m.onnx")
+    flags = FlagSet.from_mapping({"strongly_typed": True, "precision": "int8",
+                                  "qdq_placement": "autotune"})
+    with pytest.raises(FlagSetError, match=r"measures on the GPU.*--use_trtexec"):
+        realise(onnx_path, flags, tmp_path / "cache", _calibration())
+    planned = realise(onnx_path, flags, tmp_path / "cache", _calibration(), plan_only=True)
+    assert not planned.realised and "autotune" in planned.tool
+
+
+def test_the_remainder_is_logged_only_where_there_is_one() -> None:
+    assert FlagSet.from_mapping({"strongly_typed": True, "precision": "fp16"}).params()[
+        "trt.high_precision_dtype"] == "-"
+    assert FlagSet.from_mapping({"strongly_typed": True, "precision": "int8"}).params()[
+        "trt.high_precision_dtype"] == "fp16"

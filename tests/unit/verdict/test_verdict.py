@@ -229,3 +229,16 @@ def test_capacity_as_a_constraint_and_as_the_objective():
     assert rejected["run01"] == ("streams_at_slo 24 below 32",)
     most = select(jobs, Objective.parse("streams_at_slo:max")).chosen
     assert most is not None and most.run_id == "run02"
+
+
+def test_an_engine_that_does_not_run_its_labels_precision_qualifies_only_when_forced():
+    fp16 = job(1, wer=0.10, p99=5, tags={tag.PRECISION_MISMATCH: "0 % of layers in fp16"})
+    verdict = select([job(0, "fp32", wer=0.10, p99=30), fp16])
+    row = verdict.row("run01")
+    assert row is not None and row.judged and row.rank is None
+    assert row.reasons == ("the engine does not run its label's precision (0 % of layers in "
+                           "fp16); --allow-precision-mismatch ships it anyway",)
+    assert verdict.chosen is not None and verdict.chosen.run_id == "run00"
+    forced = select([job(0, "fp32", wer=0.10, p99=30), fp16],
+                    constraints=Constraints(allow_mismatch=True))
+    assert forced.chosen is not None and forced.chosen.run_id == "run01"
