@@ -34,8 +34,8 @@ def answer_each(pb_utils: Any, requests: Sequence[Any],
     request that fails gets an error and the others of its batch are answered.
 
     Every error response gets its own ``TritonError``: one object handed to several
-    responses of a batch made tritonserver 2.51 die with SIGSEGV (the python backend frees
-    each response's error once it is sent)."""
+    responses of a batch made tritonserver 2.51 die with SIGSEGV, every time
+    (tests/integration/test_local_server.py)."""
     try:
         return run(requests)
     except Exception as exc:
