@@ -226,20 +226,28 @@ def _gather_onnx(path: Path, chunk: int = 3200, frames: int = 20, state: int = 1
 
 
 def _infer_async(client: grpcclient.InferenceServerClient, model_name: str, peak: int,
-                 done: list[tuple[int, Any]], k: int) -> None:
+                 done: list[tuple[int, Any]], k: int, state: str) -> None:
     signal_in = grpcclient.InferInput("signal", [1, 3200, 1], "INT32")
     signal_in.set_data_from_numpy(np.full((1, 3200, 1), peak, np.int32))
-    state_in = grpcclient.InferInput("state", [1, 10], "FP32")
-    state_in.set_data_from_numpy(np.zeros((1, 10), np.float32))
-    client.async_infer(model_name, [signal_in, state_in],
-                       lambda result, error: done.append((k, error if error else result)))
+    inputs = [signal_in]
+    sequence: dict[str, Any] = {}
+    if state == "client":
+        state_in = grpcclient.InferInput("state", [1, 10], "FP32")
+        state_in.set_data_from_numpy(np.zeros((1, 10), np.float32))
+        inputs.append(state_in)
+    else:  # the server keeps the state: each request is a one-chunk sequence of its own
+        sequence = {"sequence_id": k + 1, "sequence_start": True, "sequence_end": True}
+    client.async_infer(model_name, inputs,
+                       lambda result, error: done.append((k, error if error else result)),
+                       **sequence)
 
 
-def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path):
+@pytest.mark.parametrize("state", ["client", "server"])
+def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path, state: str):
     """One request whose input makes the model fail, batched with good ones (the default
-    scheduling): it gets its own error, the others of its batch their results, and the
-    server lives on. Handing one error object to every response of a batch made
-    tritonserver die with SIGSEGV."""
+    scheduling; with server.state=server the sequence batcher's): it gets its own error,
+    the others of its batch their results, and the server lives on. Handing one error
+    object to every response of a batch made tritonserver die with SIGSEGV."""
     onnx_path = _gather_onnx(tmp_path / "gather.onnx")
     model = ModelInterface(name="gather", onnx_path=onnx_path, contract=Contract.MONOLITHIC,
                            audio_input="signal", logprobs_output="logprobs",
@@ -249,7 +257,7 @@ def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path):
                     log_path=onnx_path)
     server = LocalServer()
     repository = render(model, engine, tmp_path / "repo", site_packages=server.site_packages(),
-                        options=ServingOptions())
+                        options=ServingOptions(state=state))
     log = tmp_path / "server.log"
     rounds, per_round, bad = 6, 12, 5
     with server.serving(repository, log) as endpoint:
@@ -258,7 +266,8 @@ def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path):
             for _ in range(rounds):
                 done: list[tuple[int, Any]] = []
                 for k in range(per_round):
-                    _infer_async(client, endpoint.model_name, 100 if k == bad else 1, done, k)
+                    _infer_async(client, endpoint.model_name, 100 if k == bad else 1, done, k,
+                                 state)
                 deadline = time.monotonic() + 30
                 while len(done) < per_round and time.monotonic() < deadline:
                     time.sleep(0.01)
@@ -280,7 +289,8 @@ def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path):
             # so the failing request did share a batch with good ones.
             assert executions < inferences, (executions, inferences)
             assert client.is_server_live() and client.is_model_ready(endpoint.model_name)
-            assert _frames_served(endpoint.grpc_url, endpoint.model_name) == 20
+            if state == "client":
+                assert _frames_served(endpoint.grpc_url, endpoint.model_name) == 20
         finally:
             client.close()
     assert our_processes() == []
