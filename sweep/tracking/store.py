@@ -100,6 +100,8 @@ def check_tracking_server(uri: str) -> None:
     does not answer fails in seconds, naming only its host and port, and MLflow's own
     retries are bounded for the rest of this process (a user's own settings win)."""
     remember_secret(uri)
+    if not _is_server(uri):
+        return
     for key, value in _CHECK_ENV.items():
         os.environ.setdefault(key, value)
     _check_reachable(uri)
