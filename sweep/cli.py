@@ -104,7 +104,9 @@ def guard(body: Callable[[], int | None], prog: str, *, interrupted: str = "inte
     elif error is not None:
         message = str(error)
     if message:
-        print(f"{prog}: {message}", file=sys.stderr, flush=True)
+        from sweep.tracking.store import redact  # an error may quote a URI with its password
+
+        print(f"{prog}: {redact(message)}", file=sys.stderr, flush=True)
     assert code is not None  # None only while another exception passes through
     return int(code)
 

@@ -40,16 +40,22 @@ def up(root: Path, workers: int = 2, shared: Path | None = None) -> ClusterState
     # PostgreSQL runs as its own user: it must be able to reach its folders.
     runtime.chmod(0o755)
     pg_port, tracking_port, ray_port = free_port(), free_port(), free_port()
+    # The head listens on 127.0.0.1 only (ray_nodes.start_head). Every other process reads
+    # "127.0.0.1" in an address as "this host" and swaps in the host's outward address,
+    # where nothing listens; the IPv4-mapped spelling of the same address is left as is.
     state = ClusterState(root=str(root), shared=str(shared), runtime=str(runtime),
-                         ray_address=f"127.0.0.1:{ray_port}", ray_token=secrets.token_hex(16),
+                         ray_address=f"[::ffff:127.0.0.1]:{ray_port}",
+                         ray_token=secrets.token_hex(16),
                          tracking_uri=f"http://127.0.0.1:{tracking_port}", postgres_uri="",
                          postgres_port=pg_port, tracking_port=tracking_port)
     state.save()
     try:
         _record(state, postgres.start(runtime, pg_port, runtime / "postgres.log"))
-        state.postgres_uri = postgres.create_database(pg_port, runtime / "postgres.log")
+        state.postgres_uri = postgres.create_database(runtime, pg_port,
+                                                      runtime / "postgres.log")
         _record(state, tracking_server.start(state.postgres_uri, shared / "artifacts",
-                                             tracking_port, runtime / "tracking.log"))
+                                             tracking_port, runtime / "tracking.log",
+                                             runtime))
         env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": state.ray_token}
         head = ray_nodes.start_head(runtime, ray_port, env)
         _record(state, head)
@@ -138,7 +144,7 @@ def restart_tracking(root: Path, down_s: float = 0.0) -> None:
     time.sleep(down_s)
     runtime = Path(state.runtime)
     part = tracking_server.start(state.postgres_uri, Path(state.shared) / "artifacts",
-                                 state.tracking_port, runtime / "tracking.log")
+                                 state.tracking_port, runtime / "tracking.log", runtime)
     state.parts = [part if p.name == "tracking" else p for p in state.parts]
     state.save()
     tracking_server.wait_healthy(state.tracking_port, runtime / "tracking.log")

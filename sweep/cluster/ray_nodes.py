@@ -26,6 +26,12 @@ def start_head(runtime: Path, port: int, env: dict[str, str]) -> Part:
     folder = runtime / "head"
     folder.mkdir()
     log = folder / "ray.log"
+    # `ray start` swaps --node-ip-address=127.0.0.1 for the host's outward address, and
+    # the head's servers then listen there (or everywhere). Ray keeps the loopback address
+    # only where it believes it cannot cluster, which this variable switches on (its name
+    # notwithstanding, it means "multi-node allowed" on every platform). The head needs no
+    # more: workers join it with the variable unset.
+    env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     pgid = start_group([*_ray(), "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                         "--num-cpus=0", "--include-dashboard=false",
                         f"--temp-dir={folder / 'tmp'}", *_COMMON], log, cwd=folder, env=env)

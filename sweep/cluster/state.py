@@ -4,6 +4,7 @@ command: addresses, the process groups to stop, and where each part keeps its fi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,9 +65,13 @@ class ClusterState:
                 "TRT_SWEEP_SHARED": self.shared}
 
     def save(self) -> None:
+        """Readable by its owner only: it holds the Ray token."""
         path = Path(self.root) / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(asdict(self), indent=2))
         tmp.replace(path)
 
     @classmethod

@@ -4,13 +4,20 @@ WER moves in whole words per test set and can stay flat while a reduced precisio
 what the model says frame by frame; the fraction of frames whose most likely class differs
 from the fp32 ONNX run in-process (same chunking, same state round trip) still shows it.
 The fp32 reference's log-probabilities are computed once per model and test set and kept
-beside the engine cache.
+beside the engine cache. That cache is optional: a file that cannot be read is computed
+again, one that cannot be written (a full disk, a read-only folder) is a warning, and a
+write never leaves a partial file, so what the job measured is never lost to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +25,8 @@ import numpy as np
 from sweep.data.manifest import Utterance
 from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
+
+log = logging.getLogger(__name__)
 
 
 def frame_disagreement(reference: dict[str, np.ndarray], served: dict[str, np.ndarray]
@@ -42,13 +51,45 @@ def fp32_logprobs(model: ModelInterface, utterances: list[Utterance], cache_dir:
         file_digest(model.onnx_path), model.name, model.chunk_ms, model.pad_ms,
         [(u.id, str(u.audio_path)) for u in utterances]]).encode()).hexdigest()[:24]
     path = cache_dir / "reference" / f"{key}.npz"
-    if path.is_file():
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+    cached = _load(path)
+    if cached is not None:
+        return cached
     run = OrtPipeline(model).run(utterances)
     out = {r.utterance.id: np.asarray(r.logprobs, np.float32) for r in run.results}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(path)
+    try:
+        save_atomic(path, out)
+    except OSError as exc:
+        log.warning("the fp32 reference was not cached (%s: %s); the next job computes it "
+                    "again", path, exc.strerror or exc)
     return out
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        log.warning("the cached fp32 reference %s cannot be read (%s); computing it again",
+                    path, exc)
+        return None
+
+
+def save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``path`` whole or not at all: a temporary file of its own in the same folder
+    (two jobs may write one key at once), then a rename; the temporary file is removed
+    whatever fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), 0o644)  # mkstemp's 0600 would hide it from other users
+            np.savez(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise

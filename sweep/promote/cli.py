@@ -103,6 +103,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
+    from sweep.tracking.store import redact
+
     args = parse_args(argv)
     # MLflow's download progress bars would bury the promotion's own output in logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 promote(args, console)
         except MlflowException as exc:
-            print(f"promote failed: MLflow: {exc.message}", file=sys.stderr)
+            print(f"promote failed: MLflow: {redact(exc.message)}", file=sys.stderr)
             return ExitCode.MLFLOW_FAILED
         return ExitCode.OK
 

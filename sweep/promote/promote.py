@@ -45,6 +45,9 @@ def client_for(uri: str) -> Any:
     empty store (which MLflow would otherwise create silently)."""
     from mlflow.tracking import MlflowClient
 
+    from sweep.tracking.store import check_tracking_server
+
+    check_tracking_server(uri)  # a server that is down: seconds, not MLflow's 4 minutes
     prefix = "sqlite:///"
     if uri.startswith(prefix):
         path = Path(uri[len(prefix):])

@@ -60,13 +60,16 @@ def fetch_run(uri: str, run_id: str, dest: Path) -> tuple[dict[str, Path], Path,
     from mlflow.exceptions import MlflowException
 
     from sweep.tracking.records import from_run
+    from sweep.tracking.store import check_tracking_server
 
+    check_tracking_server(uri)  # a server that is down: seconds, not MLflow's 4 minutes
     client = mlflow.MlflowClient(tracking_uri=uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        raise ConfigError(f"run {run_id!r} is not in the store {redact(uri)} ({exc.message}); "
-                          "pass --tracking-uri for another store.") from exc
+        raise ConfigError(f"run {run_id!r} is not in the store {redact(uri)} "
+                          f"({redact(exc.message)}); pass --tracking-uri for another "
+                          "store.") from exc
     if run.info.status != "FINISHED":
         raise ConfigError(f"run {run_id} is {run.info.status}; only a FINISHED job run "
                           "served an engine that can be served again.")

@@ -36,9 +36,17 @@ def _absolute_uri(uri: str, base: Path) -> str:
     return uri
 
 
-# user:password@ in any URI-looking text: what ``redact`` hides.
-# Hydra writes overrides with escaped colons (http\://user\:pw@...): the "\\?" takes those.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*\\?://)[^/@\s]+@")
+# scheme://user:password@ in any URI-looking text: what ``redact`` hides. The user part runs
+# to the LAST "@" of the word (a password may hold raw "@", ":", "/", quotes or brackets),
+# which ends at whitespace, a double quote (JSON) or an angle bracket: hiding a little too
+# much beats showing a piece of a password. Hydra writes overrides with escaped colons
+# (http\://user\:pw@...): the "\\?" takes those.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*\\?://)[^\s\"<>]*@")
+# Where a tracking URI reaches a process without passing through ``open_store``.
+_URI_ENV = ("MLFLOW_TRACKING_URI", "TRT_SWEEP_TRACKING_URI")
+# Shorter secrets are not searched for as plain text: they would blank out ordinary words.
+_MIN_SECRET = 4
+_SECRETS: set[str] = set()
 # The store check's bounds: MLflow's defaults (7 retries with backoff, 120 s per request)
 # let a sweep against a tracking server that is down sit silent for about four minutes
 # before it fails. Mid-sweep calls keep MLflow's defaults, which ride out a short outage.
@@ -46,18 +54,76 @@ _CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEO
 _CONNECT_TIMEOUT_S = 5.0
 
 
+def _userinfo(uri: str) -> tuple[str, str] | None:
+    """(user info, the rest) of ``scheme://userinfo@rest``, the user info running to the
+    last "@" before the host: a password may hold raw "@", ":" or "/" characters."""
+    _, sep, tail = uri.partition("://")
+    userinfo, at, host = tail.rpartition("@")
+    return (userinfo, host) if sep and at else None
+
+
+def remember_secret(uri: str) -> None:
+    """Have ``redact`` hide this URI's password wherever it appears, also outside a URI
+    (a config value, an error that quotes it) and in the spellings that Hydra, YAML, JSON
+    and percent-encoding give it."""
+    found = _userinfo(uri)
+    if found is None or ":" not in found[0]:
+        return
+    password = found[0].partition(":")[2]
+    for raw in {password, urllib.parse.unquote(password)}:
+        for spelling in (raw, urllib.parse.quote(raw, safe=""),
+                         re.sub(r"([\\()\[\]{}:=, \t])", r"\\\1", raw),  # Hydra's escapes
+                         raw.replace("'", "''"),  # YAML single-quoted
+                         raw.replace("\\", "\\\\").replace('"', '\\"')):  # JSON
+            if len(spelling) >= _MIN_SECRET:
+                _SECRETS.add(spelling)
+
+
 def redact(text: str) -> str:
-    """``text`` with the credentials of every ``scheme://user:password@host`` removed."""
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    """``text`` without the credentials of any ``scheme://user:password@host`` and without
+    any password ``remember_secret`` was given (or that a tracking URI in the environment
+    holds)."""
+    for name in _URI_ENV:
+        if os.environ.get(name):
+            remember_secret(os.environ[name])
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")  # MLflow's basic auth
+    if len(password) >= _MIN_SECRET:
+        _SECRETS.add(password)
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def check_tracking_server(uri: str) -> None:
+    """For a tool that reads the store (promote, serve): an http(s) tracking server that
+    does not answer fails in seconds, naming only its host and port, and MLflow's own
+    retries are bounded for the rest of this process (a user's own settings win)."""
+    remember_secret(uri)
+    if not _is_server(uri):
+        return
+    for key, value in _CHECK_ENV.items():
+        os.environ.setdefault(key, value)
+    _check_reachable(uri)
 
 
 def _check_reachable(uri: str) -> None:
     """An http(s) store must accept a TCP connection within seconds. Only host and port go
     into the message: the URI may carry credentials."""
-    parts = urllib.parse.urlsplit(uri)
+    found = _userinfo(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # A raw "/" in the password ends the address early: the host would be a piece of
+        # the password.
+        if found is not None and "/" in found[0]:
+            raise ValueError("a '/' in the user info")
+    except ValueError:
+        raise TrackingError(f"tracking.uri {redact(uri)} is not a valid address: "
+                            "percent-encode the user name and password (/ as %2F, @ as %40, "
+                            ": as %3A).") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         socket.create_connection((parts.hostname, port), timeout=_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
@@ -108,6 +174,7 @@ def open_store(uri: str, experiment: str, artifact_root: str | None, base: Path,
     ``wait_s``: how long a tracking server that does not answer is waited for (a job in
     the middle of a sweep rides out a server restart; the sweep's own check does not)."""
     uri = _absolute_uri(uri, base)
+    remember_secret(uri)
     if artifact_root is None and not _is_server(uri):
         raise TrackingError("tracking.artifact_root=null lets a tracking server store the "
                             "artifacts, but tracking.uri is not an http(s) server: set "

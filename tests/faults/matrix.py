@@ -57,6 +57,26 @@ REFERENCED: dict[str, tuple[str, str, str]] = {
     "tests/integration/test_cluster.py::test_a_job_lost_after_ray_s_retries_fails_alone":
         ("multi-host sweep: a node killed with no retry left", "that job FAILED, the sweep "
          "goes on", "NodeDiedError in the run's error tag, the other job FINISHED, exit 3"),
+    **{f"tests/integration/test_local_server.py::"
+       f"test_a_request_that_fails_in_a_batch_fails_alone[{state}]":
+       (f"a request that makes the model fail, batched with good ones (server.state={state},"
+        " default scheduling)",
+        "that request gets its own error, the others their results; the server lives",
+        "6 rounds of 12 concurrent requests, one with an out-of-range Gather index: only it "
+        "failed ('indices element out of data bounds'), batches formed (executions < "
+        "inferences), server live after; the old templates died with SIGSEGV")
+       for state in ("client", "server")},
+    "tests/integration/test_cluster.py::test_postgres_takes_no_connection_without_its_password":
+        ("rehearsal cluster: PostgreSQL reached without its password (trust auth)",
+         "refused over TCP and the socket, even as the postgres user",
+         "no password / a wrong one: 'no password supplied' / 'password authentication "
+         "failed' (scram-sha-256); the password only in a 0600 file, not in cluster.json "
+         "(0600), a log or the MLflow server's command line"),
+    "tests/integration/test_cluster.py::test_the_ray_head_listens_on_loopback_only":
+        ("rehearsal cluster: the Ray head reachable from the network",
+         "every socket of the head on a loopback address",
+         "GCS, raylet, agents and metrics of the head: all listening sockets on 127.0.0.1 "
+         "(ray start alone used the host's outward address or every interface)"),
 }
 
 

@@ -5,17 +5,24 @@ mention ``shell=True`` do not count).
 Other security rows of the matrix live with the code they check: the container's isolation
 in test_interrupts.py (a sweep's own Triton container) and
 tests/integration/test_docker.py; promote's root in tests/integration/test_promote.py;
-credentials in test_store_faults.py.
+credentials through a whole sweep in test_store_faults.py. Here: a password of any
+characters hidden in every message and saved config, and the tools that read the store
+failing in seconds on a tracking server that is down.
 """
 
 from __future__ import annotations
 
 import ast
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Row
+from sweep.tracking.store import redact, remember_secret
+from tests.faults.conftest import Row, run_sweep
 from tests.support.paths import ROOT
 
 # What runs on users' machines: the package, the image recipe, the demo tools, benchmarks.
@@ -92,3 +99,98 @@ def test_no_shell_strings(row: Row) -> None:
     row.outcome(f"{len(sources)} files under {', '.join(SCANNED)}: no shell=True, os.system, "
                 "os.popen, [sh, -c, ...] or string container command")
     row.cleanup("n/a (static check)")
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+# Each piece of a password is a word found nowhere else, so a piece left in the clear
+# (the part after a raw "@", the part before a "/") is found by name.
+PIECES = ("Xq7k", "Zr9m", "Wp3v", "Lk5t", "Mn8d")
+PASSWORDS = {"at-colon-percent-paren": "Xq7k@Zr9m:Wp3v%40Lk5t(Mn8d",
+             "slash": "Xq7k/Zr9m@Wp3v:Lk5t%40Mn8d"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: nothing listens there
+
+
+def _leaks(text: str) -> list[str]:
+    return [piece for piece in PIECES if piece in text]
+
+
+@pytest.mark.parametrize("spelling", ["plain", "hydra-escaped", "yaml-quoted", "json"])
+@pytest.mark.parametrize("name", sorted(PASSWORDS))
+def test_redact_hides_every_piece_of_a_password(name: str, spelling: str) -> None:
+    uri = f"http://sweeper:{PASSWORDS[name]}@127.0.0.1:5000"
+    text = {"plain": f"uri: {uri}",
+            "hydra-escaped": "- tracking.uri=" + uri.replace(":", "\\:"),
+            "yaml-quoted": f"uri: '{uri}'",
+            "json": f'{{"uri": "{uri}", "contact": "ops@example.org"}}'}[spelling]
+    assert _leaks(redact(text)) == [], redact(text)
+    assert "127.0.0.1" in redact(text)
+    if spelling == "json":
+        assert "ops@example.org" in redact(text)  # another word is left alone
+
+
+def test_a_remembered_password_is_hidden_outside_a_uri() -> None:
+    remember_secret("http://sweeper:Qz4(pa ss'w@127.0.0.1:5000")
+    assert redact("password: 'Qz4(pa ss''w' and Qz4%28pa%20ss%27w") == \
+        "password: '***' and ***"
+
+
+@pytest.mark.integration
+@pytest.mark.fault("a password with @ : / %40 in tracking.uri (server down)",
+                   "exit 2 in seconds; no piece of the password in the terminal, the log or "
+                   "the saved .hydra configs")
+@pytest.mark.parametrize("name", sorted(PASSWORDS))
+def test_password_of_any_characters_in_messages_and_configs(name: str, tmp_path: Path,
+                                                            row: Row) -> None:
+    uri = f"http://sweeper:{PASSWORDS[name]}@127.0.0.1:{_closed_port()}"
+    # A single run: Hydra saves .hydra/*.yaml before the job, which then meets the store.
+    sweep = run_sweep(["dataset=demo_tiny", "dataset.limit=1", f"tracking.uri='{uri}'",
+                       f"tracking.artifact_root={tmp_path / 'artifacts'}"],
+                      tmp_path, tracking=False, timeout=120)
+    assert sweep.proc.returncode == 2, (sweep.proc.returncode, sweep.stderr[-3000:])
+    assert sweep.seconds < 60, sweep.seconds
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    saved = [p for p in files if p.parent.name == ".hydra"]
+    assert len(saved) == 3, files  # config, hydra, overrides
+    assert all("***@" in p.read_text() for p in saved)
+    leaks = {str(p.relative_to(tmp_path)): _leaks(p.read_text(errors="replace"))
+             for p in files}
+    assert {k: v for k, v in leaks.items() if v} == {}
+    assert _leaks(sweep.output) == [], sweep.output
+    message = sweep.stderr.strip().splitlines()[-1]
+    row.outcome(f"exit 2 in {sweep.seconds:.1f} s: {message[:160]!r}; no piece of the "
+                f"password in stdout, stderr or {len(files)} files ({len(saved)} .hydra)")
+    row.cleanup("no server started; nothing but the run folder written")
+
+
+TOOLS = {"serve": ["-m", "sweep.serve", "0123456789abcdef"],
+         "promote": ["-m", "sweep.promote", "--dry-run"]}
+
+
+@pytest.mark.integration
+@pytest.mark.fault("python -m sweep.serve / sweep.promote, tracking server down, "
+                   "http://user:pw@ in --tracking-uri",
+                   "exit 2 in seconds (not MLflow's 4 minutes of retries), the server named "
+                   "by host and port, the password not printed")
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_tools_fail_fast_on_a_tracking_server_that_is_down(tool: str, row: Row) -> None:
+    port = _closed_port()
+    uri = f"http://sweeper:{PASSWORDS['at-colon-percent-paren']}@127.0.0.1:{port}"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, *TOOLS[tool], "--tracking-uri", uri], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, (done.returncode, output[-3000:])
+    assert seconds < 30, seconds
+    assert f"the MLflow tracking server at 127.0.0.1:{port} (tracking.uri) does not answer " \
+           "(Connection refused)" in output, output[-3000:]
+    assert _leaks(output) == [], output
+    row.outcome(f"exit 2 in {seconds:.1f} s: 'the MLflow tracking server at 127.0.0.1:{port} "
+                "(tracking.uri) does not answer (Connection refused)'; password not printed")
+    row.cleanup("n/a (nothing started)")

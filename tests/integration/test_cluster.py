@@ -10,7 +10,11 @@ Needs PostgreSQL (Debian: postgresql; `.ci/run` installs it) and the `cluster` e
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
+import os
+import pwd
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +25,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.cluster import cluster, postgres
-from sweep.cluster.state import ClusterError, ClusterState
+from sweep.cluster.state import STATE_FILE, ClusterError, ClusterState
 from sweep.infra.processes import group_alive
 from tests.support.cluster import (
     cluster_env,
@@ -85,6 +89,77 @@ def test_a_relative_path_is_refused_before_any_job(rehearsal: ClusterState) -> N
     assert "no job was started" in last
     assert MlflowClient(rehearsal.tracking_uri).get_experiment_by_name("cluster-refused") \
         is None
+
+
+def test_postgres_takes_no_connection_without_its_password(rehearsal: ClusterState) -> None:
+    """No trust auth: neither over TCP nor over the socket, nor as the ``postgres`` user, is
+    a connection accepted without the password, which only its owner can read and which
+    is written nowhere else (not in cluster.json, a log, or a command line)."""
+    import psycopg2
+
+    runtime = Path(rehearsal.runtime)
+    secret_file = postgres.password_file(runtime)
+    secret = secret_file.read_text().strip()
+    where = {"tcp": "127.0.0.1", "socket": str(runtime / "pgsock")}
+    for name, host in where.items():
+        for password in (None, "wrong-" + secret):
+            with pytest.raises(psycopg2.OperationalError,
+                               match=r"no password supplied|password authentication failed"):
+                psycopg2.connect(host=host, port=rehearsal.postgres_port, user=postgres.USER,
+                                 dbname=postgres.DATABASE, password=password,
+                                 connect_timeout=5).close()
+        with psycopg2.connect(host=host, port=rehearsal.postgres_port, user=postgres.USER,
+                              dbname=postgres.DATABASE, password=secret,
+                              connect_timeout=5) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT current_setting('password_encryption')")
+            assert cursor.fetchone() == ("scram-sha-256",), name
+        conn.close()
+    if os.geteuid() == 0:  # the postgres user itself, over the socket, as trust allowed
+        as_postgres = subprocess.run(
+            ["setpriv", f"--reuid={pwd.getpwnam('postgres').pw_uid}",
+             f"--regid={pwd.getpwnam('postgres').pw_gid}", "--init-groups", "--",
+             str(postgres.bin_dir() / "psql"), "-h", where["socket"],
+             "-p", str(rehearsal.postgres_port), "-U", postgres.USER, "-w", "-c", "SELECT 1",
+             postgres.DATABASE], capture_output=True, text=True, timeout=30)
+        assert as_postgres.returncode != 0 and "no password supplied" in as_postgres.stderr
+    state_file = Path(rehearsal.root) / STATE_FILE
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    assert secret_file.stat().st_uid == os.geteuid()
+    written = [p for p in [state_file, *runtime.glob("*.log")] if secret in p.read_text()]
+    assert written == []
+    tracking = rehearsal.part("tracking").pgid
+    assert secret not in Path(f"/proc/{tracking}/cmdline").read_text()
+    assert "postgresql" not in Path(f"/proc/{tracking}/cmdline").read_text()
+
+
+def test_the_ray_head_listens_on_loopback_only(rehearsal: ClusterState) -> None:
+    """Every socket the head's processes listen on (GCS, raylet, agents, metrics) is bound
+    to a loopback address; `ray start` alone put them on the host's outward address or on
+    every interface."""
+    import psutil
+
+    head = rehearsal.part("head").pgid
+    pids = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == head}
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert len(listening) >= 3, listening  # GCS and raylet at least
+    exposed = [f"{c.laddr.ip}:{c.laddr.port}" for c in listening if not _loopback(c.laddr.ip)]
+    assert exposed == [], exposed
+
+
+def _pgid(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return -1
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def test_four_jobs_land_on_both_workers_and_share_the_cache(rehearsal: ClusterState,
@@ -210,7 +285,10 @@ def test_a_job_lost_after_ray_s_retries_fails_alone(rehearsal: ClusterState,
     assert "Ray gave the job up" in dead.data.tags["error"], dead.data.tags["error"]
     text = log.read_text()
     assert f"job #{dead.data.params['job.num']} was lost with its Ray worker" in text
-    assert "1 of 2 jobs FAILED" in text.strip().splitlines()[-1]
+    # Ray forwards the raylets' messages (a node marked dead) to the driver's stderr when
+    # they come, which may be after the sweep's own last line.
+    last = [line for line in text.splitlines() if line.startswith("trt-sweep: ")][-1]
+    assert "1 of 2 jobs FAILED" in last, text[-2000:]
     assert our_processes() == []
     _figures(rehearsal, "job_lost", {"killed_run": dead.info.run_id,
                                      "node": joined.ip, "error": dead.data.tags["error"]})

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import ServerError
@@ -195,4 +197,100 @@ def test_kept_server_is_replaced_after_a_failed_block(tmp_path: Path):
             assert _server_pids() and not _server_pids() & (first | second)
     finally:
         close_kept()
+    assert our_processes() == []
+
+
+def _gather_onnx(path: Path, chunk: int = 3200, frames: int = 20, state: int = 10) -> Path:
+    """The tiny model plus a lookup whose index is the chunk's largest sample: a chunk
+    whose samples stay under 4 is served, a larger one makes ONNX Runtime's Gather fail
+    ('indices element out of data bounds'), as an out-of-range index of a real model does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(tiny_monolithic_onnx(path, chunk=chunk, frames=frames, state=state)))
+    graph = model.graph
+    for node in graph.node:  # the state's sum goes through the lookup below
+        node.output[:] = ["state_sum" if o == "state_next" else o for o in node.output]
+    graph.initializer.extend([numpy_helper.from_array(np.zeros(4, np.float32), "table"),
+                              numpy_helper.from_array(np.array([1], np.int64), "axis_1")])
+    graph.node.extend([
+        helper.make_node("ReduceMax", ["signal"], ["peak"], axes=[1, 2], keepdims=0),
+        helper.make_node("Cast", ["peak"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "index"], ["looked_up"], axis=0),
+        helper.make_node("Unsqueeze", ["looked_up", "axis_1"], ["looked_up2"]),
+        helper.make_node("Add", ["state_sum", "looked_up2"], ["state_next"]),
+    ])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _infer_async(client: grpcclient.InferenceServerClient, model_name: str, peak: int,
+                 done: list[tuple[int, Any]], k: int, state: str) -> None:
+    signal_in = grpcclient.InferInput("signal", [1, 3200, 1], "INT32")
+    signal_in.set_data_from_numpy(np.full((1, 3200, 1), peak, np.int32))
+    inputs = [signal_in]
+    sequence: dict[str, Any] = {}
+    if state == "client":
+        state_in = grpcclient.InferInput("state", [1, 10], "FP32")
+        state_in.set_data_from_numpy(np.zeros((1, 10), np.float32))
+        inputs.append(state_in)
+    else:  # the server keeps the state: each request is a one-chunk sequence of its own
+        sequence = {"sequence_id": k + 1, "sequence_start": True, "sequence_end": True}
+    client.async_infer(model_name, inputs,
+                       lambda result, error: done.append((k, error if error else result)),
+                       **sequence)
+
+
+@pytest.mark.parametrize("state", ["client", "server"])
+def test_a_request_that_fails_in_a_batch_fails_alone(tmp_path: Path, state: str):
+    """One request whose input makes the model fail, batched with good ones (the default
+    scheduling; with server.state=server the sequence batcher's): it gets its own error,
+    the others of its batch their results, and the server lives on. Handing one error
+    object to every response of a batch made tritonserver die with SIGSEGV."""
+    onnx_path = _gather_onnx(tmp_path / "gather.onnx")
+    model = ModelInterface(name="gather", onnx_path=onnx_path, contract=Contract.MONOLITHIC,
+                           audio_input="signal", logprobs_output="logprobs",
+                           states=(StatePair("state", "state_next"),))
+    engine = Engine(path=onnx_path, format=EngineFormat.ONNX_EMULATED, flags=FlagSet(),
+                    builder="none", builder_version="0", build_seconds=0.0,
+                    log_path=onnx_path)
+    server = LocalServer()
+    repository = render(model, engine, tmp_path / "repo", site_packages=server.site_packages(),
+                        options=ServingOptions(state=state))
+    log = tmp_path / "server.log"
+    rounds, per_round, bad = 6, 12, 5
+    with server.serving(repository, log) as endpoint:
+        client = grpcclient.InferenceServerClient(endpoint.grpc_url)
+        try:
+            for _ in range(rounds):
+                done: list[tuple[int, Any]] = []
+                for k in range(per_round):
+                    _infer_async(client, endpoint.model_name, 100 if k == bad else 1, done, k,
+                                 state)
+                deadline = time.monotonic() + 30
+                while len(done) < per_round and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                answers = dict(done)
+                assert sorted(answers) == list(range(per_round)), \
+                    (sorted(answers), log.read_text()[-2000:])
+                failed = {k for k, a in answers.items()
+                          if isinstance(a, InferenceServerException)}
+                assert failed == {bad}, {k: str(answers[k]) for k in failed}
+                assert "out of data bounds" in str(answers[bad]), answers[bad]
+                for k, answer in answers.items():
+                    if k != bad:
+                        assert answer.as_numpy("logprobs").shape == (1, 20, 35)
+            stats = client.get_inference_statistics(endpoint.model_name, as_json=True)
+            (model_stats,) = stats["model_stats"]
+            executions = int(model_stats["execution_count"])
+            inferences = int(model_stats["inference_count"])
+            # Good requests only are counted; batches formed (fewer runs than requests),
+            # so the failing request did share a batch with good ones.
+            assert executions < inferences, (executions, inferences)
+            assert client.is_server_live() and client.is_model_ready(endpoint.model_name)
+            if state == "client":
+                assert _frames_served(endpoint.grpc_url, endpoint.model_name) == 20
+        finally:
+            client.close()
     assert our_processes() == []

@@ -21,7 +21,7 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batched import setup_site_packages
+from batched import answer_each, setup_site_packages
 
 
 class TritonPythonModel:
@@ -70,44 +70,41 @@ class TritonPythonModel:
             del self.kept[corrid]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        np = self.np
         now = time.monotonic()
         self._evict_idle(now)
-        try:
-            ids, ends, audio = [], [], {name: [] for name in self.audio_inputs}
-            states: dict[str, list[Any]] = {name: [] for name in self.states}
-            for request in requests:
-                corrid = self._control(request, "CORRID")
-                start = self._control(request, "START")
-                kept = self.kept.get(corrid)
-                state = self._zero() if start or kept is None else kept[0]
-                for name in self.states:
-                    states[name].append(state[name][None])
-                for name in self.audio_inputs:
-                    audio[name].append(pb_utils.get_input_tensor_by_name(request,
-                                                                         name).as_numpy())
-                ids.append(corrid)
-                ends.append(self._control(request, "END"))
-            sizes = [a.shape[0] for a in audio[self.audio_inputs[0]]]
-            if any(size != 1 for size in sizes):
-                raise ValueError("a sequence's request carries one chunk (batch axis of 1); "
-                                 f"got batch sizes {sizes}")
-            feed = {name: np.concatenate(parts) for name, parts in (audio | states).items()}
-            feed = {name: (a.reshape(a.shape[0]) if self.input_rank[name] == 1 else a)
-                    for name, a in feed.items()}
-            results = dict(zip(self.outputs, self.session.run(self.outputs, feed),
-                               strict=True))
-        except Exception as exc:  # one failure answers every request of the batch with it
-            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
-            return [pb_utils.InferenceResponse(output_tensors=[], error=error)
-                    for _ in requests]
+        # A sequence's state is stored only once its run succeeded, so a batch that failed
+        # can be run again request by request.
+        return answer_each(pb_utils, requests, lambda batch: self._run(batch, now))
+
+    def _run(self, requests: list[Any], now: float) -> list[Any]:
+        np = self.np
+        ids: list[int] = []
+        ends: list[int] = []
+        audio: dict[str, list[Any]] = {name: [] for name in self.audio_inputs}
+        states: dict[str, list[Any]] = {name: [] for name in self.states}
+        for request in requests:
+            corrid = self._control(request, "CORRID")
+            start = self._control(request, "START")
+            kept = self.kept.get(corrid)
+            state = self._zero() if start or kept is None else kept[0]
+            for name in self.states:
+                states[name].append(state[name][None])
+            for name in self.audio_inputs:
+                audio[name].append(pb_utils.get_input_tensor_by_name(request,
+                                                                     name).as_numpy())
+            ids.append(corrid)
+            ends.append(self._control(request, "END"))
+        sizes = [a.shape[0] for a in audio[self.audio_inputs[0]]]
+        if any(size != 1 for size in sizes):
+            raise ValueError("a sequence's request carries one chunk (batch axis of 1); "
+                             f"got batch sizes {sizes}")
+        feed = {name: np.concatenate(parts) for name, parts in (audio | states).items()}
+        feed = {name: (a.reshape(a.shape[0]) if self.input_rank[name] == 1 else a)
+                for name, a in feed.items()}
+        results = dict(zip(self.outputs, self.session.run(self.outputs, feed),
+                           strict=True))
         responses = []
-        for i, (corrid, end) in enumerate(zip(ids, ends, strict=True)):
-            if end:
-                self.kept.pop(corrid, None)
-            else:
-                self.kept[corrid] = ({name: np.array(results[spec["output"]][i]).reshape(
-                    spec["dims"]) for name, spec in self.states.items()}, now)
+        for i in range(len(ids)):
             tensors = []
             for name in self.returned:
                 value = results[name][i:i + 1]
@@ -115,4 +112,10 @@ class TritonPythonModel:
                     value = value.reshape(1, 1)
                 tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(value)))
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        for i, (corrid, end) in enumerate(zip(ids, ends, strict=True)):
+            if end:
+                self.kept.pop(corrid, None)
+            else:
+                self.kept[corrid] = ({name: np.array(results[spec["output"]][i]).reshape(
+                    spec["dims"]) for name, spec in self.states.items()}, now)
         return responses
