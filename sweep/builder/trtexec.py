@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -545,7 +546,9 @@ class TrtexecBuilder:
 def finish_search(log_text: str, record: Path, route: str | None, log_path: Path
                   ) -> tuple[str | None, dict[str, float], list[Path]]:
     """After a search (or a rebuild of its route): the route trtexec picked, kept beside
-    the record for the next build, the record's metrics and the files to log."""
+    the record for the next build, the record's metrics and the files to log (copies in
+    the build's own folder, beside its log: an engine's artifacts live in its cache entry,
+    while the record stays where the next search resumes from)."""
     best_file = record.with_suffix(".best.json")
     found = best_from_log(log_text)
     if route is None and found is None:
@@ -558,7 +561,13 @@ def finish_search(log_text: str, record: Path, route: str | None, log_path: Path
     tuned = routes.read_record(record)
     if tuned is None:
         return route, {}, []
-    return route, tuned.metrics(), [record, best_file]
+    copies = []
+    for source in (record, best_file):
+        if source.is_file():
+            copy = log_path.parent / source.name
+            shutil.copyfile(source, copy)
+            copies.append(copy)
+    return route, tuned.metrics(), copies
 
 
 def dry_run_command(image: str, trtexec_path: str, onnx_path: Path, flags: FlagSet,

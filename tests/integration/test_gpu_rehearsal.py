@@ -253,7 +253,7 @@ def test_tensorrt_11_route_search_logs_its_record_and_reuses_the_route_on_resume
     route = re.search(r'"route": "([^"]+)"', best)
     assert route is not None
     shutil.rmtree(tmp_path / "cache")  # the engine cache, not the search's record
-    again = run_sweep([*search, "force=true"], tmp_path)
+    again = run_sweep([*search, "+force=true"], tmp_path)
     assert again.returncode == 0, again.stderr[-4000:]
     rerun = max(jobs(tmp_path), key=lambda r: r.info.start_time)
     assert rerun.info.status == "FINISHED", rerun.data.tags.get("error")
