@@ -38,6 +38,7 @@ from bench.common import (
     table,
     write_section,
 )
+from sweep.tracking import tags as tag
 
 JOBS = ["trt.precision=fp32,fp16", "trt.opt_level=0,3", "dataset=demo_tiny"]
 _NOTE = ("The SQLite sweeps' wall time includes creating a fresh store (MLflow's schema "
@@ -63,7 +64,7 @@ def _jobs(uri: str, experiment: str) -> list[Any]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None
     runs = client.search_runs([found.experiment_id], max_results=100)
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in jobs), experiment
     return jobs
 

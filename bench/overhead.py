@@ -38,6 +38,7 @@ from bench.common import (
     write_section,
 )
 from sweep.server.base import ServerConfig
+from sweep.tracking import tags as tag
 
 WORK = OUT / "overhead"
 
@@ -103,7 +104,7 @@ def mlflow_logging(engine: Any, repo: Any, log_path: Path) -> float:
     store = open_store(f"sqlite:///{WORK}/mlruns-stage/mlflow.db", "bench-overhead",
                              str(WORK / "mlruns-stage" / "artifacts"), WORK)
     with job_run(store, "stage", None, {**environment_tags(),
-                                               "trt-sweep.kind": "job"}) as run:
+                                               tag.KIND: "job"}) as run:
         run.params({f"p{i}": i for i in range(60)})
         run.tags({"engine_hash": "x", "engine_cached": "true"})
         run.metrics({"build_seconds": 0.0})

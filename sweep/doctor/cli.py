@@ -42,6 +42,7 @@ from sweep.evaluate.decode import DecoderSpec
 from sweep.evaluate.variant import ClientVariant
 from sweep.infra.files import PROJECT_ROOT
 from sweep.model import Contract, ModelInterface
+from sweep.tracking import tags as tag
 
 EXPERIMENT = "trt-sweep-doctor"
 # Exact fp32: the emulator's TF32 default would itself be a (small) difference.
@@ -144,7 +145,7 @@ def log_run(diagnosis: Any, paths: dict[str, Path], *, uri: str, artifact_root: 
 
     store = open_store(uri, EXPERIMENT, artifact_root, Path.cwd())
     best = diagnosis.best
-    tags = {**environment_tags(), "trt-sweep.kind": "doctor",
+    tags = {**environment_tags(), tag.KIND: "doctor",
             "verdict": diagnosis.verdict, "cause": best.cause.key if best else "none",
             "contract": diagnosis.reference.contract}
     name = f"doctor-{diagnosis.reference.name}-{best.cause.key if best else diagnosis.verdict}"

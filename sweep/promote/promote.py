@@ -297,7 +297,7 @@ def register(client: Any, selection: Verdict, name: str, bundle: Bundle) -> Regi
     else:  # a run logged before engines were LoggedModels
         client.log_artifacts(chosen.run_id, str(bundle.path), artifact_path)
     try:
-        client.create_registered_model(name, tags={"trt-sweep.model": record["model"]},
+        client.create_registered_model(name, tags={tag.MODEL: record["model"]},
                                        description="Engines promoted by trt-sweep "
                                                    "(python -m sweep.promote).")
     except MlflowException as exc:
@@ -419,7 +419,7 @@ def rollback(console: Console, tracking_uri: str, root: Path, model_name: str,
     if client is None or removed.manifest is None:
         return
     name, old = removed.manifest["registered_model"], str(removed.manifest["registered_version"])
-    client.set_model_version_tag(name, old, "trt-sweep.rolled_back",
+    client.set_model_version_tag(name, old, tag.ROLLED_BACK,
                                  datetime.now(UTC).isoformat(timespec="seconds"))
     try:
         aliased = str(client.get_model_version_by_alias(name, alias).version)

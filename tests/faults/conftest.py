@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sweep.tracking import tags as tag
 from tests.support.paths import DEMO_ONNX, ROOT
 from tests.support.processes import default_sigint, our_processes
 from tests.support.sweep import sweep_command
@@ -103,11 +104,11 @@ class SweepProcess:
         return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
     def jobs(self) -> list[Any]:
-        return sorted((r for r in self.runs() if r.data.tags.get("trt-sweep.kind") == "job"),
+        return sorted((r for r in self.runs() if r.data.tags.get(tag.KIND) == "job"),
                       key=lambda r: int(r.data.params.get("job.num", 0)))
 
     def parents(self) -> list[Any]:
-        return [r for r in self.runs() if r.data.tags.get("trt-sweep.kind") == "sweep"]
+        return [r for r in self.runs() if r.data.tags.get(tag.KIND) == "sweep"]
 
     def artifacts(self, run: Any) -> dict[str, Path]:
         root = Path(run.info.artifact_uri.removeprefix("file://"))

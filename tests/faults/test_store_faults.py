@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking import tags as tag
 from tests.faults.conftest import (
     Row,
     SweepProcess,
@@ -98,8 +99,8 @@ def test_two_sweeps_at_once(tmp_path: Path, row: Row) -> None:
                         "Callback ParentRunCallback"):
             assert symptom not in sweep.output, (symptom, sweep.stderr[-3000:])
     runs = first.runs()
-    parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    parents = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     assert len(parents) == 2 and len(jobs) == 4, (len(parents), len(jobs))
     assert {r.info.status for r in runs} == {"FINISHED"}
     for parent in parents:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sweep.tracking import tags as tag
 from tests.faults.conftest import Row, start_sweep
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ def _finished_jobs(db: Path) -> int:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
             return int(con.execute(
                 "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
-                "where t.key = 'trt-sweep.kind' and t.value = 'job' "
+                f"where t.key = '{tag.KIND}' and t.value = 'job' "
                 "and r.status = 'FINISHED'").fetchone()[0])
     except sqlite3.Error:
         return 0

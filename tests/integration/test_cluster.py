@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from sweep.cluster import cluster, postgres
 from sweep.cluster.state import STATE_FILE, ClusterError, ClusterState
 from sweep.infra.processes import group_alive
+from sweep.tracking import tags as tag
 from tests.support.cluster import (
     cluster_env,
     cluster_sweep_command,
@@ -251,7 +252,7 @@ def test_a_worker_node_killed_mid_job(rehearsal: ClusterState, tmp_path: Path) -
     # that lives, and the sweep counted that run.
     assert dead.info.status == "FAILED"
     assert "died mid-job" in dead.data.tags["error"] and "127.0.0.2" in dead.data.tags["error"]
-    retry_id = dead.data.tags["trt-sweep.retried_by"]
+    retry_id = dead.data.tags[tag.RETRIED_BY]
     retry = next(r for r in jobs if r.info.run_id == retry_id)
     assert retry.info.status == "FINISHED" and retry.data.tags["ray.node_ip"] == "127.0.0.3"
     assert retry.data.params["job.num"] == dead.data.params["job.num"]

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
+from sweep.tracking import tags as tag
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
 
@@ -28,7 +29,7 @@ def test_docker_sweep_matches_local(cpu_image: str, docker_client, tmp_path: Pat
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     jobs = [r for r in client.search_runs([experiment_id(client)])
-            if r.data.tags.get("trt-sweep.kind") == "job"]
+            if r.data.tags.get(tag.KIND) == "job"]
     assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in jobs)
     by = {(r.data.tags["server"], r.data.params["trt.precision"]): r for r in jobs}
     for precision in ("fp32", "bf16"):

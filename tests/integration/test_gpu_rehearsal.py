@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.infra.files import LABEL
 from sweep.preflight.checks import STANDIN_LABEL
+from sweep.tracking import tags as tag
 from tests.support.models import demo_reference_wer
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
@@ -71,8 +72,8 @@ def standin_images(cpu_image: str, docker_client: DockerClient
                                       f"trt-sweep-gpu-standin:{mode}-{run}")
             for mode in MODES}
     yield tags
-    for tag in tags.values():
-        docker_client.images.remove(tag, force=True)
+    for image_tag in tags.values():
+        docker_client.images.remove(image_tag, force=True)
 
 
 def gpu_path(image: str) -> list[str]:
@@ -88,7 +89,7 @@ def jobs(tmp: Path) -> list:
     exp = client.get_experiment_by_name("trt-sweep")
     assert exp is not None, "the sweep created no experiment"
     runs = [r for r in client.search_runs([exp.experiment_id])
-            if r.data.tags.get("trt-sweep.kind") == "job"]
+            if r.data.tags.get(tag.KIND) == "job"]
     return sorted(runs, key=lambda r: int(r.data.params["job.num"]))
 
 

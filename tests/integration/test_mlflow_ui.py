@@ -25,6 +25,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.infra.ports import free_port
+from sweep.tracking import tags as tag
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
@@ -155,7 +156,7 @@ def test_the_experiment_page_shows_the_sweep_runs_and_their_wer(
     client = MlflowClient(f"sqlite:///{store}/mlruns/mlflow.db")
     exp_id = experiment_id(client)
     jobs = {r.info.run_name: r.data.metrics["wer"] for r in client.search_runs(
-        [exp_id], "tags.`trt-sweep.kind` = 'job'")}
+        [exp_id], f"tags.`{tag.KIND}` = 'job'")}
     assert set(jobs) == {"fp32-o3", "bf16-o3"}
 
     # MLflow 3 opens an experiment on its GenAI overview, and nests jobs under the parent
@@ -232,7 +233,7 @@ def test_the_experiment_opens_on_the_runs_table_with_the_dataset(
     exp_id = experiment_id(client)
     assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == \
         "custom_model_development"
-    jobs = [r for r in client.search_runs([exp_id], "tags.`trt-sweep.kind` = 'job'")]
+    jobs = [r for r in client.search_runs([exp_id], f"tags.`{tag.KIND}` = 'job'")]
     inputs = jobs[0].inputs
     assert inputs is not None
     digest = inputs.dataset_inputs[0].dataset.digest

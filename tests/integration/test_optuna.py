@@ -10,6 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking import tags as tag
 from tests.support.processes import our_processes
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
@@ -28,8 +29,8 @@ def test_three_trial_pareto_search(tmp_path, demo_onnx):
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([experiment_id(client)])
-    parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    parents = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     assert len(parents) == 1 and len(jobs) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parents[0].info.run_id}

@@ -12,6 +12,7 @@ import onnx
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking import tags as tag
 from tests.support.models import demo_reference_wer
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep
@@ -27,7 +28,7 @@ KEPT = {"LayerNormalization", "Softmax", "LogSoftmax"}
 def job_runs(tmp: Path) -> list:
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
     runs = client.search_runs([experiment_id(client, "trt-sweep")])
-    return sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+    return sorted((r for r in runs if r.data.tags.get(tag.KIND) == "job"),
                   key=lambda r: int(r.data.params["job.num"]))
 
 

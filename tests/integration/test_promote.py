@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.promote.cli import main
 from sweep.promote.install import MANIFEST
+from sweep.tracking import tags as tag
 from tests.support.paths import ROOT
 from tests.support.sweep import run_sweep, sweep_command
 
@@ -65,7 +66,7 @@ class Store:
         artifacts.mkdir(parents=True)
         exp = self.client.create_experiment(name, artifact_location=artifacts.as_uri())
         parent = self.client.create_run(exp, run_name="sweep 12-00-00",
-                                        tags={"trt-sweep.kind": "sweep", "device": DEVICE})
+                                        tags={tag.KIND: "sweep", "device": DEVICE})
         parent_id = parent.info.run_id
         for num, j in enumerate(jobs):
             self._job(exp, parent_id, num, j)
@@ -75,7 +76,7 @@ class Store:
     def _job(self, exp: str, parent_id: str, num: int, j: Job) -> None:
         c = self.client
         digest = hashlib.sha256(j.label.encode()).hexdigest()[:12]
-        tags = {"trt-sweep.kind": "job", "mlflow.parentRunId": parent_id, "device": j.device,
+        tags = {tag.KIND: "job", "mlflow.parentRunId": parent_id, "device": j.device,
                 "builder": "emulate", "builder_version": j.builder_version, "server": "local",
                 "model": "demo_monolithic", "dataset": "demo_tiny", "flags_digest": digest,
                 "engine_hash": digest * 2}
@@ -293,7 +294,7 @@ def test_promote_registers_installs_and_rolls_back(store, capsys, tmp_path):
     assert not (folder / "2").exists() and (folder / "1" / "model.onnx").exists()
     assert "fp16-o3" in (folder / "config.pbtxt").read_text()
     assert str(client.get_model_version_by_alias("asr-deploy", "champion").version) == "1"
-    assert "trt-sweep.rolled_back" in client.get_model_version("asr-deploy", "2").tags
+    assert tag.ROLLED_BACK in client.get_model_version("asr-deploy", "2").tags
 
     code, _, err = promote(store, capsys, "--rollback", "--repository-root", str(repo),
                            "--model-name", "asr")
@@ -475,7 +476,7 @@ def test_two_jobs_of_one_flag_set_are_indistinguishable(store, capsys):
     parent = store.sweep("same-flags", [Job("fp32-o3", "fp32", wer=0.10, p99=20.0),
                                         Job("fp32-o3", "fp32", wer=0.10, p99=22.0)])
     runs = store.client.search_runs([store.client.get_run(parent).info.experiment_id])
-    jobs = sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+    jobs = sorted((r for r in runs if r.data.tags.get(tag.KIND) == "job"),
                   key=lambda r: r.data.metrics["latency_p99_ms"])
     for run, (low, high) in zip(jobs, [(18.0, 23.0), (19.0, 24.0)], strict=True):
         for key, value in {"latency_p99_ms_min": low, "latency_p99_ms_max": high,

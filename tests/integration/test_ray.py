@@ -11,6 +11,7 @@ import secrets
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking import tags as tag
 from tests.support.processes import our_processes
 from tests.support.sweep import run_sweep
 from tests.support.tracking import experiment_id
@@ -37,8 +38,8 @@ def test_four_jobs_on_two_ray_workers(tmp_path, monkeypatch, demo_onnx):
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([experiment_id(client)])
-    parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    parents = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     assert len(parents) == 1 and len(jobs) == 4
     assert all(r.info.status == "FINISHED" for r in runs), [r.data.tags.get("error")
                                                             for r in runs]

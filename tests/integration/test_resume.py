@@ -9,6 +9,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from sweep.tracking import resume
+from sweep.tracking import tags as tag
 from tests.support.paths import ROOT
 from tests.support.processes import our_processes
 from tests.support.sweep import run_sweep
@@ -32,7 +33,7 @@ def jobs_of(client: MlflowClient, parent: str) -> dict[str, Run]:
 
 def last_parent(client: MlflowClient) -> str:
     runs = client.search_runs([experiment_id(client)],
-                              filter_string="tags.`trt-sweep.kind` = 'sweep'",
+                              filter_string=f"tags.`{tag.KIND}` = 'sweep'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id
 

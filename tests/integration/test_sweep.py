@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.cli import ExitCode
+from sweep.tracking import tags as tag
 from tests.support.models import demo_reference_wer
 from tests.support.processes import our_processes
 from tests.support.sweep import run_sweep
@@ -30,8 +31,8 @@ def two_job_sweep(tmp_path_factory, demo_onnx):
 
 def test_two_jobs_and_a_parent(two_job_sweep):
     _, _, runs, proc = two_job_sweep
-    parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    parents = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
+    children = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     assert len(parents) == 1 and len(children) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
@@ -41,7 +42,7 @@ def test_two_jobs_and_a_parent(two_job_sweep):
 
 def test_metrics_are_in_range(two_job_sweep):
     _, _, runs, _ = two_job_sweep
-    for run in (r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"):
+    for run in (r for r in runs if r.data.tags.get(tag.KIND) == "job"):
         m = run.data.metrics
         # The demo model recognises speech: what the fp32 reference gets, give or take.
         assert 0.0 <= m["wer"] <= demo_reference_wer() + 0.1, m
@@ -60,7 +61,7 @@ def test_each_engine_is_stored_once(two_job_sweep):
     """The run holds the engine (promote and serve read it there); its LoggedModel holds the
     flag set and build log, not a second copy of the engine."""
     _, client, runs, _ = two_job_sweep
-    for run in (r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"):
+    for run in (r for r in runs if r.data.tags.get(tag.KIND) == "job"):
         model = client.get_logged_model(run.data.tags["logged_model_id"])
         root = Path(model.artifact_location.removeprefix("file://"))
         files = {p.name for p in root.rglob("*") if p.is_file()}
@@ -77,7 +78,7 @@ def test_progress_and_the_verdict_are_printed(two_job_sweep):
     assert "(job 1/2) build (emulate): started" in out
     assert "(job 2/2" in out and "streaming the test set: done in " in out
     assert "fp32 reference (in-process): done in " in out
-    (parent,) = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
+    (parent,) = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
     assert "verdict: Ship " in out or "verdict: No engine" in out
     assert f"results: parent run {parent.info.run_id}" in out
     assert "results: CSV: " in out and "workflowType=machine_learning" in out
@@ -88,7 +89,7 @@ def test_artifacts_are_logged(two_job_sweep):
     for run in runs:
         root = Path(run.info.artifact_uri.removeprefix("file://"))
         files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-        if run.data.tags.get("trt-sweep.kind") == "sweep":
+        if run.data.tags.get(tag.KIND) == "sweep":
             assert {"sweep_results.csv", "pareto_wer_latency.png"} <= files
             continue
         assert {"engine/model.onnx", "engine/build.log", "transcripts.csv",
@@ -99,7 +100,7 @@ def test_one_server_serves_the_whole_sweep(two_job_sweep):
     """server=local keeps one tritonserver for the multirun: each job's log shows its
     model being loaded into a running server, not a server starting."""
     _, _, runs, _ = two_job_sweep
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     for run in jobs:
         assert run.data.params["server.keep_running"] == "True"
         root = Path(run.info.artifact_uri.removeprefix("file://"))
@@ -122,7 +123,7 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     exp_id = experiment_id(client)
     jobs = [r for r in client.search_runs([exp_id])
-            if r.data.tags.get("trt-sweep.kind") == "job"]
+            if r.data.tags.get(tag.KIND) == "job"]
     status = {r.data.params["trt.precision"]: r for r in jobs}
     assert status["fp16"].info.status == "FINISHED"
     assert status["fp8"].info.status == "FAILED"
@@ -146,7 +147,7 @@ def test_jobs_are_recorded_the_way_mlflow_3_shows_them(two_job_sweep):
     exp = experiment_id(client)
     assert client.get_experiment(exp).tags["mlflow.experimentKind"] == \
         "custom_model_development"
-    jobs = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    jobs = [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
     models = {m.model_id: m for m in client.search_logged_models([exp])}
     digests = set()
     for run in jobs:
@@ -191,8 +192,8 @@ def test_an_inherited_mlflow_run_id_never_reparents_jobs(tmp_path, demo_onnx):
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     runs = client.search_runs([experiment_id(client)])
-    (parent,) = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
-    jobs = sorted((r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"),
+    (parent,) = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
+    jobs = sorted((r for r in runs if r.data.tags.get(tag.KIND) == "job"),
                   key=lambda r: r.info.start_time)
     assert len(jobs) == 2
     assert jobs[0].data.tags["mlflow.parentRunId"] == parent.info.run_id

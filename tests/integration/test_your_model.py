@@ -19,6 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sweep.cli import ExitCode
+from sweep.tracking import tags as tag
 from tests.support.paths import DEMO, ROOT
 from tests.support.tracking import experiment_id
 
@@ -116,7 +117,7 @@ def test_the_page_s_preflights_and_first_sweep_run_as_written(user_folder: Path)
     assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{user_folder / 'mlruns' / 'mlflow.db'}")
     (job,) = client.search_runs([experiment_id(client)],
-                                "tags.`trt-sweep.kind` = 'job'")
+                                f"tags.`{tag.KIND}` = 'job'")
     assert job.info.status == "FINISHED"
     assert job.data.params["model.name"] == "tone"
     assert job.data.params["dataset.manifest"] == "manifest.json"

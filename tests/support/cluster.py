@@ -14,6 +14,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from sweep.cluster.state import ClusterState
+from sweep.tracking import tags as tag
 from tests.support.paths import ROOT
 
 
@@ -47,9 +48,9 @@ def sweep_runs(state: ClusterState, experiment: str) -> tuple[Any, list[Any]]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment}"
     runs = client.search_runs([found.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("trt-sweep.kind") == "sweep"]
+    parents = [r for r in runs if r.data.tags.get(tag.KIND) == "sweep"]
     assert len(parents) == 1, [r.info.run_name for r in parents]
-    return parents[0], [r for r in runs if r.data.tags.get("trt-sweep.kind") == "job"]
+    return parents[0], [r for r in runs if r.data.tags.get(tag.KIND) == "job"]
 
 
 def wait_for_running_job(state: ClusterState, experiment: str, proc: subprocess.Popen[str],
@@ -66,7 +67,7 @@ def wait_for_running_job(state: ClusterState, experiment: str, proc: subprocess.
             for run in client.search_runs([found.experiment_id],
                                           "attributes.status = 'RUNNING'"):
                 age_s = time.time() - run.info.start_time / 1000
-                if run.data.tags.get("trt-sweep.kind") == "job" and age_s >= min_age_s \
+                if run.data.tags.get(tag.KIND) == "job" and age_s >= min_age_s \
                         and accept(run):
                     return run
         time.sleep(0.3)

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from sweep import cli
 from sweep.cli import ExitCode
 from sweep.errors import ConfigError, PromoteError
+from sweep.tracking import tags as tag
 from sweep.tracking.store import open_store
 
 
@@ -144,10 +145,10 @@ def test_multirun_outcome_counts_the_parents_child_runs(tmp_path: Path, monkeypa
     client = MlflowClient(store.uri)
 
     def sweep(*statuses: str) -> str:
-        parent = client.create_run(store.experiment_id, tags={"trt-sweep.kind": "sweep"})
+        parent = client.create_run(store.experiment_id, tags={tag.KIND: "sweep"})
         for status in statuses:
             run = client.create_run(store.experiment_id, tags={
-                "trt-sweep.kind": "job", "mlflow.parentRunId": parent.info.run_id})
+                tag.KIND: "job", tag.PARENT_RUN: parent.info.run_id})
             client.set_terminated(run.info.run_id, status)
         client.set_terminated(parent.info.run_id, "FINISHED")
         return parent.info.run_id
