@@ -34,6 +34,7 @@ from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
 from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
+from sweep.evaluate.triton_stats import StatsWindow, gpu_memory_used_bytes
 from sweep.flags import FlagSet
 from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
@@ -46,7 +47,12 @@ from sweep.server.serve import serve
 from sweep.tracking import resume
 from sweep.tracking import tags as tag
 from sweep.tracking.datasets import log_dataset
-from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
+from sweep.tracking.plots import (
+    plot_capacity,
+    plot_latency,
+    plot_layer_precisions,
+    plot_server_time,
+)
 from sweep.tracking.runs import (
     JobRun,
     close_orphaned_runs,
@@ -146,7 +152,9 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                                         transport=settings.eval.transport,
                                         pacing=settings.eval.pacing,
                                         state=settings.server.state)
-                with _progress() as progress:
+                # Triton's statistics over the streaming passes (not the capacity probes).
+                with StatsWindow(endpoint.grpc_url, endpoint.model_name) as window, \
+                        _progress() as progress:
                     task = progress.add_task(f"streaming {engine.flags.label}",
                                              total=len(utterances))
 
@@ -164,6 +172,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                             progress.advance(t)
 
                         repeats.append(streamer.run(utterances, timed))
+                gpu_memory = gpu_memory_used_bytes()  # None on a CPU host
                 job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
                 if settings.eval.capacity:
                     say(engine.flags.label, "bold", "capacity search (paced streams)")
@@ -192,6 +201,9 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     timings["reference_seconds"] = time.perf_counter() - t3
     job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams"), "plots")
+    if window.stats is not None:
+        job.artifact(plot_server_time(run.latencies_ms, window.stats, workdir / "triton.png",
+                                      f"{engine.flags.label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
@@ -199,7 +211,9 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
         job.artifact(plot_capacity(capacity, workdir / "capacity.png",
                                    f"{engine.flags.label}: streams_at_slo "
                                    f"{capacity.streams_at_slo}"), "plots")
-    return EvalResult(scores, run, timings, capacity, tuple(repeats))
+    return EvalResult(scores, run, timings, capacity, tuple(repeats),
+                      final_silence_ms=settings.eval.final_silence_ms, server=window.stats,
+                      gpu_memory_bytes=gpu_memory)
 
 
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,
