@@ -93,6 +93,7 @@ class ProbePoint:
     passed: bool
     # Time to the final transcript at p95 in this probe (finals.py); NaN: none measured.
     final_latency_p95_ms: float = float("nan")
+    partial_latency_p95_ms: float = float("nan")
 
 
 @dataclass
@@ -137,8 +138,11 @@ class Capacity:
             figures["cost_per_audio_hour"] = self.cost_per_hour / self.admission_limit
         if best is not None:
             figures["capacity_latency_ms"] = best.latency_ms
-            if math.isfinite(best.final_latency_p95_ms):
-                figures["capacity_final_latency_p95_ms"] = best.final_latency_p95_ms
+            for name, value in (("capacity_final_latency_p95_ms", best.final_latency_p95_ms),
+                                ("capacity_partial_latency_p95_ms",
+                                 best.partial_latency_p95_ms)):
+                if math.isfinite(value):
+                    figures[name] = value
         return figures
 
 
@@ -169,7 +173,8 @@ def judge(run: StreamRun, streams: int, bounds: CapacityBounds, seconds: float) 
     return ProbePoint(streams=streams, latency_ms=latency,
                       late_chunk_fraction=run.late_chunk_fraction, behind_max_ms=behind,
                       seconds=seconds, passed=latency <= bounds.slo_ms and behind <= 0.0,
-                      final_latency_p95_ms=finals.get("final_latency_p95_ms", math.nan))
+                      final_latency_p95_ms=finals.get("final_latency_p95_ms", math.nan),
+                      partial_latency_p95_ms=finals.get("partial_latency_p95_ms", math.nan))
 
 
 def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,

@@ -85,4 +85,5 @@ def test_a_poisson_capacity_run_logs_the_interval_and_the_admission_limit(
     if m["admission_limit"] > 0:
         assert m["cost_per_audio_hour"] == pytest.approx(3.0 / m["admission_limit"])
     assert m["capacity_final_latency_p95_ms"] >= FINAL_SILENCE_MS
+    assert 0 < m["capacity_partial_latency_p95_ms"] <= m["capacity_final_latency_p95_ms"]
     assert our_processes() == []
