@@ -82,3 +82,28 @@ def test_summary_and_spread_across_passes() -> None:
     assert spread["final_latency_p95_ms_min"] == pytest.approx(905.0)
     assert spread["final_latency_p95_ms_max"] == pytest.approx(950.0)
     assert final_summary([]) == {}
+
+
+def test_only_a_paced_run_has_phrase_timings_on_the_padded_clock() -> None:
+    from pathlib import Path
+
+    from sweep.data.manifest import Utterance
+    from sweep.evaluate.stream import StreamRun, UtteranceResult, padded_speech
+    from sweep.model import Contract, ModelInterface, StatePair
+
+    model = ModelInterface(name="m", onnx_path=Path("/nowhere.onnx"),
+                           contract=Contract.MONOLITHIC, audio_input="signal",
+                           logprobs_output="logprobs", states=(StatePair("s", "s_next"),))
+    speech, audio_s = padded_speech(model, _call(0.4, 1.2, 0.9, None))
+    assert speech is not None
+    # The client's 300 ms pad moves the speech; the audio is padded to whole chunks.
+    assert speech[1] == pytest.approx(0.3 + 1.6, abs=0.02)
+    assert audio_s == pytest.approx(3.2)  # 2.5 s + 0.6 s of pads -> 8 chunks of 0.4 s
+    result = UtteranceResult(Utterance(id="u", audio_path=Path("/u.wav"), text="x",
+                                       duration=2.5), np.zeros((80, 35)), [20.0] * 8,
+                             speech=speech, audio_s=audio_s)
+    paced = StreamRun([result], 3.2, 1, pacing="realtime", chunk_s=0.4)
+    (timing,) = paced.phrase_timings()
+    assert timing.final_chunk == 6  # 1.9 + 0.6 = 2.5 s lies in [2.4, 2.8)
+    assert timing.final_latency_ms == pytest.approx((2.8 - speech[1]) * 1000 + 20.0)
+    assert StreamRun([result], 1.0, 1, pacing="none", chunk_s=0.4).phrase_timings() == []
