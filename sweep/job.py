@@ -202,7 +202,9 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     job.artifact(plot_latency(run.latencies_ms, workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams"), "plots")
     if window.stats is not None:
-        job.artifact(plot_server_time(run.latencies_ms, window.stats, workdir / "triton.png",
+        # The client's chunks over the same passes as Triton's window.
+        pooled = [v for p in (run, *repeats) for v in p.latencies_ms]
+        job.artifact(plot_server_time(pooled, window.stats, workdir / "triton.png",
                                       f"{engine.flags.label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
