@@ -238,7 +238,11 @@ class StatsProbe:
         self.last = self._read()
 
     def _read(self) -> ServerStats:
-        return snapshot(self.grpc_url).get(self.model_name, ServerStats())
+        models = snapshot(self.grpc_url)
+        if self.model_name not in models:
+            raise SystemExit(f"Triton at {self.grpc_url} serves no model {self.model_name!r} "
+                             f"(it serves {', '.join(sorted(models)) or 'none'})")
+        return models[self.model_name]
 
     def since(self) -> ServerStats:
         now = self._read()
