@@ -22,8 +22,10 @@ def _point(streams: int, passed: bool) -> ProbePoint:
                       late_chunk_fraction=0.0, behind_max_ms=0.0, seconds=1.0, passed=passed)
 
 
-def _capacity(points: list[tuple[int, bool]], found: int, **kw: float) -> Capacity:
-    return Capacity(CapacityBounds(), [_point(n, ok) for n, ok in points], found, **kw)
+def _capacity(points: list[tuple[int, bool]], found: int, headroom: float = 0.2,
+              cost_per_hour: float = 0.0) -> Capacity:
+    return Capacity(CapacityBounds(), [_point(n, ok) for n, ok in points], found,
+                    headroom=headroom, cost_per_hour=cost_per_hour)
 
 
 def test_a_clean_search_gives_a_point_and_the_admission_limit_keeps_headroom() -> None:
