@@ -16,12 +16,12 @@ import platform
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sweep.evaluate.triton_stats import ServerStats, snapshot
 from sweep.server.base import ServingOptions
 
 if TYPE_CHECKING:
@@ -229,88 +229,24 @@ def loadavg() -> float:
 
 # -- Triton's statistics API --------------------------------------------------------------
 
-@dataclass
-class ServerStats:
-    """A difference of two get_inference_statistics() snapshots of one model."""
-
-    requests: int = 0
-    executions: int = 0
-    success_ns: int = 0
-    queue_ns: int = 0
-    compute_input_ns: int = 0
-    compute_infer_ns: int = 0
-    compute_output_ns: int = 0
-    batches: dict[int, int] = field(default_factory=dict)  # batch size -> executions
-    batch_infer_ns: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def server_ms_per_request(self) -> float:
-        """queue + compute (input, infer, output) per request, in ms."""
-        total = self.queue_ns + self.compute_input_ns + self.compute_infer_ns + \
-            self.compute_output_ns
-        return total / max(self.requests, 1) / 1e6
-
-    @property
-    def queue_ms(self) -> float:
-        return self.queue_ns / max(self.requests, 1) / 1e6
-
-    @property
-    def compute_ms(self) -> float:
-        return (self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns) / \
-            max(self.requests, 1) / 1e6
-
-    @property
-    def mean_batch(self) -> float:
-        n = sum(self.batches.values())
-        return sum(b * c for b, c in self.batches.items()) / max(n, 1)
-
-
-def _raw_stats(grpc_url: str, model_name: str) -> dict[str, Any]:
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(grpc_url)
-    try:
-        data = client.get_inference_statistics(model_name, as_json=True)
-    finally:
-        client.close()
-    return dict(data["model_stats"][0])
-
-
-def _flat(raw: dict[str, Any]) -> ServerStats:
-    inf = raw.get("inference_stats", {})
-
-    def ns(key: str) -> int:
-        return int(inf.get(key, {}).get("ns", 0))
-
-    s = ServerStats(requests=int(inf.get("success", {}).get("count", 0)),
-                    executions=int(raw.get("execution_count", 0)),
-                    success_ns=ns("success"), queue_ns=ns("queue"),
-                    compute_input_ns=ns("compute_input"), compute_infer_ns=ns("compute_infer"),
-                    compute_output_ns=ns("compute_output"))
-    for b in raw.get("batch_stats", []):
-        size = int(b["batch_size"])
-        s.batches[size] = int(b["compute_infer"]["count"])
-        s.batch_infer_ns[size] = int(b["compute_infer"]["ns"])
-    return s
-
-
+# One reading of the statistics for the sweep and the benchmarks (sweep/evaluate/).
 class StatsProbe:
     """Snapshots of one model's statistics; ``since()`` gives what happened in between."""
 
     def __init__(self, grpc_url: str, model_name: str = "model") -> None:
         self.grpc_url, self.model_name = grpc_url, model_name
-        self.last = _flat(_raw_stats(grpc_url, model_name))
+        self.last = self._read()
+
+    def _read(self) -> ServerStats:
+        models = snapshot(self.grpc_url)
+        if self.model_name not in models:
+            raise SystemExit(f"Triton at {self.grpc_url} serves no model {self.model_name!r} "
+                             f"(it serves {', '.join(sorted(models)) or 'none'})")
+        return models[self.model_name]
 
     def since(self) -> ServerStats:
-        now = _flat(_raw_stats(self.grpc_url, self.model_name))
-        a, b = now, self.last
-        d = ServerStats(**{k: getattr(a, k) - getattr(b, k) for k in (
-            "requests", "executions", "success_ns", "queue_ns", "compute_input_ns",
-            "compute_infer_ns", "compute_output_ns")})
-        for size, count in a.batches.items():
-            if count - b.batches.get(size, 0) > 0:
-                d.batches[size] = count - b.batches.get(size, 0)
-                d.batch_infer_ns[size] = a.batch_infer_ns[size] - b.batch_infer_ns.get(size, 0)
+        now = self._read()
+        d = now.minus(self.last)
         self.last = now
         return d
 

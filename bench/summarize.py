@@ -181,6 +181,16 @@ def main() -> None:
                      f"final stop {over[f'close_{server}']:.2f} s")
         rows.append([f"4. sweep overhead per job, {server}", label, f"{job['overhead']:.2f} s",
                      f"<= {limit:g} s", verdict(job["overhead"] <= limit), note])
+    ceiling = load("ceiling")
+    if ceiling:
+        cap, probe = ceiling["capacity"], ceiling["probe"]
+        rows.append(["streams_at_slo / machine ceiling", f"config defaults, {cap['arrivals']} "
+                     "arrivals, one run", f"{ceiling['ratio']:.2f}", "", "",
+                     f"{cap['streams_at_slo']} streams (interval {cap['interval'][0]}-"
+                     f"{cap['interval'][1]}) / {ceiling['ceiling']['streams']:.0f} (ONNX "
+                     f"Runtime, batch {ceiling['ceiling']['best_batch']}, every core); at "
+                     f"capacity mean batch {probe['mean_batch']:.2f}, idle "
+                     f"{ceiling['split']['idle (latency headroom)']:.2f} of the cores"])
     scaling = load("scaling")
     if scaling:
         rows.append(["5a. eval time linear in utterances (50, 100, 200)", "as shipped",

@@ -28,6 +28,7 @@ from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
 from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
+from sweep.evaluate.triton_stats import StatsWindow, gpu_memory_used_bytes
 from sweep.events import Events, Phase, Position
 from sweep.flags import FlagSet
 from sweep.infra.files import file_digest
@@ -42,7 +43,12 @@ from sweep.tracking import describe, failures, resume
 from sweep.tracking import tags as tag
 from sweep.tracking.datasets import log_dataset
 from sweep.tracking.failures import store_refused
-from sweep.tracking.plots import plot_capacity, plot_latency, plot_layer_precisions
+from sweep.tracking.plots import (
+    plot_capacity,
+    plot_latency,
+    plot_layer_precisions,
+    plot_server_time,
+)
 from sweep.tracking.records import JobRecord
 from sweep.tracking.runs import (
     JobRun,
@@ -148,22 +154,26 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
                                         transport=settings.eval.transport,
                                         pacing=settings.eval.pacing,
                                         state=settings.server.state)
-                with events.phase("streaming the test set", total=len(utterances)) as bar:
+                # Triton's statistics over the streaming passes (not the capacity probes).
+                with StatsWindow(endpoint.grpc_url, endpoint.model_name) as window:
+                    with events.phase("streaming the test set",
+                                      total=len(utterances)) as bar:
 
-                    def done(result: UtteranceResult) -> None:
-                        pool.submit(result.utterance.id, result.logprobs)
-                        bar.advance()
+                        def done(result: UtteranceResult) -> None:
+                            pool.submit(result.utterance.id, result.logprobs)
+                            bar.advance()
 
-                    run = streamer.run(utterances, done)
-                for n in range(2, max(settings.eval.repeats, 1) + 1):
-                    # Timing only: the transcripts are the first pass's.
-                    with events.phase(f"repeat {n}/{settings.eval.repeats}",
-                                      total=len(utterances)) as again:
+                        run = streamer.run(utterances, done)
+                    for n in range(2, max(settings.eval.repeats, 1) + 1):
+                        # Timing only: the transcripts are the first pass's.
+                        with events.phase(f"repeat {n}/{settings.eval.repeats}",
+                                          total=len(utterances)) as again:
 
-                        def timed(_result: UtteranceResult, p: Phase = again) -> None:
-                            p.advance()
+                            def timed(_result: UtteranceResult, p: Phase = again) -> None:
+                                p.advance()
 
-                        repeats.append(streamer.run(utterances, timed))
+                            repeats.append(streamer.run(utterances, timed))
+                gpu_memory = gpu_memory_used_bytes()  # None on a CPU host
                 job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
                 if settings.eval.capacity:
                     with events.phase("capacity search (paced streams)"):
@@ -191,11 +201,18 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
-    evaluation = EvalResult(scores, run, timings, capacity, tuple(repeats))
+    evaluation = EvalResult(scores, run, timings, capacity, tuple(repeats),
+                            final_silence_ms=settings.eval.final_silence_ms,
+                            server=window.stats, gpu_memory_bytes=gpu_memory)
     # The histogram draws the chunks the latency metrics are computed from: every pass.
     job.artifact(plot_latency(evaluation.pooled_latencies(), workdir / "latency.png",
                               f"{engine.flags.label}: {run.streams} streams, "
                               f"{1 + len(repeats)} pass(es) pooled"), "plots")
+    if window.stats is not None:
+        # The client's chunks over the same passes as Triton's window.
+        job.artifact(plot_server_time(evaluation.pooled_latencies().tolist(), window.stats,
+                                      workdir / "triton.png",
+                                      f"{engine.flags.label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)

@@ -6,10 +6,27 @@ from the schedule. N passes when its p<percentile> latency is within the SLO and
 ended behind real time. The search doubles N from 1 until a probe fails, then bisects
 between the last pass and the first failure; it stops at ``max_streams`` or when the time
 budget would be exceeded by the next probe, and says which bound it hit.
+
+How calls arrive in a probe is ``arrivals`` (sweep/evaluate/arrivals.py): N lines always
+busy (staggered), or random arrivals with random lengths, N in progress on average
+(poisson). Either way a probe's N is the load an operator would admit.
+
+What an operator does with the figure (``Capacity.metrics``):
+
+* ``streams_at_slo_min`` / ``streams_at_slo_max``: the interval the probes allow. The low
+  end is the largest count at or below which no probe failed (a count that failed once and
+  then passed on a retry is not proven); the high end is one below the smallest count
+  whose every probe failed (the search's bracket; ``streams_at_slo`` itself when nothing
+  failed: then the search stopped at ``max_streams`` or its budget, see ``stopped_by``).
+* ``admission_limit``: concurrent calls to admit per server, the low end less a stated
+  headroom (``eval.admission_headroom``): floor(streams_at_slo_min * (1 - headroom)).
+* ``cost_per_audio_hour``: the host's price per hour (``eval.cost_per_hour``) over the
+  calls admitted: at the admission limit each call brings one hour of audio an hour.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +36,9 @@ import numpy as np
 
 from sweep.data.manifest import Utterance
 from sweep.errors import EvaluationError
+from sweep.evaluate import arrivals as calls
+from sweep.evaluate.arrivals import ARRIVALS
+from sweep.evaluate.finals import FINAL_SILENCE_MS, final_summary
 from sweep.evaluate.stream import GrpcStreamer, StreamRun
 from sweep.model import ModelInterface
 
@@ -37,8 +57,18 @@ class CapacityBounds:
     # on a shared machine another process's burst only adds latency, so one stalled probe
     # says little about the server, one clean pass says it can carry that load.
     retries: int = 1
+    # How the probe's calls arrive (arrivals.py) and, for poisson, their mean length
+    # (None: the test set's mean utterance) and the draw's seed.
+    arrivals: str = "staggered"
+    call_mean_s: float | None = None
+    seed: int = 0
+    # The silence that makes a phrase final (finals.py), for each probe's final latency.
+    final_silence_ms: float = FINAL_SILENCE_MS
 
     def __post_init__(self) -> None:
+        if self.arrivals not in ARRIVALS:
+            raise EvaluationError(f"eval.arrivals={self.arrivals!r}; expected one of "
+                                  f"{', '.join(ARRIVALS)}.")
         if self.slo_ms <= 0 or not 0 < self.percentile <= 100:
             raise EvaluationError(
                 f"eval.slo_ms={self.slo_ms}, eval.slo_percentile={self.percentile}; expected "
@@ -61,6 +91,9 @@ class ProbePoint:
     behind_max_ms: float
     seconds: float
     passed: bool
+    # Time to the final transcript at p95 in this probe (finals.py); NaN: none measured.
+    final_latency_p95_ms: float = float("nan")
+    partial_latency_p95_ms: float = float("nan")
 
 
 @dataclass
@@ -73,14 +106,43 @@ class Capacity:
     streams_at_slo: int = 0
     stopped_by: str = "converged"  # or "max_streams" / "budget"
     seconds: float = 0.0
+    # What the operator states (module docstring): the share of capacity kept free, and
+    # the host's price per hour (0: not given, no cost figure).
+    headroom: float = 0.2
+    cost_per_hour: float = 0.0
+
+    def interval(self) -> tuple[int, int]:
+        """(low, high) of streams_at_slo over the probes (module docstring)."""
+        failed_at = sorted({p.streams for p in self.points if not p.passed})
+        low = max((p.streams for p in self.points
+                   if p.passed and p.streams <= self.streams_at_slo
+                   and not any(f <= p.streams for f in failed_at)), default=0)
+        never_passed = [n for n in failed_at
+                        if not any(p.passed and p.streams == n for p in self.points)]
+        high = min(never_passed) - 1 if never_passed else self.streams_at_slo
+        return low, max(high, self.streams_at_slo)
+
+    @property
+    def admission_limit(self) -> int:
+        return math.floor(self.interval()[0] * (1.0 - self.headroom) + 1e-9)
 
     def metrics(self) -> dict[str, float]:
         best = next((p for p in self.points if p.passed and p.streams == self.streams_at_slo),
                     None)
+        low, high = self.interval()
         figures = {"streams_at_slo": float(self.streams_at_slo),
+                   "streams_at_slo_min": float(low), "streams_at_slo_max": float(high),
+                   "admission_limit": float(self.admission_limit),
                    "capacity_seconds": self.seconds, "capacity_probes": float(len(self.points))}
+        if self.cost_per_hour > 0 and self.admission_limit > 0:
+            figures["cost_per_audio_hour"] = self.cost_per_hour / self.admission_limit
         if best is not None:
             figures["capacity_latency_ms"] = best.latency_ms
+            for name, value in (("capacity_final_latency_p95_ms", best.final_latency_p95_ms),
+                                ("capacity_partial_latency_p95_ms",
+                                 best.partial_latency_p95_ms)):
+                if math.isfinite(value):
+                    figures[name] = value
         return figures
 
 
@@ -107,9 +169,12 @@ def judge(run: StreamRun, streams: int, bounds: CapacityBounds, seconds: float) 
     values = run.latencies_ms
     latency = float(np.percentile(values, bounds.percentile)) if values.size else float("inf")
     behind = run.behind_max_ms
+    finals = final_summary(run.phrase_timings(bounds.final_silence_ms))
     return ProbePoint(streams=streams, latency_ms=latency,
                       late_chunk_fraction=run.late_chunk_fraction, behind_max_ms=behind,
-                      seconds=seconds, passed=latency <= bounds.slo_ms and behind <= 0.0)
+                      seconds=seconds, passed=latency <= bounds.slo_ms and behind <= 0.0,
+                      final_latency_p95_ms=finals.get("final_latency_p95_ms", math.nan),
+                      partial_latency_p95_ms=finals.get("partial_latency_p95_ms", math.nan))
 
 
 def search(probe: Callable[[int], ProbePoint], bounds: CapacityBounds,
@@ -173,9 +238,16 @@ def measure(model: ModelInterface, grpc_url: str, model_name: str,
         return GrpcStreamer(model, grpc_url, model_name, streams=n, timeout_s=timeout_s,
                             transport=transport, pacing="realtime", state=state)
 
+    chunk_s = model.chunk_ms / 1000.0
+    mean_s = calls.mean_call_s(utterances, bounds.call_mean_s)
+
     def probe(n: int) -> ProbePoint:
+        plan = (calls.poisson(utterances, n, bounds.probe_s, chunk_s, mean_s, bounds.seed)
+                if bounds.arrivals == "poisson" else
+                calls.staggered(utterances, n, bounds.probe_s, chunk_s))
         t0 = time.perf_counter()
-        run = make(n).run_playlists(list(utterances), playlists(utterances, n, bounds.probe_s))
+        run = make(len(plan.playlists)).run_playlists(list(utterances), plan.playlists,
+                                                      starts=plan.starts)
         return judge(run, n, bounds, time.perf_counter() - t0)
 
     return search(probe, bounds)
@@ -189,7 +261,13 @@ def measure_capacity(model: ModelInterface, grpc_url: str, model_name: str,
                             max_streams=settings.capacity_max_streams,
                             probe_s=settings.capacity_probe_s,
                             budget_s=settings.capacity_budget_s,
-                            retries=settings.capacity_retries)
-    return measure(model, grpc_url, model_name, utterances, bounds,
-                   transport=settings.transport, timeout_s=settings.request_timeout_s,
-                   state=state)
+                            retries=settings.capacity_retries, arrivals=settings.arrivals,
+                            call_mean_s=settings.call_mean_s, seed=settings.arrivals_seed,
+                            final_silence_ms=settings.final_silence_ms)
+    capacity = measure(model, grpc_url, model_name, utterances, bounds,
+                       transport=settings.transport, timeout_s=settings.request_timeout_s,
+                       state=state)
+    # The operator's settings, checked when the config was read (settings.py).
+    capacity.headroom, capacity.cost_per_hour = (settings.admission_headroom,
+                                                 settings.cost_per_hour)
+    return capacity

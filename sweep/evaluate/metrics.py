@@ -101,13 +101,21 @@ def latency_summary(latencies_ms: Sequence[float] | np.ndarray) -> dict[str, flo
 def repeat_spread(passes: Sequence[Sequence[float] | np.ndarray]) -> dict[str, float]:
     """Across repeated streaming passes: each latency statistic's min, max and spread
     (max - min), e.g. ``latency_p99_ms_min``; empty with fewer than two passes."""
-    summaries = [latency_summary(p) for p in passes]
-    summaries = [s for s in summaries if s]
-    if len(summaries) < 2:
+    return summary_spread([latency_summary(p) for p in passes])
+
+
+def summary_spread(summaries: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Across passes, each figure's ``_min``, ``_max`` and ``_spread`` (max - min): the
+    interval promote reads for any objective but WER/CER. Only figures every pass has;
+    empty with fewer than two passes that have any."""
+    present = [s for s in summaries if s]
+    if len(present) < 2:
         return {}
     out: dict[str, float] = {}
-    for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms"):
-        values = [s[key] for s in summaries]
+    for key in present[0]:
+        if not all(key in s for s in present):
+            continue
+        values = [s[key] for s in present]
         out |= {f"{key}_min": min(values), f"{key}_max": max(values),
                 f"{key}_spread": max(values) - min(values)}
     return out

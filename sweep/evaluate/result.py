@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sweep.evaluate.capacity import Capacity
-from sweep.evaluate.metrics import Scores, latency_summary, repeat_spread
+from sweep.evaluate.finals import FINAL_SILENCE_MS, final_summary
+from sweep.evaluate.metrics import Scores, latency_summary, repeat_spread, summary_spread
 from sweep.evaluate.stream import StreamRun
+from sweep.evaluate.triton_stats import ServerStats
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class EvalResult:
     # Further streaming passes (eval.repeats - 1), timed only: latency figures are over
     # every pass's chunks, with the spread across passes beside them.
     repeats: tuple[StreamRun, ...] = ()
+    # Paced runs: the silence after speech that makes a phrase final (eval.final_silence_ms).
+    final_silence_ms: float = FINAL_SILENCE_MS
+    # Triton's statistics over the streaming passes (triton_stats.py); None: not read.
+    server: ServerStats | None = None
+    # GPU memory the server's processes held after the passes; None: not readable (CPU).
+    gpu_memory_bytes: int | None = None
 
     def pooled_latencies(self) -> np.ndarray:
         """Every pass's per-chunk latencies: what the latency metrics are computed from, and
@@ -40,7 +48,10 @@ class EvalResult:
                 "throughput_chunks_s": run.chunks / run.wall_seconds,
                 "rtf": run.wall_seconds / max(run.audio_seconds, 1e-9),
                 "eval_seconds": run.wall_seconds, "chunks": float(run.chunks),
-                "utterances": float(len(run.results)), **self.paced(),
+                "utterances": float(len(run.results)), **self.paced(), **self.finals(),
+                **(self.server.metrics() if self.server is not None else {}),
+                **({"gpu_memory_used_bytes": float(self.gpu_memory_bytes)}
+                   if self.gpu_memory_bytes is not None else {}),
                 **(self.capacity.metrics() if self.capacity is not None else {}),
                 **self.timings}
 
@@ -50,9 +61,19 @@ class EvalResult:
         run = self.run
         if run.pacing != "realtime":
             return {}
-        import numpy as np
-
         values = run.latencies_ms
         return {"late_chunk_fraction": run.late_chunk_fraction,
                 "behind_realtime_max_ms": run.behind_max_ms,
                 "latency_p95_ms": float(np.percentile(values, 95)) if values.size else 0.0}
+
+    def finals(self) -> dict[str, float]:
+        """Paced runs: time to the final transcript and partial-result latency
+        (finals.py), pooled over the passes, with their spread across passes."""
+        passes = (self.run, *self.repeats)
+        per_pass = [p.phrase_timings(self.final_silence_ms) for p in passes]
+        pooled = final_summary([t for timings in per_pass for t in timings])
+        if not pooled:
+            return {}
+        spread = summary_spread([final_summary(t) for t in per_pass])
+        return pooled | {k: v for k, v in spread.items()
+                         if not k.startswith("final_at_stream_end")}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sweep.evaluate.arrivals import ARRIVALS
 from sweep.evaluate.capacity import CapacityBounds
+from sweep.evaluate.finals import FINAL_SILENCE_MS
 
 
 @dataclass
@@ -36,7 +38,47 @@ class EvalConfig:
     capacity_probe_s: float = CapacityBounds.probe_s
     capacity_budget_s: float = CapacityBounds.budget_s
     capacity_retries: int = CapacityBounds.retries
+    # How the capacity probes' calls arrive (sweep/evaluate/arrivals.py): "staggered" (N
+    # calls, started over one chunk, each replaced when it ends: N always in progress) or
+    # "poisson" (calls arrive at random, rate N / mean call length, each holding an
+    # exponentially distributed time: N in progress on average, as an Erlang load).
+    arrivals: str = "staggered"
+    # The mean call length of poisson arrivals in seconds; null: the test set's mean
+    # utterance duration (a call is one phrase).
+    call_mean_s: float | None = None
+    arrivals_seed: int = 0
+    # The admission limit (concurrent calls to let in per server) keeps this share of the
+    # capacity free: floor(streams_at_slo_min * (1 - headroom)), the interval's low end.
+    admission_headroom: float = 0.2
+    # What the serving host costs per hour (any currency); > 0 logs cost_per_audio_hour
+    # at the admission limit (each admitted call brings one hour of audio an hour).
+    cost_per_hour: float = 0.0
+    # Time to the final transcript (paced runs; sweep/evaluate/finals.py): the silence after
+    # the speech that closes a phrase. T-one's splitter: 20 frames of 30 ms.
+    final_silence_ms: float = FINAL_SILENCE_MS
     # Streaming passes over the test set: latency metrics are the median pass's, with the
     # spread across passes logged beside them (latency_p99_ms_min/_max/_spread); WER/CER
     # come from the first pass (decoding is deterministic). Small: each pass is a full run.
     repeats: int = 2
+
+    def __post_init__(self) -> None:
+        # Checked when the config is read (OmegaConf builds this class), before any job.
+        from sweep.errors import ConfigError
+
+        if self.arrivals not in ARRIVALS:
+            raise ConfigError(f"eval.arrivals={self.arrivals!r}; expected one of "
+                                  f"{', '.join(ARRIVALS)}.")
+        if self.call_mean_s is not None and self.call_mean_s <= 0:
+            raise ConfigError(f"eval.call_mean_s={self.call_mean_s}; expected a positive "
+                                  "mean call length in seconds, or null for the test set's "
+                                  "mean utterance duration.")
+        if not 0 <= self.admission_headroom < 1:
+            raise ConfigError(f"eval.admission_headroom={self.admission_headroom}; "
+                                  "expected a share of capacity in [0, 1), e.g. 0.2 to keep "
+                                  "20 % free.")
+        if self.cost_per_hour < 0:
+            raise ConfigError(f"eval.cost_per_hour={self.cost_per_hour}; expected the "
+                                  "serving host's price per hour, 0 or more.")
+        if self.final_silence_ms <= 0:
+            raise ConfigError(f"eval.final_silence_ms={self.final_silence_ms}; expected "
+                                  "the silence that ends a phrase in ms (T-one: 600).")

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from sweep.data.manifest import Utterance, read_audio
 from sweep.errors import EvaluationError
+from sweep.evaluate.finals import FINAL_SILENCE_MS, PhraseTiming, phrase_timing, speech_bounds
 from sweep.evaluate.variant import ClientVariant
 from sweep.model import Contract, ModelInterface, TensorSpec
 
@@ -35,6 +36,10 @@ class UtteranceResult:
     # scheduled time, and how far the last answer lagged the end of the audio (0 if not).
     late_chunks: int = 0
     behind_ms: float = 0.0
+    # Where the speech lies in the padded audio the client streamed (seconds; None: no
+    # speech found) and that audio's length: the final-transcript timing (finals.py).
+    speech: tuple[float, float] | None = None
+    audio_s: float = 0.0
 
 
 @dataclass
@@ -45,6 +50,7 @@ class StreamRun:
     wall_seconds: float
     streams: int
     pacing: str = "none"
+    chunk_s: float = 0.0
     audio_seconds: float = field(init=False)
     chunks: int = field(init=False)
 
@@ -66,6 +72,14 @@ class StreamRun:
     def behind_max_ms(self) -> float:
         """Paced runs: how far behind real time the slowest stream ended."""
         return max((r.behind_ms for r in self.results), default=0.0)
+
+    def phrase_timings(self, silence_ms: float = FINAL_SILENCE_MS) -> list[PhraseTiming]:
+        """Paced runs: each utterance's final and partial latencies (finals.py); empty
+        for an unpaced run, whose audio time is not wall time."""
+        if self.pacing != "realtime" or self.chunk_s <= 0:
+            return []
+        return [phrase_timing(r.speech, r.audio_s, self.chunk_s, r.latencies_ms, silence_ms)
+                for r in self.results if r.speech is not None and r.latencies_ms]
 
 
 def padded_audio(model: ModelInterface, samples: np.ndarray) -> np.ndarray:
@@ -134,6 +148,16 @@ def stream_utterance(model: ModelInterface, inputs: dict[str, TensorSpec],
         frames.append(out[model.logprobs_output][0])
         state = {p.input: out[p.output].reshape(state[p.input].shape) for p in model.states}
     return np.concatenate(frames), latencies
+
+
+def padded_speech(model: ModelInterface, samples: np.ndarray
+                  ) -> tuple[tuple[float, float] | None, float]:
+    """Where the speech lies in the padded audio (seconds; finals.py's energy rule) and
+    that audio's length."""
+    found = speech_bounds(samples, model.sample_rate)
+    pad = model.pad_ms / 1000.0
+    audio_s = padded_audio(model, samples).size / model.sample_rate
+    return (None if found is None else (found[0] + pad, found[1] + pad)), audio_s
 
 
 PACINGS = ("none", "realtime")
@@ -270,17 +294,24 @@ class GrpcStreamer:
             raise EvaluationError("the dataset has no utterances to evaluate.")
         return asyncio.run(self._run(utterances, on_done, None))
 
-    def run_playlists(self, utterances: list[Utterance], playlists: list[list[int]],
-                      on_done: Callable[[UtteranceResult], None] | None = None) -> StreamRun:
+    def run_playlists(self, utterances: list[Utterance], playlists: Sequence[Sequence[int]],
+                      on_done: Callable[[UtteranceResult], None] | None = None,
+                      starts: Sequence[float] | None = None) -> StreamRun:
         """One stream per playlist, each playing its utterances (indices, repeats allowed)
-        in order: the capacity search's load of many more streams than utterances."""
+        in order: the capacity search's load of many more streams than utterances.
+        ``starts``: when each stream begins, seconds after the run's clock starts (paced;
+        sweep/evaluate/arrivals.py); None: staggered over one chunk."""
         if not utterances or not playlists:
             raise EvaluationError("a paced probe needs utterances and at least one stream.")
-        return asyncio.run(self._run(utterances, on_done, playlists))
+        if starts is not None and len(starts) != len(playlists):
+            raise EvaluationError(f"{len(starts)} start times for {len(playlists)} streams; "
+                                  "expected one each.")
+        return asyncio.run(self._run(utterances, on_done, playlists, starts))
 
     async def _run(self, utterances: list[Utterance],
                    on_done: Callable[[UtteranceResult], None] | None,
-                   playlists: list[list[int]] | None) -> StreamRun:
+                   playlists: Sequence[Sequence[int]] | None,
+                   starts: Sequence[float] | None = None) -> StreamRun:
         import tritonclient.grpc.aio as aioclient
 
         client = aioclient.InferenceServerClient(self.grpc_url)
@@ -299,7 +330,11 @@ class GrpcStreamer:
             # Paced: the streams start staggered over one chunk (calls do not arrive in
             # lock step); each call's chunk k is due at its start + k chunk durations,
             # and the stream's next call starts when this one's audio ends.
-            due = start + number * chunk_s / workers
+            due = start + (starts[number] if starts is not None
+                           else number * chunk_s / workers)
+            if starts is not None and self.pacing == "realtime":
+                # A call that arrives later holds no shared-memory region before it does.
+                await asyncio.sleep(max(due - time.perf_counter(), 0.0))
             slots = await self._open_slots(client, number) if shm else None
             mine = iter(playlists[number]) if playlists is not None else None
             try:
@@ -343,7 +378,7 @@ class GrpcStreamer:
             rank = {u.id: i for i, u in enumerate(utterances)}
             results.sort(key=lambda r: rank[r.utterance.id])
         return StreamRun(results, wall, workers if playlists is not None else self.streams,
-                         pacing=self.pacing)
+                         pacing=self.pacing, chunk_s=chunk_s)
 
     async def _timed_infer(self, client: Any, utterance: Utterance, tensors: list[Any],
                            outputs: list[Any], latencies: list[float],
@@ -523,7 +558,9 @@ class GrpcStreamer:
                     f"{self.model_name!r} returned an empty {model.logprobs_output!r} "
                     "tensor. With the python backend this is the symptom of numpy 2 in the "
                     "server's environment: the model side needs numpy<2.")
-        return UtteranceResult(utterance, np.concatenate(frames), latencies)
+        speech, audio_s = padded_speech(model, samples)
+        return UtteranceResult(utterance, np.concatenate(frames), latencies, speech=speech,
+                               audio_s=audio_s)
 
     # -- gRPC transport ---------------------------------------------------------------
 
@@ -562,4 +599,6 @@ class GrpcStreamer:
                     f"{self.model_name!r} returned an empty {self.model.logprobs_output!r} "
                     "tensor. With the python backend this is the symptom of numpy 2 in the "
                     "server's environment: the model side needs numpy<2.")
-        return UtteranceResult(utterance, np.concatenate(frames), latencies)
+        speech, audio_s = padded_speech(self.model, samples)
+        return UtteranceResult(utterance, np.concatenate(frames), latencies, speech=speech,
+                               audio_s=audio_s)

@@ -144,3 +144,40 @@ def plot_capacity(capacity: Capacity, out_png: str | Path, title: str) -> Path:
                  fontsize="small")
     ax.legend(fontsize="small")
     return save_figure(fig, out_png)
+
+
+# -- Triton's side of a job (appended; the statistics come from sweep/evaluate) ----------
+
+if TYPE_CHECKING:
+    from sweep.evaluate.triton_stats import ServerStats
+
+
+def plot_server_time(latencies_ms: Iterable[float], stats: ServerStats, out_png: str | Path,
+                     title: str) -> Path:
+    """Beside the client's mean chunk latency, what Triton says a request spent (queue,
+    compute input / infer / output; statistics API deltas over the measured window), and
+    the batch sizes the dynamic batcher really executed: where the client's wait goes."""
+    import numpy as np
+
+    values = np.asarray(list(latencies_ms), dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6),
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    parts = (("queue", stats.queue_ns, "#c44e52"),
+             ("compute input", stats.compute_input_ns, "#dd8452"),
+             ("compute infer", stats.compute_infer_ns, "#4c72b0"),
+             ("compute output", stats.compute_output_ns, "#64b5cd"))
+    bottom = 0.0
+    for label, ns, colour in parts:
+        ms = ns / max(stats.requests, 1) / 1e6
+        left.bar(["Triton"], [ms], bottom=[bottom], color=colour, label=f"{label} {ms:.2f}")
+        bottom += ms
+    client = float(values.mean()) if values.size else 0.0
+    left.bar(["client"], [client], color="#8c8c8c", label=f"client mean {client:.2f}")
+    left.set_ylabel("ms per request")
+    left.legend(fontsize="x-small")
+    sizes = sorted(stats.batches)
+    right.bar([str(b) for b in sizes], [stats.batches[b] for b in sizes], color="#55a868")
+    right.set_xlabel(f"executed batch size (mean {stats.mean_batch:.2f})")
+    right.set_ylabel("executions")
+    fig.suptitle(title, fontsize="small")
+    return save_figure(fig, out_png)
