@@ -25,6 +25,15 @@ def job(record: JobRecord, row: Row | None = None) -> str:
                 if record.metric("throughput_chunks_s") is not None else "")]
     if record.emulated:  # beside the latency it qualifies, above the UI's "Show more"
         lines.append(EMULATION_NOTE)
+    operator = [text for metric, text in (
+        ("final_latency_p95_ms",
+         f"final transcript p95 {format_value(record, 'final_latency_p95_ms')}"),
+        ("streams_at_slo", f"streams_at_slo {format_value(record, 'streams_at_slo')}"),
+        ("admission_limit", f"admission limit {record.get('admission_limit'):g}"),
+        ("cost_per_audio_hour", f"{record.get('cost_per_audio_hour'):.4g} per audio hour"))
+        if record.metric(metric) is not None]
+    if operator:
+        lines.append("; ".join(operator))
     if row is not None:
         lines.append(f"ΔWER against fp32: {format_delta(row)}; verdict: {verdict_words(row)}")
     if record.flags is not None:

@@ -34,6 +34,11 @@ from sweep.verdict import (
 # Tags worth a CSV column: what identifies the engine and where it ran.
 TAG_COLUMNS = (tag.FLAGS_DIGEST, tag.ENGINE_HASH, tag.ENGINE_SHA256, tag.DEVICE, tag.BUILDER,
                tag.BUILDER_VERSION, tag.ERROR)
+# What an operator acts on, where the job measured it (paced runs, eval.capacity=true).
+OPERATOR_COLUMNS = ("final_latency_p95_ms", "final_latency_p95_ms_min",
+                    "final_latency_p95_ms_max", "streams_at_slo", "streams_at_slo_min",
+                    "streams_at_slo_max", "admission_limit", "cost_per_audio_hour",
+                    "triton_queue_ms", "triton_compute_infer_ms")
 # The summary judges with promote's defaults: lowest p99, 0.5 points of WER over fp32.
 OBJECTIVE = Objective()
 RECOMMENDED = "→"
@@ -150,6 +155,7 @@ def write_csv(judged: Judged, path: Path) -> None:
                          "delta_ci_low_pts", "delta_ci_high_pts", "cer_pct",
                          "latency_p50_ms", "latency_p99_ms", "latency_p99_ms_min",
                          "latency_p99_ms_max", "throughput_chunks_s", "build_seconds",
+                         *OPERATOR_COLUMNS,
                          "measured_in_run", "measured_at", "measured_in_another_sweep",
                          "wer", "cer", *TAG_COLUMNS, *params])
         for line in all_lines:
@@ -164,7 +170,8 @@ def write_csv(judged: Judged, path: Path) -> None:
                 _pct(row.delta_ci[1] if row.delta_ci else None), _pct(r.metric("cer")),
                 r.get("latency_p50_ms"), r.get("latency_p99_ms"),
                 p99[0] if p99 else "", p99[1] if p99 else "", r.get("throughput_chunks_s"),
-                r.get("build_seconds"), m.run_id if m else "",
+                r.get("build_seconds"), *(r.metrics.get(c, "") for c in OPERATOR_COLUMNS),
+                m.run_id if m else "",
                 m.started.isoformat(timespec="seconds") if m else "", row.reused,
                 r.get("wer"), r.get("cer"), *(r.tags.get(t, "") for t in TAG_COLUMNS),
                 *(r.params.get(p, "") for p in params)])
