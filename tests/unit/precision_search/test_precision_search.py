@@ -14,8 +14,8 @@ from sweep.config import as_dict
 from sweep.engine import Engine, EngineFormat
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
-from sweep.precision_search.outputs import flag_set_yaml
 from sweep.precision_search.budget import Budget
+from sweep.precision_search.outputs import flag_set_yaml
 from sweep.precision_search.search import (
     PrecisionSearchError,
     Score,
