@@ -250,7 +250,9 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
                     [u.id for u in setup.utterances]).encode()).hexdigest()[:16],
                 "decoder": settings.decoder.name, "granularity": granularity,
                 "ranking_subset": args.ranking_subset,
-                "fp16_features": settings.eval.fp16_features}
+                "fp16_features": settings.eval.fp16_features,
+                # how groups are scored: 2 = variants built by the emulator, as probes are
+                "scoring": 2}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     history_path = args.history or settings.builder.derived_dir / "precision_search" / key / \
         "history.jsonl"
@@ -286,8 +288,22 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
           f"utterances; MLflow parent run {runs.run_id}; record {history_path}"
           f"{resuming}",
           file=sys.stderr, flush=True)
+    from sweep.builder.emulate import EmulateBuilder
+
+    # Ranking variants are built by the same emulator, outside the engine cache (dozens per
+    # round, each used once), without the builder's own session check (the stream is one).
+    variant_builder = EmulateBuilder(intra_op_num_threads=setup.threads, check_session=False)
+
+    def build_variant(path: Path, flags: FlagSet, workdir: Path) -> Engine:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        return variant_builder.build(path, flags, workdir)
+
     probes = StreamingProbes(model, setup.utterances, setup.decoder.decode, base,
-                             realise_flags, build, history_path.parent, threads=setup.threads,
+                             realise_flags, build, history_path.parent,
+                             build_variant=build_variant, threads=setup.threads,
                              fp16_features=settings.eval.fp16_features)
     workdir = Path(tempfile.mkdtemp(prefix="precision-search-"))
 
@@ -363,6 +379,12 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
     finally:
         if status in ("FAILED", "KILLED"):
             runs.finish(status)
+        import shutil
+
+        # The scratch of the ranking (a variant model and its engine; the round tables,
+        # logged already); the record and fp32's log-probabilities stay for a resume.
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(history_path.parent / "variant", ignore_errors=True)
 
 
 # -- fp16 / bf16: the bisection ---------------------------------------------------------------

@@ -44,6 +44,7 @@ class StreamingProbes:
     def __init__(self, model: ModelInterface, utterances: list[Utterance], decode: Decode,
                  base: FlagSet, realise: Callable[[FlagSet], TypedModel],
                  build: Callable[[Path, FlagSet], Engine], workdir: Path, *,
+                 build_variant: Callable[[Path, FlagSet, Path], Engine] | None = None,
                  threads: int = 1, fp16_features: bool = False) -> None:
         self.model = model
         self.utterances = utterances
@@ -52,6 +53,11 @@ class StreamingProbes:
         self.base = base
         self.realise = realise
         self.build = build
+        # Variants go through the same emulation as the probes (TF32 rounding of float
+        # matmuls when trt.tf32 is on): scored without it, a group put back in float
+        # looked better or worse against the TF32-emulated fp32 reference than the full
+        # probe of the same flag set then measured.
+        self.build_variant = build_variant
         self.workdir = workdir
         self.threads = threads
         self.fp16_features = fp16_features
@@ -139,9 +145,17 @@ class StreamingProbes:
         variant, rewired = qdq.revert(self._typed_model(keeps), revert)
         if revert and not rewired:
             return SubsetEval(float("inf"), 0, 0, time.perf_counter() - t0)
-        path = self.workdir / "variant.onnx"
+        folder = self.workdir / "variant"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "typed.onnx"
         onnx.save(variant, str(path))
-        logprobs = self._stream(path, ort_level(self.base.opt_level), subset)
+        if self.build_variant is not None:
+            engine = self.build_variant(path, keep_flags(self.base, (*keeps, *revert)),
+                                        folder / "engine")
+            logprobs = self._stream(engine.path, engine.runtime.get(
+                "graph_optimization_level", ort_level(self.base.opt_level)), subset)
+        else:
+            logprobs = self._stream(path, ort_level(self.base.opt_level), subset)
         chosen = [reference[i] for i in subset]
         return SubsetEval(ranking.frame_kl(chosen, logprobs),
                           sum(ranking.frame_flip_counts(chosen, logprobs)), rewired,
