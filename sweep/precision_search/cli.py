@@ -327,7 +327,8 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
             baseline = search.steps[0].result.wer
             files.append(plot_wer_against_kept(
                 search.steps, budget.wer_bound(baseline), workdir / "wer_vs_kept.png",
-                f"{target} on {settings.dataset.name}: WER against nodes kept in float"))
+                f"{target} on {settings.dataset.name}: WER against nodes kept in float",
+                budget.max_frame_flips))
         return files
 
     status = "FAILED"

@@ -161,24 +161,31 @@ def write_steps_csv(steps: Sequence[Step], path: Path) -> None:
 
 
 def plot_wer_against_kept(steps: Sequence[Step], wer_bound: float, out_png: Path,
-                          title: str) -> Path:
-    """WER (percent) of every probe against the nodes it keeps in float: the accepted path
-    as a line, rejected reverts as crosses, fp32 and the budget as horizontal lines."""
+                          title: str, max_frame_flips: float | None = None) -> Path:
+    """WER (percent) of every probe against the nodes it keeps in float, and below it the
+    frames off fp32's decision: the accepted path as a line, rejected reverts as crosses,
+    fp32 and the budgets as horizontal lines."""
     from sweep.tracking.plots import plt, save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, flips) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 2]})
     baseline = next(s for s in steps if s.phase == "baseline")
     path = [s for s in steps if s.phase != "baseline" and s.accepted]
     rejected = [s for s in steps if s.phase == "revert" and not s.accepted]
-    ax.plot([len(s.keeps) for s in path], [s.result.wer * 100 for s in path], "o-",
-            color="#c44e52", label="kept (accepted steps)")
-    if rejected:
-        ax.plot([len(s.keeps) for s in rejected], [s.result.wer * 100 for s in rejected],
-                "x", color="#8c8c8c", label="reverted, did not help")
+    for axis, value, unit in ((ax, lambda s: s.result.wer * 100, "WER, %"),
+                              (flips, lambda s: s.result.frame_flips * 100,
+                               "frames off fp32, %")):
+        axis.plot([len(s.keeps) for s in path], [value(s) for s in path], "o-",
+                  color="#c44e52", label="kept (accepted steps)")
+        if rejected:
+            axis.plot([len(s.keeps) for s in rejected], [value(s) for s in rejected], "x",
+                      color="#8c8c8c", label="reverted, did not help")
+        axis.set_ylabel(unit)
     ax.axhline(baseline.result.wer * 100, color="#4c72b0", ls="--", label="fp32")
     ax.axhline(wer_bound * 100, color="#55a868", ls=":", label="WER budget")
-    ax.set_xlabel("nodes kept in float")
-    ax.set_ylabel("WER, %")
+    if max_frame_flips is not None:
+        flips.axhline(max_frame_flips * 100, color="#55a868", ls=":", label="frame budget")
+    flips.set_xlabel("nodes kept in float")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     return save_figure(fig, out_png)
