@@ -320,3 +320,25 @@ def test_a_history_of_another_search_is_refused(tmp_path):
     h.set_meta(identity={"model": "abc", "dataset": "demo_tiny"})
     with pytest.raises(ConfigError, match="differs in model"):
         History(tmp_path / "h.jsonl").check_identity({"model": "def", "dataset": "demo_tiny"})
+
+
+# -- the command line's own checks (before any work) ------------------------------------------
+
+def _check(*argv: str) -> Budget:
+    from sweep.precision_search.cli import _check_args, _parser
+
+    return _check_args(_parser().parse_args(list(argv)))
+
+
+def test_options_that_do_not_fit_the_target_are_refused():
+    with pytest.raises(ConfigError, match="--granularity op_type with --target int8"):
+        _check("--target", "int8", "--granularity", "op_type")
+    with pytest.raises(ConfigError, match="--granularity module with --target bf16"):
+        _check("--target", "bf16", "--granularity", "module")
+    with pytest.raises(ConfigError, match="not resumable"):
+        _check("--target", "fp16", "--history", "/tmp/h.jsonl")
+    with pytest.raises(ConfigError, match="always typed"):
+        _check("--target", "int8", "--typed")
+    with pytest.raises(ConfigError, match="--max-minutes"):
+        _check("--target", "int8", "--max-minutes", "0")
+    assert _check("--target", "fp8", "--max-wer", "20").max_wer_percent == 20.0
