@@ -302,7 +302,7 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
         return variant_builder.build(path, flags, workdir)
 
     probes = StreamingProbes(model, setup.utterances, setup.decoder.decode, base,
-                             realise_flags, build, history_path.parent,
+                             realise_flags, build, history_path,
                              build_variant=build_variant, threads=setup.threads,
                              fp16_features=settings.eval.fp16_features)
     workdir = Path(tempfile.mkdtemp(prefix="precision-search-"))
@@ -385,7 +385,7 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
         # The scratch of the ranking (a variant model and its engine; the round tables,
         # logged already); the record and fp32's log-probabilities stay for a resume.
         shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(history_path.parent / "variant", ignore_errors=True)
+        shutil.rmtree(probes.scratch, ignore_errors=True)
 
 
 # -- fp16 / bf16: the bisection ---------------------------------------------------------------

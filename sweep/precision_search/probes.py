@@ -43,7 +43,7 @@ def keep_flags(base: FlagSet, keeps: Sequence[str]) -> FlagSet:
 class StreamingProbes:
     def __init__(self, model: ModelInterface, utterances: list[Utterance], decode: Decode,
                  base: FlagSet, realise: Callable[[FlagSet], TypedModel],
-                 build: Callable[[Path, FlagSet], Engine], workdir: Path, *,
+                 build: Callable[[Path, FlagSet], Engine], record: Path, *,
                  build_variant: Callable[[Path, FlagSet, Path], Engine] | None = None,
                  threads: int = 1, fp16_features: bool = False) -> None:
         self.model = model
@@ -58,7 +58,9 @@ class StreamingProbes:
         # looked better or worse against the TF32-emulated fp32 reference than the full
         # probe of the same flag set then measured.
         self.build_variant = build_variant
-        self.workdir = workdir
+        # Beside the search's record, named after it: fp32's log-probabilities
+        # (<record>.fp32.npz) and the ranking's scratch (<record>.variant/).
+        self.record = record
         self.threads = threads
         self.fp16_features = fp16_features
         self._reference: list[np.ndarray] | None = None
@@ -81,7 +83,11 @@ class StreamingProbes:
 
     @property
     def _reference_path(self) -> Path:
-        return self.workdir / "fp32_logprobs.npz"
+        return self.record.with_name(f"{self.record.stem}.fp32.npz")
+
+    @property
+    def scratch(self) -> Path:
+        return self.record.with_name(f"{self.record.stem}.variant")
 
     def reference(self) -> list[np.ndarray]:
         """fp32's log-probabilities per utterance (streamed once, then read back)."""
@@ -116,7 +122,7 @@ class StreamingProbes:
         t0 = time.perf_counter()
         logprobs = self._engine_stream(self.build(self.model.onnx_path, self.baseline_flags()))
         self._reference = logprobs
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.record.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._reference_path.with_suffix(".tmp.npz")
         np.savez(tmp, **{f"u{i}": lp for i, lp in enumerate(logprobs)})
         tmp.replace(self._reference_path)
@@ -145,7 +151,7 @@ class StreamingProbes:
         variant, rewired = qdq.revert(self._typed_model(keeps), revert)
         if revert and not rewired:
             return SubsetEval(float("inf"), 0, 0, time.perf_counter() - t0)
-        folder = self.workdir / "variant"
+        folder = self.scratch
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "typed.onnx"
         onnx.save(variant, str(path))

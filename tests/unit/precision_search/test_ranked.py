@@ -153,7 +153,8 @@ def test_ranking_puts_the_planted_sensitive_node_first(tmp_path, planted):
     utterances = load_manifest(ROOT / "demo" / "assets" / "data" / "demo_tiny")[:3]
     base = FlagSet(strongly_typed=True, precision="int8")
     probes = StreamingProbes(model, utterances, GreedyDecoder().decode, base,
-                             lambda flags: _realise(q_path, flags), _engine, tmp_path / "work")
+                             lambda flags: _realise(q_path, flags), _engine,
+                             tmp_path / "record.jsonl")
     groups = qdq.groups(onnx.load(str(q_path)), ("MatMul",), "node")
     assert [g.name for g in groups] == [f"/layers.{k}/fc/MatMul" for k in range(LAYERS)]
     search = RankedSearch(probes, groups, Budget(max_wer_percent=100, max_frame_flips=0.0),
