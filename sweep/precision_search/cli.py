@@ -348,7 +348,8 @@ def _ranked(args: argparse.Namespace, budget: Budget, setup: _Setup) -> int:
             f"fp32 WER {units.percent(baseline.wer)}; plain {target} "
             f"{units.percent(plain_wer)}; this flag set {units.percent(final.result.wer)} "
             f"(frame flips {final.result.frame_flips:.5f}, probe {final.n}).",
-            f"Model {model.onnx_path.name}; record {history_path}.",
+            f"Model {model.onnx_path.name}; the search's record is the parent run's "
+            "search.history param.",
             f"Use: python -m sweep trt={output.stem}",
         ]
         output.parent.mkdir(parents=True, exist_ok=True)
