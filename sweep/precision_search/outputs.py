@@ -66,6 +66,11 @@ class SearchRuns:
         if resume_id is not None:
             try:
                 self.client.get_run(resume_id)
+                # This process owns the parent now: with the old owner tag, the next
+                # sweep's orphan check would end the reopened run as KILLED.
+                owner = environment_tags().get(tag.OWNER)
+                if owner is not None:
+                    self.client.set_tag(resume_id, tag.OWNER, owner)
                 self.client.update_run(resume_id, status="RUNNING")
                 self.run_id = resume_id
                 self.resumed = True
