@@ -1,7 +1,8 @@
-"""The search: which nodes must stay FP32 for an fp16/bf16 flag set to keep its accuracy.
+"""The bisection: which nodes must stay FP32 for an fp16/bf16 flag set to keep its accuracy.
 
-Probes are judged against the fp32 baseline (``Criteria``); ``Search`` drives
-:func:`pinning.shrink` over op types, then nodes, and remembers every probe."""
+Probes are judged against the fp32 baseline (``budget.Budget``); ``Search`` drives
+:func:`pinning.shrink` over op types, then nodes, and remembers every probe. (int8/fp8 are
+searched by ranking instead: ``ranked.py``.)"""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sweep import units
 from sweep.engine import Engine
 from sweep.errors import ConfigError, SweepError
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
+from sweep.precision_search.budget import Budget
 
 TARGETS = ("fp16", "bf16")
 GRANULARITIES = ("auto", "op_type", "node")
@@ -23,27 +26,6 @@ GRANULARITIES = ("auto", "op_type", "node")
 
 class PrecisionSearchError(SweepError):
     """The search cannot answer: the budget is out of reach or the setup is unusable."""
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """When a probe is good enough, relative to the fp32 baseline."""
-
-    wer_budget: float
-    max_frame_flips: float | None = None
-
-    def passes(self, score: Score, baseline: Score) -> bool:
-        # A hair of tolerance: WERs are ratios of small integers computed as floats.
-        ok = score.wer <= baseline.wer + self.wer_budget + 1e-9
-        if self.max_frame_flips is not None:
-            ok = ok and score.frame_flips <= self.max_frame_flips + 1e-12
-        return ok
-
-    def describe(self) -> str:
-        text = f"WER <= baseline + {self.wer_budget:g}"
-        if self.max_frame_flips is not None:
-            text += f", frame flips <= {self.max_frame_flips:g}"
-        return text
 
 
 @dataclass(frozen=True)
@@ -122,9 +104,9 @@ def frame_flips(reference: Sequence[np.ndarray], probe: Sequence[np.ndarray]) ->
 class Search:
     """Drives :func:`pinning.shrink` with probes; remembers every probe it made."""
 
-    def __init__(self, evaluate: Evaluator, base: FlagSet, target: str, criteria: Criteria,
+    def __init__(self, evaluate: Evaluator, base: FlagSet, target: str, criteria: Budget,
                  candidates: Sequence[pinning.Candidate], granularity: str = "auto",
-                 max_probes: int = 200,
+                 max_probes: int = 200, max_seconds: float | None = None,
                  on_probe: Callable[[Probe, Engine], str | None] | None = None,
                  say: Callable[[str], None] = print) -> None:
         if target not in TARGETS:
@@ -141,6 +123,8 @@ class Search:
         self.candidates = list(candidates)
         self.granularity = granularity
         self.max_probes = max_probes
+        self.max_seconds = max_seconds
+        self._started = time.perf_counter()
         self.on_probe = on_probe
         self.say = say
         # The search owns the pins: a configured override list would hide what it finds.
@@ -190,15 +174,17 @@ class Search:
         key = frozenset(c.name for c in pinned)
         if key in self._memo:
             return self._memo[key]
-        if len(self.probes) >= self.max_probes:
-            # Out of probes: keep what is pinned (it passed), report the result as partial.
+        if len(self.probes) >= self.max_probes or (
+                self.max_seconds is not None
+                and time.perf_counter() - self._started >= self.max_seconds):
+            # Out of probes or time: keep what is pinned (it passed), report it as partial.
             self.complete = False
             return False
         baseline = self.baseline()
         assert self._baseline is not None
         flags = self.flags_for(pinned)
         score, _, engine = self.evaluate(flags, self._baseline[1])
-        passed = self.criteria.passes(score, baseline)
+        passed = self.criteria.passes(score.wer, score.frame_flips, baseline.wer)
         self._memo[key] = passed
         self._record(flags, len(pinned), score, passed, engine)
         return passed
@@ -212,8 +198,9 @@ class Search:
         if not self.passes(self.candidates):
             raise PrecisionSearchError(
                 f"even with all {len(self.candidates)} candidate nodes in FP32 the probe fails "
-                f"({self.criteria.describe()}; baseline WER {baseline.wer:.4f}). The "
-                "criterion is tighter than the evaluation's own noise: raise --wer-budget or "
+                f"({self.criteria.describe(baseline.wer)}; fp32 WER "
+                f"{units.percent(baseline.wer)}). The budget is tighter than the evaluation's "
+                "own noise: raise --max-wer-delta (or --max-wer, --max-wer-rel) or "
                 "--max-frame-flips.")
         kept = list(self.candidates)
         if self.granularity in ("auto", "op_type"):
@@ -235,7 +222,7 @@ class Search:
         flags = self.flags_for(kept)
         assert self._baseline is not None
         score, _, engine = self.evaluate(flags, self._baseline[1])
-        passed = self.criteria.passes(score, baseline)
+        passed = self.criteria.passes(score.wer, score.frame_flips, baseline.wer)
         final = self._record(flags, len(kept), score, passed, engine)
         if not passed:
             raise PrecisionSearchError(

@@ -3,7 +3,8 @@ releases: runs logged before still read the same."""
 
 from __future__ import annotations
 
-# What a run is: "sweep" (a multirun's parent), "job", "doctor", "precision_search", "probe".
+# What a run is: "sweep" (a multirun's parent), "job", "doctor", "precision_search", "probe",
+# "ranking" (a precision search's ranking round).
 KIND = "trt-sweep.kind"
 # host/boot id/pid/start time of the process that ran it (closing orphaned runs).
 OWNER = "trt-sweep.owner"

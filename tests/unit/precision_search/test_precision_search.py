@@ -14,9 +14,9 @@ from sweep.config import as_dict
 from sweep.engine import Engine, EngineFormat
 from sweep.flags import FlagSet
 from sweep.precision_search import pinning
+from sweep.precision_search.budget import Budget
 from sweep.precision_search.outputs import flag_set_yaml
 from sweep.precision_search.search import (
-    Criteria,
     PrecisionSearchError,
     Score,
     Search,
@@ -109,8 +109,10 @@ class FakeEvaluate:
 
 
 def search(sensitive: set[str], budget: float = 0.0, **kw) -> tuple[Search, FakeEvaluate]:
+    """``budget`` in percentage points over fp32."""
     fake = FakeEvaluate(sensitive, UNIVERSE)
-    s = Search(fake, FlagSet(opt_level=5), "bf16", Criteria(budget), UNIVERSE,  # type: ignore[arg-type]
+    s = Search(fake, FlagSet(opt_level=5), "bf16", Budget(max_wer_delta_points=budget),  # type: ignore[arg-type]
+               UNIVERSE,
                say=lambda _: None, **kw)
     return s, fake
 
@@ -131,7 +133,7 @@ def test_search_finds_the_sensitive_nodes(granularity):
 
 
 def test_a_budget_that_the_target_meets_pins_nothing():
-    s, fake = search({"/out"}, budget=0.1)
+    s, fake = search({"/out"}, budget=10.0)  # 10 points: one sensitive node's 0.1
     result = s.run()
     assert result.patterns == [] and result.pinned_nodes == []
     assert result.final.flags.layer_precisions == ()
@@ -150,7 +152,7 @@ def test_an_unreachable_budget_is_reported():
         return score, logprobs, engine
 
     s.evaluate = worse  # type: ignore[assignment]
-    with pytest.raises(PrecisionSearchError, match="raise --wer-budget"):
+    with pytest.raises(PrecisionSearchError, match="raise --max-wer-delta"):
         s.run()
 
 
@@ -162,10 +164,9 @@ def test_max_probes_gives_a_passing_partial_answer():
 
 
 def test_frame_criterion_tightens_the_wer_budget():
-    criteria = Criteria(wer_budget=1.0, max_frame_flips=0.0)
-    base = Score(0.1, 0, 0, 0, 0, False)
-    assert criteria.passes(Score(0.5, 0, 0.0, 0, 0, False), base)
-    assert not criteria.passes(Score(0.1, 0, 0.001, 0, 0, False), base)
+    criteria = Budget(max_wer_delta_points=100.0, max_frame_flips=0.0)
+    assert criteria.passes(0.5, 0.0, 0.1)
+    assert not criteria.passes(0.1, 0.001, 0.1)
 
 
 def test_written_flag_set_loads_as_a_trt_preset(tmp_path):
