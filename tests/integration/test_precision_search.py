@@ -17,6 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking import tags as tag
 from tests.support.paths import ROOT
 from tests.support.tracking import experiment_id
 
