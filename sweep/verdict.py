@@ -84,6 +84,8 @@ class Constraints:
     builder_version: str | None = None
     # Calls the engine serves within the latency SLO (eval.capacity=true's streams_at_slo).
     min_streams_at_slo: int | None = None
+    # GPU memory the server held while serving the engine (gpu_memory_used_bytes, GPU hosts).
+    max_gpu_memory_mib: float | None = None
     # Installing needs the engine file; a verdict on figures alone does not.
     require_engine: bool = True
     # A job copied from another sweep is judged (and marked) only where the sweep said so.
@@ -366,6 +368,13 @@ def constraint_reasons(record: JobRecord, objective: Objective, target: Target,
             out.append("no streams_at_slo metric (sweep with eval.capacity=true)")
         elif streams < target.min_streams_at_slo:
             out.append(f"streams_at_slo {streams:g} below {target.min_streams_at_slo}")
+    if constraints.max_gpu_memory_mib is not None:
+        used = record.metric("gpu_memory_used_bytes")
+        if used is None:
+            out.append("no gpu_memory_used_bytes metric (measured on GPU hosts only)")
+        elif used / 2**20 > constraints.max_gpu_memory_mib:
+            out.append(f"GPU memory {used / 2**20:.0f} MiB over "
+                       f"{constraints.max_gpu_memory_mib:g} MiB")
     return tuple(out)
 
 

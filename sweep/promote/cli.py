@@ -59,6 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="only engines that serve at least N calls within the latency SLO "
                         "(streams_at_slo: sweep with eval.capacity=true); as the objective: "
                         "--objective streams_at_slo:max")
+    p.add_argument("--max-gpu-memory-mib", type=float, metavar="MIB",
+                   help="only engines whose server held at most this much GPU memory while "
+                        "serving (gpu_memory_used_bytes, measured on GPU hosts)")
     p.add_argument("--allow-precision-mismatch", action="store_true",
                    help="let an engine qualify whose layers do not run the precision its "
                         "flag set names (tag precision_mismatch; refused by default)")

@@ -467,6 +467,7 @@ def promote(args: argparse.Namespace, console: Console) -> None:
                               device=args.device, builder_version=args.builder_version,
                               min_streams_at_slo=args.min_streams_at_slo,
                               allow_mismatch=args.allow_precision_mismatch,
+                              max_gpu_memory_mib=args.max_gpu_memory_mib,
                               allow_reused=parent.data.tags.get(tag.REUSE_ACROSS_SWEEPS)
                               == "true")
     records = [r for r in load_records(client, parent)

@@ -242,3 +242,16 @@ def test_an_engine_that_does_not_run_its_labels_precision_qualifies_only_when_fo
     forced = select([job(0, "fp32", wer=0.10, p99=30), fp16],
                     constraints=Constraints(allow_mismatch=True))
     assert forced.chosen is not None and forced.chosen.run_id == "run01"
+
+
+def test_gpu_memory_as_an_optional_constraint():
+    small = job(1, wer=0.10, p99=8, gpu_memory_used_bytes=512 * 2**20)
+    large = job(2, wer=0.10, p99=5, gpu_memory_used_bytes=4096 * 2**20)
+    jobs = [job(0, "fp32", wer=0.10, p99=30, gpu_memory_used_bytes=600 * 2**20), small, large]
+    assert (select(jobs).chosen or small).run_id == "run02"  # no constraint: the fastest
+    verdict = select(jobs, constraints=Constraints(max_gpu_memory_mib=1024))
+    assert verdict.chosen is not None and verdict.chosen.run_id == "run01"
+    row = verdict.row("run02")
+    assert row is not None and row.reasons == ("GPU memory 4096 MiB over 1024 MiB",)
+    cpu = select([job(0, "fp32"), job(1)], constraints=Constraints(max_gpu_memory_mib=1024))
+    assert cpu.chosen is None and "measured on GPU hosts only" in cpu.rows[0].reasons[0]
