@@ -20,16 +20,31 @@ _ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def store_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is the store refusing writes."""
+    """Whether ``exc`` (or what caused it) is the tracking store refusing writes: raised by
+    MLflow (its SQL store, its artifact repository), not a full engine cache or a model's
+    own error that happen to say "no space left"."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in _ERRNOS:
-            return True
-        if _REFUSED.search(str(current)):
+        refused = (isinstance(current, OSError) and current.errno in _ERRNOS) or \
+            bool(_REFUSED.search(str(current)))
+        if refused and _raised_by_mlflow(current):
             return True
         current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_by_mlflow(exc: BaseException) -> bool:
+    """Whether MLflow raised it (an MlflowException) or it passed through MLflow's code."""
+    if type(exc).__module__.startswith("mlflow"):
+        return True
+    marker = f"{os.sep}mlflow{os.sep}"
+    tb = exc.__traceback__
+    while tb is not None:
+        if marker in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
     return False
 
 

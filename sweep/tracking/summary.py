@@ -112,6 +112,7 @@ def print_table(judged: Judged, console: Console | None = None) -> None:
     table.add_column("flag set", no_wrap=True)
     for name in ("WER %", "ΔWER pts", "p99 ms", "chunks/s", "build s"):
         table.add_column(name, justify="right")
+    table.add_column("status")
     table.add_column("verdict")
     for line in lines(judged):
         r, row = line.record, line.row
@@ -123,6 +124,8 @@ def print_table(judged: Judged, console: Console | None = None) -> None:
         table.add_row(escape(line.label + line.marks), wer, format_delta(row),
                       _latency(r) if r.metric("latency_p99_ms") is not None else "—",
                       _number(r, "throughput_chunks_s"), _number(r, "build_seconds"),
+                      {"FINISHED": "[green]FINISHED[/]", "FAILED": "[red]FAILED[/]"}.get(
+                          r.status, escape(r.status)),
                       f"[{style}]{escape(words)}[/]" if style else escape(words))
     console.print(table)
     for v in judged.verdicts:
