@@ -211,7 +211,7 @@ def compose(options: ConfigOptions, job_name: str = "tool") -> DictConfig:
     """The config of one job with these options, as a single ``python -m sweep`` run
     composes it; sweep overrides (``a,b``) are refused (the tool runs one configuration)."""
     with _prepared(options) as overrides:
-        sweeps = [o.input_line for o in _parse(overrides)
+        sweeps = [o.input_line or o.get_key_element() for o in _parse(overrides)
                   if o.is_sweep_override()]
         if sweeps:
             raise ConfigError(f"{', '.join(sweeps)}: this tool reads one configuration; a "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -156,13 +157,15 @@ def test_doctor_model_yaml_by_path_is_not_shadowed_by_a_bundled_name(tmp_path: P
 
 def test_promote_reads_the_config_s_store_and_experiment(
         mine: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sweep.promote.cli import main, parse_args, resolve
+    from sweep.promote.cli import main, parse_args
 
     parent = finished_sweep(store_uri(mine), "mine-exp", mine / "store" / "artifacts")
     code = main(["--dry-run", *options(mine)])
     err = " ".join(capsys.readouterr().err.split())
     assert code == ExitCode.REFUSED
     assert f"sweep {parent} has no job runs" in err  # found in the config's store
+    from sweep.promote.cli import resolve
+
     resolved = resolve(parse_args(["--dry-run", *options(mine)]))
     assert (resolved.tracking_uri, resolved.experiment) == (store_uri(mine), "mine-exp")
     # dataset= chose the test set: only its jobs are candidates, as with --dataset.
@@ -171,27 +174,35 @@ def test_promote_reads_the_config_s_store_and_experiment(
 
 
 def test_promote_explicit_flags_win(mine: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sweep.promote.cli import main, parse_args, resolve
+    from sweep.promote.cli import main, parse_args
 
     other = mine / "other" / "mlflow.db"
     code = main(["--dry-run", "--tracking-uri", f"sqlite:///{other}", *options(mine)])
     err = " ".join(capsys.readouterr().err.split())
     assert code == ExitCode.REFUSED and f"no MLflow store at {other}" in err
+    from sweep.promote.cli import resolve
+
     resolved = resolve(parse_args(["--experiment", "x", "--dataset", "d", *options(mine)]))
     assert (resolved.experiment, resolved.dataset) == ("x", "d")
 
 
-def test_serve_reads_the_config_s_store(mine: Path) -> None:
-    from sweep.serve.cli import fetch_run, parser, resolve
+def test_serve_reads_the_config_s_store(mine: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from sweep.serve.cli import fetch_run, main, parser
 
     finished_sweep(store_uri(mine), "mine-exp", mine / "store" / "artifacts")
+    assert main(["0123abcd", *options(mine)]) == ExitCode.REFUSED
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"run '0123abcd' is not in the store {store_uri(mine)}" in err
+    from sweep.serve.cli import resolve
+
     args = parser().parse_intermixed_args(["0123abcd", *options(mine), "server=docker",
                                            "server.image=my/triton:1"])
     resolved = resolve(args)
     assert resolved.tracking_uri == store_uri(mine)
     assert (resolved.server.name, resolved.server.image) == ("docker", "my/triton:1")
     assert (resolved.server.grpc_port, resolved.server.keep_running) == (8001, False)
-    with pytest.raises(ConfigError, match=f"not in the store {store_uri(mine)}"):
+    with pytest.raises(ConfigError, match=re.escape(f"not in the store {store_uri(mine)}")):
         fetch_run(resolved.tracking_uri, "0123abcd", mine / "serve")
     explicit = parser().parse_intermixed_args(["0123abcd", "--tracking-uri", "sqlite:///b.db",
                                                *options(mine)])
@@ -203,13 +214,18 @@ def test_serve_reads_the_config_s_store(mine: Path) -> None:
 def test_mlflow_tracking_uri_is_not_read_as_the_sweep_does_not_read_it(
         mine: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from sweep.promote.cli import parse_args, resolve
+    from sweep.promote.cli import main
 
+    # The sweep writes to tracking.uri whatever the environment says; promote reads there.
+    parent = finished_sweep(store_uri(mine), "mine-exp", mine / "store" / "artifacts")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ann:pa55-word@mlflow.example:5000")
-    assert resolve(parse_args(options(mine))).tracking_uri == store_uri(mine)
-    err = capsys.readouterr().err
+    assert main(["--dry-run", *options(mine)]) == ExitCode.REFUSED
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"sweep {parent} has no job runs" in err
     assert "MLFLOW_TRACKING_URI (http://***@mlflow.example:5000) is not read" in err
     assert "pa55-word" not in err
+    from sweep.promote.cli import parse_args, resolve
+
     assert resolve(parse_args(["--tracking-uri", "sqlite:///x.db"])).tracking_uri \
         == "sqlite:///x.db"
     assert "not read" not in capsys.readouterr().err  # an explicit store: nothing to say
@@ -218,7 +234,7 @@ def test_mlflow_tracking_uri_is_not_read_as_the_sweep_does_not_read_it(
 def test_a_sweep_override_is_refused_by_a_one_job_tool(mine: Path) -> None:
     from sweep.doctor.cli import parser, resolve
 
-    with pytest.raises(ConfigError, match="trt.precision=fp16,int8: this tool reads one"):
+    with pytest.raises(ConfigError, match=r"trt\.precision=fp16,int8: this tool reads one"):
         resolve(parser().parse_intermixed_args(["trt.precision=fp16,int8"]))
 
 
