@@ -2,9 +2,10 @@
 
 ``python -m sweep``, ``sweep.preflight``, ``sweep.precision_search``, ``sweep.doctor``,
 ``sweep.promote`` and ``sweep.serve`` take the same config options: ``--config-dir DIR``
-(``-cd``: a folder of your own ``model/``, ``dataset/``, ``decoder/``, ``tracking/`` yaml,
-searched after conf/ as Hydra's own ``--config-dir`` is), ``--config-name`` (``-cn``) and
-Hydra overrides (``model=tone dataset=calls tracking.uri=...``). They are composed here
+(``-cd``: a folder of your own ``model/``, ``dataset/``, ``decoder/``, ``tracking/`` yaml
+or primary config, searched after conf/ as Hydra's own ``--config-dir`` is),
+``--config-name`` (``-cn``) and Hydra overrides (``model=tone dataset=calls
+tracking.uri=...``). They are composed here
 with Hydra's compose API on the structured configs of sweep/config.py: the same defaults
 list, schemas and interpolations as a sweep job, so every tool reads the same model, test
 set, decoder and tracking store. A tool's own flag that repeats a config value
@@ -114,23 +115,6 @@ def _parse(overrides: Sequence[str]) -> list[Override]:
         raise ConfigError(_hydra_message(exc)) from None
 
 
-def _search_path(overrides: Sequence[str], folders: Sequence[Path]) -> list[str]:
-    """The extra config folders as Hydra's search path override (merged with one given):
-    searched after conf/, as ``python -m sweep --config-dir`` searches them."""
-    if not folders:
-        return list(overrides)
-    entries = ",".join(f"file://{f}" for f in folders)
-    out, merged = [], False
-    for item in overrides:
-        if item.startswith("hydra.searchpath="):
-            inner = item.partition("=")[2].strip().removeprefix("[").removesuffix("]")
-            out.append(f"hydra.searchpath=[{entries}{',' + inner if inner else ''}]")
-            merged = True
-        else:
-            out.append(item)
-    return out if merged else [f"hydra.searchpath=[{entries}]", *out]
-
-
 def _config_dir(value: str) -> Path:
     folder = Path(value).expanduser().resolve()
     if not folder.is_dir():
@@ -139,11 +123,17 @@ def _config_dir(value: str) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    overrides: list[str]
+    folders: list[Path]  # searched after conf/, in this order
+
+
 @contextmanager
-def _prepared(options: ConfigOptions) -> Iterator[list[str]]:
-    """The overrides with every extra folder on the search path; group files are copied
-    into a scratch folder under a name of their own (conf/ is searched first: a bundled
-    option of the same name would win)."""
+def _prepared(options: ConfigOptions) -> Iterator[_Prepared]:
+    """The overrides and the extra config folders; group files are copied into a scratch
+    folder under a name of their own (conf/ is searched first: a bundled option of the
+    same name would win)."""
     folders = [_config_dir(options.config_dir)] if options.config_dir else []
     extra: list[str] = []
     scratch = Path(tempfile.mkdtemp(prefix="trt-sweep-conf-")) if options.files else None
@@ -158,7 +148,7 @@ def _prepared(options: ConfigOptions) -> Iterator[list[str]]:
             extra.append(f"{group}={name}")
         if scratch is not None:
             folders.append(scratch)
-        yield _search_path([*options.overrides, *extra], folders)
+        yield _Prepared([*options.overrides, *extra], folders)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -181,23 +171,38 @@ def expand(overrides: Sequence[str], limit: int = MAX_JOBS) -> list[list[str]]:
     return [list(job) for job in itertools.islice(itertools.product(*choices), limit)]
 
 
-def _compose(overrides: list[str], config_name: str, job_name: str) -> DictConfig:
-    # The one place that calls Hydra's compose API (tests/unit/core/test_one_loader.py).
-    from hydra import compose, initialize_config_dir
+def _compose(prepared: _Prepared, overrides: list[str], config_name: str,
+             job_name: str) -> DictConfig:
+    """Hydra's compose, on the search path ``python -m sweep --config-dir DIR`` builds:
+    conf/, then DIR (before the structured configs), as Hydra's own ``run_hydra`` adds it.
+    (A ``hydra.searchpath`` override instead would miss a primary config in DIR: ``-cn``.)
+    The one place that calls Hydra's compose API (tests/unit/core/test_one_loader.py)."""
+    from hydra import compose, version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
     from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf.errors import OmegaConfBaseException
 
     from sweep.config import register
     from sweep.infra.files import PROJECT_ROOT
 
     register()
+    backup = get_gh_backup()  # as hydra.initialize_config_dir: leave Hydra as it was
     try:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3",
-                                   job_name=job_name):
-            return compose(config_name=config_name, overrides=overrides)
+        version.setbase("1.3")
+        search_path = create_config_search_path(str(PROJECT_ROOT / "conf"))
+        for folder in prepared.folders:
+            search_path.prepend(provider="command-line", path=f"file://{folder}",
+                                anchor=SearchPathQuery(provider="schema"))
+        Hydra.create_main_hydra2(task_name=job_name, config_search_path=search_path)
+        return compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         # An unknown option or key, a wrong type: Hydra's own words, as one refusal.
         raise ConfigError(_hydra_message(exc)) from None
+    finally:
+        restore_gh_from_backup(backup)
 
 
 def _hydra_message(exc: BaseException) -> str:
@@ -210,22 +215,22 @@ def _hydra_message(exc: BaseException) -> str:
 def compose(options: ConfigOptions, job_name: str = "tool") -> DictConfig:
     """The config of one job with these options, as a single ``python -m sweep`` run
     composes it; sweep overrides (``a,b``) are refused (the tool runs one configuration)."""
-    with _prepared(options) as overrides:
-        sweeps = [o.input_line or o.get_key_element() for o in _parse(overrides)
+    with _prepared(options) as prepared:
+        sweeps = [o.input_line or o.get_key_element() for o in _parse(prepared.overrides)
                   if o.is_sweep_override()]
         if sweeps:
             raise ConfigError(f"{', '.join(sweeps)}: this tool reads one configuration; a "
                               "sweep of several values is for python -m sweep -m (or "
                               "python -m sweep.preflight, which checks every job).")
-        return _compose(overrides, options.config_name, job_name)
+        return _compose(prepared, prepared.overrides, options.config_name, job_name)
 
 
 def compose_jobs(options: ConfigOptions, job_name: str = "tool",
                  limit: int = MAX_JOBS) -> list[DictConfig]:
     """One config per job of the sweep these options describe (``-m`` expansion)."""
-    with _prepared(options) as overrides:
-        return [_compose(job, options.config_name, job_name)
-                for job in expand(overrides, limit)]
+    with _prepared(options) as prepared:
+        return [_compose(prepared, job, options.config_name, job_name)
+                for job in expand(prepared.overrides, limit)]
 
 
 def settings(cfg: DictConfig) -> JobSettings:

@@ -209,6 +209,31 @@ def test_serve_reads_the_config_s_store(mine: Path,
     assert resolve(explicit).tracking_uri == "sqlite:///b.db"
 
 
+def test_the_loader_composes_what_python_m_sweep_composes(mine: Path) -> None:
+    """The same options through Hydra's own entry (``python -m sweep ... --cfg job`` prints
+    the job's config and runs nothing) and through the loader: the same config, a primary
+    config of the config folder (``-cn``) included."""
+    import subprocess
+    import sys
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from sweep.loader import ConfigOptions, compose
+
+    (mine / "conf" / "mine.yaml").write_text(
+        "defaults:\n  - config\n  - override tracking: mine\n  - _self_\n")
+    overrides = ["dataset=mine", "decoder=mine", "model=demo_skip_preprocessor",
+                 "trt.opt_level=5", "server=docker"]
+    done = subprocess.run([sys.executable, "-m", "sweep", "--config-dir", str(mine / "conf"),
+                           "-cn", "mine", *overrides, "--cfg", "job"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = compose(ConfigOptions(tuple(overrides), str(mine / "conf"), "mine"))
+    assert OmegaConf.to_container(ours) == yaml.safe_load(done.stdout)
+    assert ours.tracking.uri == store_uri(mine) and ours.dataset.name == "calls"
+
+
 # --- the store's precedence, and refusals ------------------------------------------------------
 
 def test_mlflow_tracking_uri_is_not_read_as_the_sweep_does_not_read_it(
