@@ -322,8 +322,8 @@ def _utterances(args: argparse.Namespace, model: ModelInterface,
         if dataset_spec is None:
             raise ConfigError("no test set: pass --dataset PATH or a dataset= override.")
         where = f"dataset {dataset_spec.name}"
-        utterances = load_manifest(dataset_spec.folder, expected_rate=model.sample_rate,
-                                   manifest_name=dataset_spec.manifest)
+        # As a sweep job reads its test set (every line checked; dataset.* settings kept).
+        utterances = dataset_spec.load()
     if args.utterances:
         wanted = [u.strip() for u in args.utterances.split(",") if u.strip()]
         by_id = {u.id: u for u in utterances}
