@@ -376,8 +376,11 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
             url, name = args.url, args.model_name or model.entry_model
             if url is None:
                 work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="doctor-")))
-                say(f"deploying {model.name} ({resolved.server.name}, trt {resolved.trt}, "
-                    f"fp16 features {args.fp16_features})")
+                from sweep.flags import FlagSet
+
+                say(f"deploying {model.name} ({resolved.server.name}, flag set "
+                    f"{FlagSet.from_mapping(resolved.trt).label}, fp16 features "
+                    f"{args.fp16_features})")
                 served = interface_for(model, project_path(args.deploy_onnx)) \
                     if args.deploy_onnx else model
                 endpoint = stack.enter_context(deployed(
