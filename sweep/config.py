@@ -4,7 +4,8 @@ one place that reads Hydra's DictConfig (``JobSettings.from_cfg``).
 Config groups (``python -m sweep GROUP=OPTION``): trt, builder, server, model, dataset,
 eval, decoder, tracking. YAML files under conf/ are presets on these schemas only. The
 builder and server groups' schemas live with their stage (builder/base.py, server/base.py);
-everything after this module receives typed, frozen settings.
+everything after this module receives typed, frozen settings. The tools compose the same
+configs through sweep/loader.py, with the sweep's own options (--config-dir, overrides).
 """
 
 from __future__ import annotations

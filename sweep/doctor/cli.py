@@ -18,6 +18,13 @@ Examples::
         --client-left-context 0
     # DALI preprocessing (in-process) against sweep/data/features.py
     python -m sweep.doctor --model demo_skip_preprocessor --target dali
+    # your own model, test set and store, read as the sweep reads them
+    python -m sweep.doctor --config-dir tone-conf model=tone dataset=calls
+
+The model, the test set, the decoder, the server and the tracking store are the sweep's
+(sweep/loader.py: ``--config-dir``, ``-cn`` and overrides such as ``model=...``); the
+doctor's own flags for them (``--model``, ``--onnx``, ``--dataset PATH``, ``--decoder``,
+``--kenlm-path``, ``--beam-width``, ``--server``, ``--tracking-uri``) win when given.
 
 Exit status: 0 when the served pipeline matches the reference, 1 when it differs (the
 report says why), 2 when the doctor could not compare (message on stderr).
@@ -35,13 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweep import cli
+from sweep import cli, loader
 from sweep.cli import ExitCode
+from sweep.config import DatasetSpec
 from sweep.errors import ConfigError
 from sweep.evaluate.decode import DecoderSpec
 from sweep.evaluate.variant import ClientVariant
-from sweep.infra.files import PROJECT_ROOT
+from sweep.loader import ConfigOptions
 from sweep.model import Contract, ModelInterface
+from sweep.server.base import ServerConfig
 from sweep.tracking import tags as tag
 
 EXPERIMENT = "trt-sweep-doctor"
@@ -49,29 +58,34 @@ EXPERIMENT = "trt-sweep-doctor"
 DEFAULT_TRT = {"tf32": False}
 
 
-def load_model(name: str, onnx: str | None = None) -> ModelInterface:
-    """A model interface from conf/model/NAME.yaml (or a YAML path), as the sweep reads it."""
-    from omegaconf import OmegaConf
+def load_model(name: str | None = None, onnx: str | None = None,
+               options: ConfigOptions | None = None) -> ModelInterface:
+    """The model interface a sweep with these config options reads (sweep/loader.py):
+    ``name`` is a model option (``model=NAME``: conf/model/ or a --config-dir) or a YAML
+    file of the model group; ``onnx`` another export of it (wins over model.onnx_path)."""
+    return _model(loader.load(_model_options(options or ConfigOptions(), name), "doctor"),
+                  onnx)
 
-    from sweep.config import ModelConfig, model_interface
 
-    path = Path(name)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROJECT_ROOT / "conf" / "model" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "model").glob("*.yaml"))
-        raise ConfigError(f"model config {name!r} not found (looked for {path}); expected one "
-                          f"of {known} or a YAML file.")
-    raw = OmegaConf.to_container(OmegaConf.load(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(f"model config {path} is not a mapping.")
-    raw.pop("defaults", None)
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw)
+def _model_options(options: ConfigOptions, name: str | None) -> ConfigOptions:
+    """``--model NAME`` is the override ``model=NAME``; ``--model path.yaml`` that file as
+    the model group's option."""
+    if name is None:
+        return options
+    if Path(name).suffix in (".yaml", ".yml"):
+        return options.with_file("model", Path(name).expanduser().resolve())
+    return options.with_overrides(f"model={name}")
+
+
+def _model(settings: Any, onnx: str | None) -> ModelInterface:
+    import dataclasses
+
+    from sweep.config import model_interface
+
+    config = settings.model_config
     if onnx:
-        cfg.onnx_path = onnx
-    typed = OmegaConf.to_object(cfg)
-    assert isinstance(typed, ModelConfig)
-    return model_interface(typed)
+        config = dataclasses.replace(config, onnx_path=onnx)
+    return model_interface(config)
 
 
 def interface_for(model: ModelInterface, onnx_path: Path) -> ModelInterface:
@@ -97,12 +111,14 @@ def interface_for(model: ModelInterface, onnx_path: Path) -> ModelInterface:
 @dataclass(frozen=True)
 class Deployment:
     """What the doctor deploys when no --url is given: a flag set on the emulator, served
-    with the sweep's own serving defaults."""
+    with the sweep's own serving defaults (``server_config``: the loaded server group,
+    image and GPUs included; else ``server`` with its schema's defaults)."""
 
     trt: dict[str, Any]
     fp16_features: bool = False
     server: str = "local"
     ready_timeout_s: float = 120.0
+    server_config: ServerConfig | None = None
 
 
 @contextmanager
@@ -111,14 +127,14 @@ def deployed(model: ModelInterface, deployment: Deployment, workdir: Path) -> It
     from sweep.builder.emulate import EmulateBuilder
     from sweep.flags import FlagSet
     from sweep.server import make_server
-    from sweep.server.base import ServerConfig, ServingOptions
+    from sweep.server.base import ServingOptions
     from sweep.server.serve import serve
 
     flags = FlagSet.from_mapping(deployment.trt)
     model.tensors()  # a mismatching export fails here, before any build
     engine = EmulateBuilder().build(model.onnx_path, flags, workdir / "engine")
-    server = make_server(ServerConfig(name=deployment.server,
-                                      ready_timeout_s=deployment.ready_timeout_s))
+    server = make_server(deployment.server_config or ServerConfig(
+        name=deployment.server, ready_timeout_s=deployment.ready_timeout_s))
     with serve(model, engine, server, workdir,
                ServingOptions(fp16_features=deployment.fp16_features)) as served:
         yield served.endpoint
@@ -136,7 +152,7 @@ def write_outputs(diagnosis: Any, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def log_run(diagnosis: Any, paths: dict[str, Path], *, uri: str, artifact_root: str,
+def log_run(diagnosis: Any, paths: dict[str, Path], *, uri: str, artifact_root: str | None,
             params: dict[str, Any]) -> str:
     """One MLflow run in experiment trt-sweep-doctor (the sweep's store conventions)."""
     from sweep.doctor import report
@@ -167,10 +183,14 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _trt(values: list[str]) -> dict[str, Any]:
+def _trt(values: list[str], configured: dict[str, Any] | None = None,
+         spelled: bool = False) -> dict[str, Any]:
+    """The deployed flag set: the config's (``configured``; exact fp32 unless the command
+    line ``spelled`` a trt option or key), then ``--trt KEY=VALUE`` on top."""
     import yaml
 
-    return {**DEFAULT_TRT, **{k: yaml.safe_load(v) for k, v in _pairs(values, "--trt").items()}}
+    base = dict(configured or {}) if spelled else {**(configured or {}), **DEFAULT_TRT}
+    return {**base, **{k: yaml.safe_load(v) for k, v in _pairs(values, "--trt").items()}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -178,8 +198,9 @@ def parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ref = p.add_argument_group("reference")
-    ref.add_argument("--model", default="demo_skip_preprocessor",
-                     help="conf/model/NAME.yaml or a YAML path (default %(default)s)")
+    ref.add_argument("--model", metavar="NAME|YAML",
+                     help="shorthand for the override model=NAME, or a model YAML file "
+                          "(default: the config's model, as the sweep reads it)")
     ref.add_argument("--onnx", help="the reference export (default: the model config's)")
     ref.add_argument("--alt-onnx", action="append", default=[], metavar="MS=PATH",
                      help="the same checkpoint exported at another chunk duration; tries "
@@ -196,14 +217,17 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--timeout-s", type=float, default=10.0,
                      help="deadline of every gRPC call (default %(default)s)")
     tgt.add_argument("--trt", action="append", default=[], metavar="KEY=VALUE",
-                     help="flag set of a deployed engine, e.g. precision=fp16 (default exact "
-                          "fp32: tf32=false)")
+                     help="flag set of a deployed engine, e.g. precision=fp16, on top of the "
+                          "config's trt group (trt=... / trt.KEY=... overrides; default "
+                          "exact fp32: tf32=false)")
     tgt.add_argument("--fp16-features", action="store_true",
                      help="deploy the ensemble's preprocessing with the fp16 round trip")
     tgt.add_argument("--deploy-onnx", metavar="PATH",
                      help="deploy this export instead of the reference (e.g. the same "
                           "checkpoint at another chunk duration)")
-    tgt.add_argument("--server", choices=["local", "docker"], default="local")
+    tgt.add_argument("--server", choices=["local", "docker"],
+                     help="shorthand for the override server=local|docker (default: the "
+                          "config's server group)")
     cli = p.add_argument_group("client (stream the way your client does)")
     cli.add_argument("--client-left-context", type=int, metavar="SAMPLES",
                      help="left-context samples your client really sends (default: the "
@@ -211,42 +235,101 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--client-scale", type=float, metavar="DIVISOR",
                      help="what your client divides int16 samples by (default: the model's)")
     data = p.add_argument_group("data and decoding")
-    data.add_argument("--dataset", default="demo/assets/data/demo_tiny",
+    data.add_argument("--dataset", metavar="PATH",
                       help="a dataset folder (holding tarred_audio_manifest.json) or the "
                            "path of a manifest; audio is looked up beside the manifest "
-                           "(default %(default)s)")
+                           "(default: the config's test set, dataset=...)")
     data.add_argument("--limit", type=int, default=4, help="first N utterances (default 4)")
     data.add_argument("--utterances", help="comma-separated utterance ids instead of --limit")
-    data.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
-    data.add_argument("--kenlm-path", default="demo/assets/lm_3gram.arpa")
-    data.add_argument("--beam-width", type=int, default=200)
-    data.add_argument("--decode-workers", type=int, default=0)
+    data.add_argument("--decoder", choices=["greedy", "beam"],
+                      help="shorthand for the override decoder=greedy|beam (default: the "
+                           "config's decoder)")
+    data.add_argument("--kenlm-path", help="default: decoder.kenlm_path")
+    data.add_argument("--beam-width", type=int, help="default: decoder.beam_width")
+    data.add_argument("--decode-workers", type=int,
+                      help="beam search worker processes (default: decoder.workers; greedy "
+                           "decodes inline)")
     out = p.add_argument_group("output")
     out.add_argument("--out", help="folder for report.md, divergence.png, chunks.csv "
                                    "(default outputs/doctor/<time>)")
-    out.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
-    out.add_argument("--artifact-root", default="mlruns/artifacts")
+    out.add_argument("--tracking-uri", help="default: tracking.uri of the config")
+    out.add_argument("--artifact-root", help="default: tracking.artifact_root of the config")
     out.add_argument("--no-mlflow", action="store_true")
     out.add_argument("--quiet", action="store_true", help="do not print the report")
+    loader.add_config_options(p)
     return p
 
 
-def _utterances(args: argparse.Namespace, model: ModelInterface) -> list[Any]:
+@dataclass(frozen=True)
+class Resolved:
+    """What the doctor reads from the configuration (sweep/loader.py), its flags applied:
+    an explicit flag wins over the config's value."""
+
+    model: ModelInterface
+    dataset: DatasetSpec | None  # None: --dataset PATH
+    decoder: DecoderSpec
+    decode_workers: int
+    server: ServerConfig
+    tracking_uri: str
+    artifact_root: str | None
+    # The flag set a deployed engine is built with; spelled: trt.* given on the command line.
+    trt: dict[str, Any]
+    trt_spelled: bool = False
+
+
+def resolve(args: argparse.Namespace) -> Resolved:
+    import dataclasses
+
+    from sweep.infra.files import project_path
+
+    options = _model_options(ConfigOptions.from_args(args), args.model)
+    for flag, group in ((args.decoder, "decoder"), (args.server, "server")):
+        if flag:
+            options = options.with_overrides(f"{group}={flag}")
+    settings = loader.load(options, "doctor")
+    decoder = settings.decoder
+    if args.kenlm_path:
+        decoder = dataclasses.replace(decoder, kenlm_path=str(project_path(args.kenlm_path)))
+    if args.beam_width is not None:
+        decoder = dataclasses.replace(decoder, beam_width=args.beam_width)
+    workers = settings.decode_workers if args.decode_workers is None else args.decode_workers
+    return Resolved(
+        model=_model(settings, args.onnx), dataset=None if args.dataset else settings.dataset,
+        decoder=decoder, decode_workers=workers,
+        server=dataclasses.replace(settings.server, keep_running=False),
+        tracking_uri=loader.tracking_uri(settings.tracking, args.tracking_uri),
+        artifact_root=args.artifact_root or settings.tracking.artifact_root,
+        trt=_trt(args.trt, settings.trt, options.touches("trt")),
+        trt_spelled=options.touches("trt"))
+
+
+def _utterances(args: argparse.Namespace, model: ModelInterface,
+                dataset_spec: DatasetSpec | None = None) -> list[Any]:
+    """The utterances to stream: of ``--dataset PATH`` when given, else of the config's
+    test set (``dataset_spec``)."""
     from sweep.data.manifest import load_manifest
     from sweep.infra.files import project_path
 
-    dataset = project_path(args.dataset)
-    if dataset.is_file():  # a manifest by path, whatever its name (NeMo's manifest.json)
-        utterances = load_manifest(dataset.parent, expected_rate=model.sample_rate,
-                                   manifest_name=dataset.name)
+    if args.dataset:
+        dataset = project_path(args.dataset)
+        where = str(args.dataset)
+        if dataset.is_file():  # a manifest by path, whatever its name (NeMo's manifest.json)
+            utterances = load_manifest(dataset.parent, expected_rate=model.sample_rate,
+                                       manifest_name=dataset.name)
+        else:
+            utterances = load_manifest(dataset, expected_rate=model.sample_rate)
     else:
-        utterances = load_manifest(dataset, expected_rate=model.sample_rate)
+        if dataset_spec is None:
+            raise ConfigError("no test set: pass --dataset PATH or a dataset= override.")
+        where = f"dataset {dataset_spec.name}"
+        # As a sweep job reads its test set (every line checked; dataset.* settings kept).
+        utterances = dataset_spec.load()
     if args.utterances:
         wanted = [u.strip() for u in args.utterances.split(",") if u.strip()]
         by_id = {u.id: u for u in utterances}
         missing = [u for u in wanted if u not in by_id]
         if missing:
-            raise ConfigError(f"--utterances: {missing} are not in {args.dataset}.")
+            raise ConfigError(f"--utterances: {missing} are not in {where}.")
         return [by_id[u] for u in wanted]
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}; expected at least 1.")
@@ -264,20 +347,19 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
         if log is not None:
             log(message)
 
+    resolved = resolve(args)
     deploy_options = [flag for flag, value in (("--trt", args.trt),
+                                               ("trt.* overrides", resolved.trt_spelled),
                                                ("--fp16-features", args.fp16_features),
                                                ("--deploy-onnx", args.deploy_onnx)) if value]
     if args.url and (deploy_options or args.target == "dali"):
         raise ConfigError(f"--url attaches to a running server; "
                           f"{', '.join(deploy_options) or '--target dali'} only apply when the "
                           "doctor deploys (or runs) the pipeline itself. Drop one or the other.")
-    model = load_model(args.model, args.onnx)
+    model = resolved.model
     variant = ClientVariant(args.client_left_context, args.client_scale)
-    decoder = DecoderSpec(name=args.decoder, beam_width=args.beam_width, blank_id=model.blank_id,
-                          kenlm_path=str(project_path(args.kenlm_path))
-                          if args.decoder == "beam" else None)
     alt = {int(k): project_path(v) for k, v in _pairs(args.alt_onnx, "--alt-onnx").items()}
-    utterances = _utterances(args, model)
+    utterances = _utterances(args, model, resolved.dataset)
     out_dir = Path(args.out) if args.out else \
         Path("outputs") / "doctor" / time.strftime("%Y%m%d-%H%M%S")
     with ExitStack() as stack:
@@ -294,29 +376,40 @@ def run(args: argparse.Namespace, log: Any = None) -> Any:
             url, name = args.url, args.model_name or model.entry_model
             if url is None:
                 work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="doctor-")))
-                say(f"deploying {model.name} ({args.server}, trt {_trt(args.trt)}, "
-                    f"fp16 features {args.fp16_features})")
+                from sweep.flags import FlagSet
+
+                say(f"deploying {model.name} ({resolved.server.name}, flag set "
+                    f"{FlagSet.from_mapping(resolved.trt).label}, fp16 features "
+                    f"{args.fp16_features})")
                 served = interface_for(model, project_path(args.deploy_onnx)) \
                     if args.deploy_onnx else model
                 endpoint = stack.enter_context(deployed(
-                    served, Deployment(_trt(args.trt), args.fp16_features, args.server), work))
+                    served, Deployment(resolved.trt, args.fp16_features,
+                                       resolved.server.name,
+                                       resolved.server.ready_timeout_s, resolved.server),
+                    work))
                 url, name = endpoint.grpc_url, endpoint.model_name
             target = stack.enter_context(TritonTarget(url, name, model, timeout_s=args.timeout_s,
                                                       variant=variant))
-        diagnosis = diagnose(target, model, utterances, decoder=decoder,
-                             decode_workers=args.decode_workers, alt_exports=dict(alt),
+        diagnosis = diagnose(target, model, utterances, decoder=resolved.decoder,
+                             decode_workers=resolved.decode_workers, alt_exports=dict(alt),
                              reference_fp16=args.reference_fp16, log=say)
     paths = write_outputs(diagnosis, out_dir)
     run_id = None
     if not args.no_mlflow:
-        params = {k: v for k, v in vars(args).items() if v not in (None, [], False)}
-        run_id = log_run(diagnosis, paths, uri=args.tracking_uri,
-                         artifact_root=args.artifact_root, params=params)
+        from sweep.tracking.store import redact
+
+        # The URI (also as an override) may carry credentials: never a param in clear.
+        params = {k: redact(str(v)) for k, v in vars(args).items()
+                  if v not in (None, [], False) and k != "tracking_uri"}
+        params.update({"model.name": model.name, "decoder.name": resolved.decoder.name})
+        run_id = log_run(diagnosis, paths, uri=resolved.tracking_uri,
+                         artifact_root=resolved.artifact_root, params=params)
     return diagnosis, paths, run_id
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
 
     def log(message: str) -> None:
         print(f"doctor: {message}", file=sys.stderr, flush=True)

@@ -6,7 +6,8 @@ precision to keep its accuracy, written as a ready flag set (a ``conf/trt`` pres
     python -m sweep.precision_search --target bf16 --max-wer-delta 0.5 --max-frame-flips 0.0005
 
 Arguments after the options are the sweep's own Hydra overrides (model, dataset, decoder,
-tracking, builder.cache_dir, trt.opt_level, trt.tf32, ...).
+tracking, builder.cache_dir, trt.opt_level, trt.tf32, ...), with ``--config-dir`` and
+``--config-name`` as for ``python -m sweep`` (sweep/loader.py reads them for every tool).
 
 Two searches (docs/precision-search.md compares them):
 
@@ -53,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep import cli, units
+from sweep import cli, loader, units
 from sweep.engine import Engine
 from sweep.errors import ConfigError
 from sweep.flags import FlagSet
@@ -110,21 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None,
                    help="where to write the flag set (default conf/trt/<target>_search.yaml "
                         "in the project, usable as trt=<target>_search)")
-    p.add_argument("overrides", nargs="*",
-                   help="the sweep's Hydra overrides, e.g. dataset=demo_test trt.tf32=false")
+    # --config-dir, -cn and the sweep's overrides (dataset=demo_test trt.tf32=false ...)
+    loader.add_config_options(p)
     return p
-
-
-def _compose(overrides: list[str]) -> Any:
-    from hydra import compose, initialize_config_dir
-
-    from sweep.config import register
-    from sweep.infra.files import PROJECT_ROOT
-
-    register()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3",
-                               job_name="precision_search"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def _check_args(args: argparse.Namespace) -> Budget:
@@ -182,9 +171,8 @@ class _Setup:
 def _setup(args: argparse.Namespace) -> _Setup:
     from sweep.builder.cache import EngineCache
     from sweep.builder.emulate import EmulateBuilder
-    from sweep.config import JobSettings
 
-    settings = JobSettings.from_cfg(_compose(args.overrides))
+    settings = loader.load(loader.ConfigOptions.from_args(args), "precision_search")
     if settings.builder.name != "emulate":
         raise ConfigError(f"builder={settings.builder.name}: precision-search probes build "
                           "with the emulator (builder=emulate); sweep the flag set it writes "

@@ -3,7 +3,10 @@
 Picks one job of a sweep (``sweep/promote/selection.py``: constraints, then one objective),
 registers its engine as an MLflow model version with an alias, and installs it as a new
 version of a Triton model repository (``sweep/promote/install.py``). ``--dry-run`` only
-shows the choice; ``--rollback`` takes the newest installed version back out.
+shows the choice; ``--rollback`` takes the newest installed version back out. The store
+and the experiment are the sweep's own (``tracking.uri``, ``tracking.experiment``), read
+with the sweep's config options: ``--config-dir DIR`` and overrides such as
+``tracking.uri=...`` (sweep/loader.py).
 
 Exit codes (``sweep/cli.py``): 0 done, 2 refused (a ``PromoteError``/``SweepError`` says
 why), 1 a failure of MLflow itself, 130 interrupted. See docs/promote.md.
@@ -21,10 +24,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from sweep import cli, units
+from sweep import cli, loader, units
 from sweep.cli import ExitCode
 from sweep.errors import ConfigError, SweepError
-from sweep.promote.promote import DEFAULT_EXPERIMENT, DEFAULT_URI, make_console, promote, rollback
+from sweep.promote.promote import make_console, promote, rollback
 
 # MLflow's own alias rules, checked before anything is registered or installed.
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
@@ -37,14 +40,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Pick the best job of a finished sweep under constraints, register its "
                     "engine in MLflow with an alias, and install it into a Triton model "
                     "repository. Exit codes: 0 done, 2 refused, 1 MLflow failed.")
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI),
-                   help=f"the sweep's MLflow store (default: $MLFLOW_TRACKING_URI or "
-                        f"{DEFAULT_URI})")
+    p.add_argument("--tracking-uri",
+                   help="the sweep's MLflow store (default: tracking.uri of the config, read "
+                        "as the sweep reads it: sqlite:///mlruns/mlflow.db unless your config "
+                        "or an override says otherwise)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--parent-run-id", help="the sweep's parent run")
-    source.add_argument("--experiment", default=DEFAULT_EXPERIMENT,
-                        help="take the latest FINISHED sweep of this experiment "
-                             f"(default: {DEFAULT_EXPERIMENT})")
+    source.add_argument("--experiment",
+                        help="take the latest FINISHED sweep of this experiment (default: "
+                             "tracking.experiment of the config, trt-sweep)")
     p.add_argument("--objective", default="latency_p99_ms",
                    help="METRIC[:min|:max] to optimise (default: latency_p99_ms, lowest)")
     budget = p.add_mutually_exclusive_group()
@@ -69,9 +73,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--builder-version",
                    help="target builder_version tag (default: the fp32 reference's)")
     p.add_argument("--dataset", help="only the jobs of this dataset (its name); needed when "
-                                     "the sweep measured several")
+                                     "the sweep measured several. A dataset= override "
+                                     "narrows the same way, by the dataset it loads")
     p.add_argument("--model", help="only the jobs of this model interface (the sweep's model "
-                                   "group, e.g. demo_skip_preprocessor)")
+                                   "group, e.g. demo_skip_preprocessor); a model= override "
+                                   "narrows the same way")
     p.add_argument("--dry-run", action="store_true",
                    help="show the choice and every rejection; register and install nothing")
     p.add_argument("--name", help="registered model name (default: trt-sweep-<model>)")
@@ -84,7 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rollback", action="store_true",
                    help="remove the newest installed version of --model-name from "
                         "--repository-root and move the alias back")
-    args = p.parse_args(argv)
+    loader.add_config_options(p)
+    args = p.parse_intermixed_args(argv)
     if args.rollback and not (args.repository_root and args.model_name):
         p.error("--rollback needs --repository-root and --model-name")
     # One unit everywhere (sweep/units.py): a budget that looks like a fraction is refused
@@ -103,6 +110,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """The store, the experiment and the jobs to choose from, read from the configuration
+    the sweep ran with (sweep/loader.py): an explicit flag wins; a ``model=``/``dataset=``
+    override narrows the jobs to what it loads, as ``--model``/``--dataset`` do."""
+    options = loader.ConfigOptions.from_args(args)
+    settings = loader.load(options, "promote")
+    tracking = settings.tracking
+    return argparse.Namespace(**{
+        **vars(args),
+        "tracking_uri": loader.tracking_uri(tracking, args.tracking_uri),
+        "experiment": args.experiment or tracking.experiment,
+        "dataset": args.dataset or (settings.dataset.name if options.chosen("dataset")
+                                    else None),
+        "model": args.model or (settings.model_config.name if options.chosen("model")
+                                else None)})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
@@ -114,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = make_console()
 
     def body() -> ExitCode:
+        nonlocal args
+        args = resolve(args)
         try:
             if args.rollback:
                 rollback(console, args.tracking_uri, args.repository_root, args.model_name,

@@ -26,8 +26,6 @@ from sweep.tracking import tags as tag
 from sweep.tracking.records import JobRecord, sweep_records, utterance_errors
 from sweep.verdict import Constraints, Objective, Verdict, decide, format_delta, format_value
 
-DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
-DEFAULT_EXPERIMENT = "trt-sweep"
 TEMPLATES = PROJECT_ROOT / "triton_templates"
 # Metrics copied onto the model version as tags, so the registry alone tells what it is.
 TAGGED_METRICS = ("wer", "cer", "latency_p50_ms", "latency_p99_ms", "throughput_chunks_s",
@@ -55,7 +53,8 @@ def client_for(uri: str) -> Any:
         if not path.is_file():
             raise PromoteError(
                 f"no sweep found: there is no MLflow store at {path}. Run a sweep first, or "
-                "point --tracking-uri (or MLFLOW_TRACKING_URI) at the sweep's store."
+                "point --tracking-uri (or tracking.uri=..., with the sweep's --config-dir) at "
+                "the sweep's store."
             )
         uri = prefix + str(path.resolve())
     import mlflow

@@ -14,6 +14,8 @@ Examples::
     python -m sweep.serve 2ba47442295840fe9a7d94acaba4849e
     python -m sweep.serve RUN_ID --grpc-port 9001 --http-port 9000 \\
         --tracking-uri sqlite:///mlruns/mlflow.db
+    # the store, server image and GPUs of your own config, as the sweep read them
+    python -m sweep.serve RUN_ID --config-dir tone-conf tracking=mine server=docker
 
 Exit status: 0 after a clean stop (Ctrl-C), 2 when the run cannot be served (not
 finished, no engine logged, a port taken: the message says which).
@@ -27,12 +29,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sweep import cli
-from sweep.config import TrackingConfig
+from sweep import cli, loader
 from sweep.errors import ConfigError
+from sweep.server.base import ServerConfig
 from sweep.tracking.store import redact
 
 
@@ -40,16 +43,42 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sweep.serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_id", help="a FINISHED job run of the sweep's store")
-    p.add_argument("--tracking-uri", default=TrackingConfig.uri,
-                   help="the MLflow store (default: %(default)s)")
+    p.add_argument("--tracking-uri",
+                   help="the MLflow store (default: tracking.uri of the config, as the sweep "
+                        "reads it)")
     p.add_argument("--grpc-port", type=int, default=8001, help="default: %(default)s")
     p.add_argument("--http-port", type=int, default=8000, help="default: %(default)s")
-    p.add_argument("--server", choices=("local", "docker"), default="local")
+    p.add_argument("--server", choices=("local", "docker"), default=None,
+                   help="shorthand for the override server=local|docker (default: the "
+                        "config's server group, image and GPUs included)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="where the repository and tritonserver.log go (default: a "
                         "temporary folder, removed at the end)")
-    p.add_argument("--ready-timeout", type=float, default=120.0)
+    p.add_argument("--ready-timeout", type=float, default=None,
+                   help="seconds to wait for the server (default: server.ready_timeout_s)")
+    loader.add_config_options(p)
     return p
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What serve reads from the configuration (sweep/loader.py) and its own flags."""
+
+    tracking_uri: str
+    server: ServerConfig
+
+
+def resolve(args: argparse.Namespace) -> Resolved:
+    """The store and the server, from the configuration the sweep ran with; an explicit
+    flag wins."""
+    options = loader.ConfigOptions.from_args(args)
+    if args.server:
+        options = options.with_overrides(f"server={args.server}")
+    settings = loader.load(options, "serve")
+    server = replace(settings.server, grpc_port=args.grpc_port, http_port=args.http_port,
+                     keep_running=False,
+                     ready_timeout_s=args.ready_timeout or settings.server.ready_timeout_s)
+    return Resolved(loader.tracking_uri(settings.tracking, args.tracking_uri), server)
 
 
 def fetch_run(uri: str, run_id: str, dest: Path) -> tuple[dict[str, Path], Path, Any]:
@@ -95,23 +124,21 @@ def fetch_run(uri: str, run_id: str, dest: Path) -> tuple[dict[str, Path], Path,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
 
     def log(message: str) -> None:
         print(f"serve: {message}", file=sys.stderr, flush=True)
 
     def body() -> int:
         from sweep.server import make_server
-        from sweep.server.base import ServerConfig
         from sweep.server.repository import reassemble
 
+        resolved = resolve(args)
         with tempfile.TemporaryDirectory(prefix="trt-sweep-serve-") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            configs, engine, run = fetch_run(args.tracking_uri, args.run_id, workdir)
-            server = make_server(ServerConfig(name=args.server, grpc_port=args.grpc_port,
-                                              http_port=args.http_port, keep_running=False,
-                                              ready_timeout_s=args.ready_timeout))
+            configs, engine, run = fetch_run(resolved.tracking_uri, args.run_id, workdir)
+            server = make_server(resolved.server)
             repository = reassemble(configs, engine, workdir / "model_repository",
                                     site_packages=server.site_packages())
             with server.serving(repository, workdir / "tritonserver.log") as endpoint:

@@ -201,7 +201,8 @@ def test_cli_writes_report_and_mlflow_run(ensemble_url, tmp_path):
     from sweep.doctor.cli import EXPERIMENT, main
 
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    rc = main(["--url", ensemble_url, "--limit", "1", "--client-left-context", "0",
+    rc = main(["--url", ensemble_url, "--model", "demo_skip_preprocessor", "--limit", "1",
+               "--client-left-context", "0",
                "--out", str(tmp_path / "out"), "--tracking-uri", uri,
                "--artifact-root", str(tmp_path / "mlruns" / "artifacts"), "--quiet"])
     assert rc == 1  # differences found

@@ -92,7 +92,8 @@ def test_the_page_s_preflights_and_first_sweep_run_as_written(user_folder: Path)
     commands = doc_commands()
     assert [c.split()[:3] for c in commands] == [
         ["python", "-m", "sweep.preflight"], ["python", "-m", "sweep.preflight"],
-        ["python", "-m", "sweep"], ["python", "-m", "sweep"]], commands
+        ["python", "-m", "sweep"], ["python", "-m", "sweep"],
+        ["python", "-m", "sweep.doctor"]], commands
     modelopt = importlib.util.find_spec("modelopt") is not None
     for command in commands[:2]:
         done = run(command, user_folder)
@@ -122,3 +123,17 @@ def test_the_page_s_preflights_and_first_sweep_run_as_written(user_folder: Path)
     assert job.data.params["model.name"] == "tone"
     assert job.data.params["dataset.manifest"] == "manifest.json"
     assert 0.0 <= job.data.metrics["wer"] < 0.5  # the demo model hears its own test audio
+
+    # The doctor, with the same options: the same model, test set and store (its run lands
+    # in the sweep's ./mlruns), the flag set the sweep built (strongly typed).
+    done = run(commands[4], user_folder, "--quiet", timeout=600)
+    print(f"$ {commands[4]} (exit {done.returncode})\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    assert done.returncode in (ExitCode.OK, ExitCode.DIFFERS), done.stderr[-3000:]
+    assert "deploying tone (local, flag set typed-o3," in done.stderr
+    (doctor,) = client.search_runs([experiment_id(client, "trt-sweep-doctor")])
+    report = (Path(client.download_artifacts(doctor.info.run_id, "report.md",
+                                             str(user_folder / "dl")))
+              .read_text(encoding="utf-8"))
+    first = json.loads((user_folder / "data" / "calls" / "manifest.json")
+                       .read_text(encoding="utf-8").splitlines()[0])
+    assert Path(first["audio_filepath"]).stem in report, report
