@@ -25,7 +25,6 @@ from typing import Any
 
 from bench.common import (
     OUT,
-    ROOT,
     bench_parser,
     demo_model,
     fp32_engine,
@@ -46,16 +45,11 @@ WORK = OUT / "overhead"
 # -- A. the real job -----------------------------------------------------------------------
 
 def compose(overrides: list[str]) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """The job's config as ``python -m sweep`` composes it (the tools' one loader)."""
+    from sweep.loader import ConfigOptions
+    from sweep.loader import compose as load_config
 
-    from sweep.config import register
-
-    register()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+    return load_config(ConfigOptions(overrides=tuple(overrides)), job_name="overhead")
 
 
 def real_job(server: str, index: int, extra: list[str]) -> dict[str, float]:
