@@ -486,4 +486,5 @@ def _store_stopped(exc: Exception, result: JobResult, label: str, flags: FlagSet
                    f"{label}: {result.error}; the sweep stopped. What this job measured is "
                    f"kept in {kept}; the jobs logged before it are in the store. Free the "
                    "store's volume (or make it writable) and run the same command again: "
-                   "finished jobs are resumed.")
+                   "it logs the kept figures to this job's run, and finished jobs are "
+                   "resumed.")
