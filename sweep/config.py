@@ -95,6 +95,9 @@ class DatasetConfig:
     # range checks): another folder under base_path, never the scored utterances.
     calibration: str | None = "demo_calib"
     calibration_utterances: int = 8
+    # A reference holding words T-one cannot output (digits, Latin): "refuse" the manifest
+    # (the line named), or "drop" those words when scoring, the references altered counted.
+    out_of_alphabet: str = "refuse"
 
 
 @dataclass
@@ -226,6 +229,7 @@ class DatasetSpec:
     sample_rate: int
     calibration: Path | None = None
     calibration_utterances: int = 8
+    out_of_alphabet: str = "refuse"
 
     def load_calibration(self) -> list[Utterance]:
         """The calibration utterances (dataset.calibration), checked like the test set."""
@@ -235,15 +239,17 @@ class DatasetSpec:
         if self.calibration is None:
             raise ConfigError("a flag set realised in the graph needs calibration audio: set "
                               "dataset.calibration to a dataset folder under base_path.")
+        # Calibration streams the audio only: its texts are never scored.
         return load_manifest(self.calibration, expected_rate=self.sample_rate,
-                             manifest_name=self.manifest)
+                             manifest_name=self.manifest, out_of_alphabet="drop")
 
     def load(self) -> list[Utterance]:
         """The utterances, every manifest line and audio file checked."""
         from sweep.data.manifest import load_manifest
 
         utterances = load_manifest(self.folder, expected_rate=self.sample_rate,
-                                   manifest_name=self.manifest)
+                                   manifest_name=self.manifest,
+                                   out_of_alphabet=self.out_of_alphabet)
         return utterances[: self.limit] if self.limit else utterances
 
 
@@ -300,7 +306,8 @@ class JobSettings:
                                 calibration=(project_path(cfg.dataset.base_path)
                                              / cfg.dataset.calibration)
                                 if cfg.dataset.calibration else None,
-                                calibration_utterances=cfg.dataset.calibration_utterances),
+                                calibration_utterances=cfg.dataset.calibration_utterances,
+                                out_of_alphabet=cfg.dataset.out_of_alphabet),
             eval=evaluation, decoder=spec,
             # Greedy takes microseconds an utterance: decoded inline. Beam search with
             # KenLM runs in worker processes, off the streaming event loop.

@@ -19,7 +19,7 @@ from sweep.builder import build_engine
 from sweep.builder.routes import ReferencePairs, job_reference
 from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
-from sweep.data.manifest import Utterance
+from sweep.data.manifest import Utterance, altered_references
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
@@ -355,16 +355,20 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
     events.label = label
     tags = {**environment_tags(), tag.BUILDER: settings.builder.name,
             tag.SERVER: settings.server.name, tag.MODEL_NAME: settings.model_config.name,
-            tag.DATASET: settings.dataset.name, tag.KIND: "job"}
+            tag.DATASET: settings.dataset.name, tag.KIND: "job",
+            tag.JOB_DIR: str(workdir.resolve())}
     if sweep_key:
         tags[tag.SWEEP_KEY] = sweep_key
     if flags is not None:
         tags[tag.FLAGS_DIGEST] = flags.digest
         tags[tag.FLAGS] = json.dumps(flags.as_dict(), sort_keys=True)
     result = JobResult()
+    parent_id = parent_run_id(sweep_dir)
+    run_id: str | None = None  # the job's run, once the store made it
     try:
-        with job_run(store, label, parent_run_id(sweep_dir), tags,
+        with job_run(store, label, parent_id, tags,
                      tracking.system_metrics_interval_s) as job:
+            run_id = job.run_id
             job.params({"job.num": job_num if job_num is not None else 0,
                         **({**flags.params(), "flags.digest": flags.digest,
                             **settings.params()} if flags else
@@ -380,6 +384,15 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             model.check()  # the ONNX must run as it declares before anything is built
             utterances = settings.dataset.load()
             log_dataset(job, settings.dataset, utterances)
+            if settings.dataset.out_of_alphabet == "drop":
+                # Scored without the words T-one cannot output: how many references that
+                # altered is part of the result (0 said too).
+                altered = altered_references(utterances)
+                job.metrics({"references_altered": float(altered)})
+                if altered:
+                    events.line("yellow", f"{altered} of {len(utterances)} references hold "
+                                "words T-one cannot output (digits, Latin); scored without "
+                                "them (dataset.out_of_alphabet=drop)")
             calibration = (resume.calibration_digest(
                 settings.dataset.load_calibration()[:settings.dataset.calibration_utterances])
                 if flags.in_graph else None)
@@ -450,23 +463,28 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
         result.status = "FAILED"
         result.error = str(exc) if isinstance(exc, SweepError) else f"{type(exc).__name__}: {exc}"
         if store_refused(exc):
-            _store_stopped(exc, result, label, flags, workdir)
+            _store_stopped(exc, result, label, flags, workdir, run_id, parent_id)
         events.line("red", result.error, label=f"{label} FAILED")
     return result
 
 
 def _store_stopped(exc: Exception, result: JobResult, label: str, flags: FlagSet | None,
-                   workdir: Path) -> None:
+                   workdir: Path, run_id: str | None, parent_id: str | None) -> None:
     """The tracking store stopped accepting writes: every later write would fail the same
     way, so the sweep stops here, with one line. What this job measured goes to its folder
-    (``results.json``); jobs logged before stay in the store."""
+    (``results.json``, naming its run: the next sweep closes that run with these figures,
+    sweep/tracking/recover.py); jobs logged before stay in the store."""
     words = failures.reason(exc)
     result.error = f"the tracking store stopped accepting writes ({words})"
     kept = failures.keep_results(workdir, {
         "label": label, "status": result.status, "error": result.error,
-        "flags": flags.as_dict() if flags is not None else None, "metrics": result.metrics})
+        "run_id": run_id, "parent_run_id": parent_id,
+        "flags": flags.as_dict() if flags is not None else None,
+        # Named as the run's metrics are: the next sweep logs them as they are.
+        "metrics": recorded(result.metrics)})
     raise cli.Exit(cli.ExitCode.MLFLOW_FAILED,
                    f"{label}: {result.error}; the sweep stopped. What this job measured is "
                    f"kept in {kept}; the jobs logged before it are in the store. Free the "
                    "store's volume (or make it writable) and run the same command again: "
-                   "finished jobs are resumed.")
+                   "it logs the kept figures to this job's run, and finished jobs are "
+                   "resumed.")

@@ -13,8 +13,14 @@ that is scaled to the int16 range T-one is fed. Asking libsndfile for int16 dire
 not rescale float WAVs (0.5 becomes 0): a float test set was scored as silence. A float
 sample that is NaN, infinite or beyond full scale is refused, as is a file of 0 samples.
 
-A reference text that normalises to nothing (punctuation, digits or Latin letters only) is
-refused: scored, it would be dropped and the hypothesis of that line never counted.
+A reference text that holds words T-one's alphabet cannot output (digits, Latin letters,
+symbols: "в 2023 году") is refused, naming the line, the utterance and the words: scored,
+normalising would drop them silently ("в году"). ``out_of_alphabet="drop"``
+(``dataset.out_of_alphabet=drop``) accepts such lines and scores without those words; the
+job counts the references altered (:func:`altered_references`) and reports it. Punctuation,
+case, ё and hyphens are not words and are normalised silently. A reference that normalises
+to nothing (punctuation only, or digits only when dropped) is refused either way: scored,
+it would be dropped and the hypothesis of that line never counted.
 
 Every problem raises one :class:`~sweep.errors.DatasetError` naming the file and line.
 """
@@ -29,8 +35,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import soundfile as sf
 
-from sweep.data.text import LETTERS, normalize
-from sweep.errors import DatasetError
+from sweep.data.text import LETTERS, foreign_characters, normalize, out_of_alphabet
+from sweep.errors import ConfigError, DatasetError
 
 MANIFEST_NAME = "tarred_audio_manifest.json"
 SAMPLE_RATE = 8000
@@ -39,6 +45,10 @@ FULL_SCALE = 32768.0
 # Subtypes whose samples are stored as floats: they can hold NaN, inf or values beyond
 # full scale, which only reading the data shows.
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+# dataset.out_of_alphabet: what a reference holding words T-one cannot output does.
+OUT_OF_ALPHABET = ("refuse", "drop")
+# How many of a line's words a refusal names.
+_NAMED_WORDS = 5
 
 
 @dataclass(frozen=True)
@@ -156,9 +166,21 @@ def resolve_audio(dataset_dir: Path, value: str, where: str) -> Path:
     raise DatasetError(f"{where}: audio file {tried} does not exist")
 
 
-def _check_text(text: str, where: str) -> None:
+def _check_text(text: str, where: str, utterance: str, policy: str) -> None:
     if not text:
         raise DatasetError(f"{where}: empty 'text'; every utterance needs a transcript")
+    words = out_of_alphabet(text) if policy == "refuse" else []
+    if words:
+        named = ", ".join(repr(w) for w in words[:_NAMED_WORDS]) + (
+            f" and {len(words) - _NAMED_WORDS} more" if len(words) > _NAMED_WORDS else "")
+        # A word that mixes in one foreign character (a Latin 'o') looks right: say which.
+        mixed = [w for w in words[:_NAMED_WORDS] if any(c.lower() in LETTERS for c in w)]
+        detail = "".join(f" ({w!r} holds {foreign_characters(w)})" for w in mixed)
+        raise DatasetError(
+            f"{where} ({utterance}): text {text!r} holds {named}{detail}, which T-one's "
+            "alphabet cannot output (normalised for scoring, the text would lose it "
+            "silently); write numbers and Latin words as Russian words, or set "
+            "dataset.out_of_alphabet=drop to score without them (counted and reported)")
     if not normalize(text):
         raise DatasetError(
             f"{where}: 'text' {text!r} is empty once normalised for scoring (lowercase, "
@@ -166,13 +188,25 @@ def _check_text(text: str, where: str) -> None:
             "Spell numbers and foreign words in Russian letters, or remove the line")
 
 
+def altered_references(utterances: list[Utterance]) -> int:
+    """How many references lose words when normalised for scoring (``out_of_alphabet=drop``
+    let them through)."""
+    return sum(bool(out_of_alphabet(u.text)) for u in utterances)
+
+
 def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
-                  manifest_name: str = MANIFEST_NAME) -> list[Utterance]:
+                  manifest_name: str = MANIFEST_NAME, out_of_alphabet: str = "refuse"
+                  ) -> list[Utterance]:
     """Read and check a dataset: every line, every audio file's header, every float audio
     file's samples.
 
     ``manifest_name`` may also be a path (absolute, or relative to the dataset folder).
+    ``out_of_alphabet``: "refuse" a reference holding words T-one cannot output, or "drop"
+    those words when scoring (count them with :func:`altered_references`).
     """
+    if out_of_alphabet not in OUT_OF_ALPHABET:
+        raise ConfigError(f"dataset.out_of_alphabet={out_of_alphabet!r}: expected one of "
+                          f"{', '.join(OUT_OF_ALPHABET)}")
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise DatasetError(f"dataset folder {dataset_dir} does not exist")
@@ -188,7 +222,8 @@ def load_manifest(dataset_dir: Path, expected_rate: int = SAMPLE_RATE,
         row = _parse_line(raw, where)
         audio_name = _field(row, "audio_filepath", where)
         text = _field(row, "text", where).strip()
-        _check_text(text, where)
+        _check_text(text, where, PurePosixPath(audio_name.replace("\\", "/")).stem,
+                    out_of_alphabet)
         audio_path = resolve_audio(dataset_dir, audio_name, where)
         # The path under the folder without its suffix: the base name in the seed's flat
         # layout, ``audio/x`` in a NeMo-style one (two folders may both hold a 0001.wav).

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +63,20 @@ def reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
+RESULTS = "results.json"
+# What a job must have measured for its figures to stand as a result (the sweeper's
+# objectives, resume's and the verdict's): without them a kept record is a failure's.
+MEASURED = ("wer", "cer", "latency_p99_ms")
+
+
 def keep_results(folder: Path, record: dict[str, Any]) -> Path:
     """Write ``results.json`` into the job's folder, atomically (a temporary file renamed
-    over it, removed if the write fails): the figures the store would not take."""
+    over it, removed if the write fails): the figures the store would not take, the run
+    they belong to (``run_id``, ``parent_run_id``) and when the store refused them
+    (``refused_at``, added here), so that the next sweep can close that run with them."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "results.json"
+    record = {"refused_at": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+    target = folder / RESULTS
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -74,3 +86,45 @@ def keep_results(folder: Path, record: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+@dataclass(frozen=True)
+class KeptResults:
+    """A job's ``results.json``, read back: what the store refused to take."""
+
+    path: Path
+    run_id: str | None
+    parent_run_id: str | None
+    label: str
+    error: str
+    refused_at: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds a whole measurement (every figure of :data:`MEASURED`, finite):
+        the job's evaluation ended and only the store's writes failed."""
+        return all(math.isfinite(self.metrics.get(k, math.nan)) for k in MEASURED)
+
+
+def read_kept(path: Path) -> KeptResults | None:
+    """``path`` (a results.json) as written by :func:`keep_results`; None when it is not
+    there or not such a record (a user's own file of that name is left alone)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("metrics", {}), dict):
+        return None
+    metrics: dict[str, float] = {}
+    for name, value in raw.get("metrics", {}).items():
+        try:
+            metrics[str(name)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    refused_at = raw.get("refused_at") or datetime.fromtimestamp(
+        path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return KeptResults(path=path, run_id=raw.get("run_id") or None,
+                       parent_run_id=raw.get("parent_run_id") or None,
+                       label=str(raw.get("label") or ""), error=str(raw.get("error") or ""),
+                       refused_at=str(refused_at), metrics=metrics)

@@ -71,8 +71,9 @@ IGNORED: Mapping[str, frozenset[str]] = {
                          "site_packages"}),
     # The ONNX bytes are hashed; the name is a label.
     "model": frozenset({"onnx_path", "name"}),
-    # The utterances are hashed; the folder they lie in is not a result.
-    "dataset": frozenset({"base_path"}),
+    # The utterances are hashed; the folder they lie in is not a result. out_of_alphabet
+    # either refuses a dataset or lets it be scored as before: never two results.
+    "dataset": frozenset({"base_path", "out_of_alphabet"}),
     "eval": frozenset({"request_timeout_s"}),
     # Decoder processes: same transcripts, sooner.
     "decoder": frozenset({"workers"}),

@@ -13,12 +13,15 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import SweepError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.tracking import tags as tag
 from sweep.tracking.store import Store
+
+if TYPE_CHECKING:
+    from sweep.tracking.recover import Closed
 
 # What the SQL stores say when an insert loses a race on a unique key (PostgreSQL, MySQL,
 # SQLite).
@@ -94,12 +97,17 @@ def process_identity(pid: int) -> str | None:
 _ORPHANS_CHECKED: set[tuple[str, str]] = set()
 
 
-def close_orphaned_runs(store: Store) -> list[str]:
-    """End KILLED the runs of this experiment left RUNNING by a process of this machine that
-    no longer exists (SIGKILL, the OOM killer, a reboot): nothing else would ever close
-    them. Runs of live processes (a sweep running beside this one) and of other hosts are
-    left alone. Once per store and process; returns the runs it closed."""
+def close_orphaned_runs(store: Store) -> list[Closed]:
+    """Close the runs of this experiment left RUNNING by a process of this machine that no
+    longer exists: nothing else would ever close them. A run whose job kept its results
+    when the store stopped accepting writes gets them and ends FINISHED (a whole
+    measurement) or FAILED, its sweep's parent FAILED naming them
+    (sweep/tracking/recover.py); the others end KILLED (SIGKILL, the OOM killer, a reboot).
+    Runs of live processes (a sweep running beside this one) and of other hosts are left
+    alone. Once per store and process; returns the runs it closed."""
     from mlflow.tracking import MlflowClient
+
+    from sweep.tracking.recover import close_orphan
 
     me = process_identity(os.getpid())
     key = (store.uri, store.experiment_id)
@@ -111,19 +119,22 @@ def close_orphaned_runs(store: Store) -> list[str]:
     closed = []
     for run in client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'",
                                   max_results=1000):
-        owner = run.data.tags.get(tag.OWNER, "")
-        parts = owner.rsplit("/", 3)
-        if len(parts) != 4 or parts[0] != host or not parts[2].isdigit():
-            continue
-        if process_identity(int(parts[2])) == owner:
-            continue  # still running
-        client.set_tag(run.info.run_id, tag.ERROR,
-                       f"the sweep process that ran this (pid {parts[2]} on {host}) ended "
-                       "without closing it: killed (SIGKILL, out of memory) or the machine "
-                       "restarted")
-        client.set_terminated(run.info.run_id, "KILLED")
-        closed.append(run.info.run_id)
+        if owner_alive(run.data.tags.get(tag.OWNER, ""), host) is not False:
+            continue  # still running, or another host's (it cannot be told from here)
+        closed.append(close_orphan(client, run, run.data.tags[tag.OWNER].rsplit("/", 3)[2],
+                                   host))
     return closed
+
+
+def owner_alive(owner: str, host: str | None = None) -> bool | None:
+    """Whether the process an ``owner`` tag names still runs; None when that cannot be
+    told here (another host's, or no such tag)."""
+    me = process_identity(os.getpid())
+    host = host or (me.rsplit("/", 3)[0] if me else None)
+    parts = owner.rsplit("/", 3)
+    if host is None or len(parts) != 4 or parts[0] != host or not parts[2].isdigit():
+        return None
+    return process_identity(int(parts[2])) == owner
 
 
 # Jobs a launcher lost with their Ray worker after Ray's retries ran out (job num ->
@@ -172,9 +183,10 @@ def close_abandoned_jobs(client: Any, store: Store, parent_id: str) -> list[str]
     return closed
 
 
-def orphans_message(closed: list[str]) -> str:
-    return (f"{len(closed)} run(s) left RUNNING by a sweep process that no longer exists now "
-            "end KILLED: " + ", ".join(closed))
+def orphans_message(closed: list[Closed]) -> str:
+    from sweep.tracking.recover import message
+
+    return message(closed)
 
 
 def parent_run_id(sweep_dir: Path | None) -> str | None:

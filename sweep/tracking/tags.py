@@ -20,6 +20,12 @@ SWEEP_KEY = "trt-sweep.sweep_key"
 FLAGS = "trt-sweep.flags"
 # The reason a run ended FAILED or KILLED.
 ERROR = "error"
+# The job's own folder (Hydra's output dir), tagged at its start: where its results.json is
+# kept when the store stops accepting writes (sweep/tracking/failures.py), and where the
+# next sweep looks for it before closing the run.
+JOB_DIR = "trt-sweep.job_dir"
+# A run the store left RUNNING, closed by a later sweep from the results.json its job kept.
+RECOVERED_FROM = "trt-sweep.recovered_from"
 PARENT_RUN = "mlflow.parentRunId"
 # The run's description in the MLflow UI (a job's figures; the sweep's verdict).
 NOTE = "mlflow.note.content"

@@ -41,7 +41,8 @@ def test_only_runs_of_dead_processes_of_this_host_are_closed(tmp_path: Path):
 
     _ORPHANS_CHECKED.clear()
     closed = close_orphaned_runs(store)
-    assert sorted(closed) == sorted([ids["dead"], ids["before the reboot"]])
+    assert sorted(c.run_id for c in closed) == sorted([ids["dead"], ids["before the reboot"]])
+    assert {c.status for c in closed} == {"KILLED"}  # nothing kept: killed, as before
     status = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
     assert status == {"dead": "KILLED", "alive": "RUNNING", "elsewhere": "RUNNING",
                       "before the reboot": "KILLED"}
