@@ -14,12 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from sweep import cli
+from sweep import cli, keys
 from sweep.builder import build_engine
 from sweep.builder.routes import ReferencePairs, job_reference
 from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
-from sweep.data.manifest import Utterance
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
@@ -31,7 +30,7 @@ from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
 from sweep.evaluate.triton_stats import StatsWindow, gpu_memory_used_bytes
 from sweep.events import Events, Phase, Position
 from sweep.flags import FlagSet
-from sweep.infra.files import file_digest
+from sweep.inputs import ResolvedInputs, resolve_inputs
 from sweep.model import ModelInterface
 from sweep.precision.calibration import collect
 from sweep.precision.realise import TypedModel, autotune_command, realise
@@ -115,10 +114,10 @@ def job_server(settings: JobSettings) -> Server:
     return server
 
 
-def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
-             utterances: list[Utterance], workdir: Path, job: JobRun, server: Server,
-             events: Events | None = None) -> EvalResult:
+def evaluate(settings: JobSettings, inputs: ResolvedInputs, engine: Engine, workdir: Path,
+             job: JobRun, server: Server, events: Events | None = None) -> EvalResult:
     """Serve the engine, stream the test set through Triton, decode, score."""
+    model, utterances = inputs.model, list(inputs.utterances)
     events = events or Events(engine.flags.label)
     timings: dict[str, float] = {}
     capacity: Capacity | None = None
@@ -197,7 +196,8 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     # Against the fp32 model in-process: what changed frame by frame, even where WER did not.
     t3 = time.perf_counter()
     with events.phase("fp32 reference (in-process)"):
-        reference = fp32_logprobs(model, utterances, settings.builder.derived_dir)
+        reference = fp32_logprobs(model, utterances, settings.builder.derived_dir,
+                                  onnx_digest=inputs.onnx_digest)
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
@@ -226,7 +226,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,
                 label: str, experiment_id: str, flags_yaml: Path) -> None:
     flags = engine.flags
-    sha256 = file_digest(engine.path)  # once: engines can be large
+    sha256 = keys.file_digest(engine.path)  # once: engines can be large
     # The engine as an MLflow 3 LoggedModel (the experiment's Models tab): named after the
     # flag set, its params, the engine file and build log as its artifacts; the run's
     # metrics are linked to it from here on, config.pbtxt files join it once rendered.
@@ -258,22 +258,24 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
         job.artifact(engine.path, "engine")
 
 
-def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSet,
+def realise_in_graph(settings: JobSettings, inputs: ResolvedInputs, flags: FlagSet,
                      job: JobRun, workdir: Path, events: Events | None = None) -> TypedModel:
     """The precision stage: the flag set realised in the graph when it asks for that
     (calibrated on streamed calibration audio), logged as the artifact the user ships."""
+    onnx_path = inputs.model.onnx_path
     if not flags.in_graph:
-        return realise(model.onnx_path, flags, Path())
+        return realise(onnx_path, flags, Path(), source_digest=inputs.onnx_digest)
+    assert inputs.calibration is not None  # resolved for every flag set realised in the graph
     events = events or Events(flags.label)
     t0 = time.perf_counter()
     with events.phase("calibration (streamed audio and state)"):
-        calibration = collect(model, settings.dataset.load_calibration(),
-                              settings.dataset.calibration_utterances,
-                              cache_dir=settings.builder.derived_dir)
+        calibration = collect(inputs.model, inputs.calibration.utterances,
+                              inputs.calibration.wanted, cache_dir=settings.builder.derived_dir,
+                              key=inputs.calibration.pairs_key)
     calibration_seconds = time.perf_counter() - t0
     with events.phase("typed ONNX (precision in the graph)"):
-        typed = realise(model.onnx_path, flags, settings.builder.derived_dir, calibration,
-                        plan_only=settings.builder.dry_run)
+        typed = realise(onnx_path, flags, settings.builder.derived_dir, calibration,
+                        plan_only=settings.builder.dry_run, source_digest=inputs.onnx_digest)
     job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
     job.metrics(recorded({"calibration_seconds": calibration_seconds,
                           "calibration_samples": float(calibration.samples),
@@ -376,18 +378,16 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             flags_yaml.write_text(yaml.safe_dump(flags.as_dict(), sort_keys=True,
                                                  allow_unicode=True))
             job.artifact(flags_yaml)
-            model = settings.model_interface()
-            model.check()  # the ONNX must run as it declares before anything is built
-            utterances = settings.dataset.load()
-            log_dataset(job, settings.dataset, utterances)
-            calibration = (resume.calibration_digest(
-                settings.dataset.load_calibration()[:settings.dataset.calibration_utterances])
-                if flags.in_graph else None)
+            # The model checked (it must run as it declares before anything is built), the
+            # model and the data hashed: once, for every phase below.
+            inputs = resolve_inputs(settings, flags)
+            log_dataset(job, settings.dataset, inputs)
             identity = resume.job_identity(
-                flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
-                data_digest=resume.utterances_digest(utterances), device=tags[tag.DEVICE],
+                flags_digest=flags.digest, onnx_digest=inputs.onnx_digest,
+                data_digest=inputs.data_digest, device=tags[tag.DEVICE],
                 settings={g: settings.groups[g] for g in resume.SETTING_GROUPS},
-                calibration_digest=calibration)
+                calibration_digest=inputs.calibration.digest
+                if flags.in_graph and inputs.calibration is not None else None)
             job.tags({tag.IDENTITY: identity})
             done = None if settings.force else resume.find_finished(
                 store, identity, sweep_key=None if tracking.reuse_across_sweeps else sweep_key)
@@ -404,16 +404,15 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             events.line("bold", f"({flags.digest}): " + (
                 "planning (builder.dry_run)" if settings.builder.dry_run else
                 f"building with {settings.builder.name}"))
-            typed = realise_in_graph(settings, model, flags, job, workdir, events)
-            reference = job_reference(model, flags, settings.dataset,
-                                      settings.builder.derived_dir)
+            typed = realise_in_graph(settings, inputs, flags, job, workdir, events)
+            reference = job_reference(inputs, flags, settings.builder.derived_dir)
             if settings.builder.dry_run:
-                dry_run(settings, model, flags, typed, workdir, job, reference, events)
+                dry_run(settings, inputs.model, flags, typed, workdir, job, reference, events)
                 return result
             try:
                 with events.phase(f"build ({settings.builder.name})"):
                     engine = build_engine(settings.builder, typed.path, flags,
-                                          reference=reference)
+                                          reference=reference, onnx_digest=typed.digest)
             except BuildError as exc:
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")
@@ -422,8 +421,8 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             if reason := engine.runtime.get("precision_mismatch"):
                 job.tags({tag.PRECISION_MISMATCH: str(reason)})
                 events.line("red", f"precision mismatch: {reason}")
-            metrics = evaluate(settings, model, engine, utterances, workdir, job,
-                               server, events).metrics()
+            metrics = evaluate(settings, inputs, engine, workdir, job, server,
+                               events).metrics()
             result.metrics = metrics  # measured: kept even if the store refuses it below
             t_log = time.perf_counter()
             job.metrics(recorded(metrics))
