@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.preflight.cli import MAX_JOBS, compose, expand
+from sweep.preflight.cli import expand
 
 
 def _enumerable(overrides: list[str]) -> list[str]:
@@ -30,16 +30,14 @@ def _sweeper_params(master: DictConfig) -> list[str]:
 
 
 def job_configs(master: DictConfig) -> list[DictConfig]:
-    """One composed config per job of the multirun whose master config this is (its first
-    :data:`MAX_JOBS`), composed as Hydra's launcher composes them: through the running
-    Hydra's own config loader, so ``--config-dir``, ``hydra.searchpath`` and
-    ``--config-name`` apply as they will to the jobs."""
+    """One composed config per job of the multirun whose master config this is (the first
+    ones ``expand`` lists, as preflight does), composed as Hydra's launcher composes them:
+    through the running Hydra's own config loader (a Hydra callback runs under it), so
+    ``--config-dir``, ``hydra.searchpath`` and ``--config-name`` apply as they will to the
+    jobs."""
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = [str(o) for o in master.hydra.overrides.task]
-    jobs = expand(_enumerable(_sweeper_params(master) + overrides))[:MAX_JOBS]
-    hydra = GlobalHydra.instance()
-    if not hydra.is_initialized():  # not under @hydra.main: the project's own conf/
-        return [compose(job, str(master.hydra.job.config_name)) for job in jobs]
-    loader: Any = hydra.config_loader()
+    jobs = expand(_enumerable(_sweeper_params(master) + overrides))
+    loader: Any = GlobalHydra.instance().config_loader()
     return [loader.load_sweep_config(master, job) for job in jobs]

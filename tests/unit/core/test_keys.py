@@ -30,8 +30,9 @@ HASHING_ELSEWHERE = {
 }
 
 
-SETTINGS = {"builder": {"name": "emulate", "cache_dir": "/a"}, "model": {"chunk_ms": 400},
-            "dataset": {"name": "demo_tiny", "base_path": "/data"}}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "builder": {"name": "emulate", "cache_dir": "/a"}, "model": {"chunk_ms": 400},
+    "dataset": {"name": "demo_tiny", "base_path": "/data"}}
 
 
 def _sha(blob: str | bytes) -> str:
@@ -150,12 +151,16 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[Path]:
 
 
 def _settings(tmp_path: Path, *overrides: str) -> Any:
-    from sweep.config import JobSettings
-    from sweep.preflight.cli import compose
+    from hydra import compose, initialize_config_dir
 
-    return JobSettings.from_cfg(compose([
-        "dataset=demo_tiny", "dataset.limit=2", f"builder.cache_dir={tmp_path / 'cache'}",
-        "builder.intra_op_threads=1", *overrides]))
+    from sweep.config import JobSettings, register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3",
+                               job_name="test"):
+        return JobSettings.from_cfg(compose(config_name="config", overrides=[
+            "dataset=demo_tiny", "dataset.limit=2", f"builder.cache_dir={tmp_path / 'cache'}",
+            "builder.intra_op_threads=1", *overrides]))
 
 
 class _Run:
