@@ -29,7 +29,7 @@ def _last_line(stderr: str) -> str:
 
 
 def test_every_job_failed(tmp_path):
-    proc = run_sweep(["-m", "trt.opt_level=0,1", OBEY, f"trt.layer_precisions={NO_LAYER}",
+    proc = run_sweep(["-m", "trt.opt_level=0,1", OBEY, f"+trt.layer_precisions={NO_LAYER}",
                       *SMALL], tmp_path)
     assert proc.returncode == ExitCode.ALL_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: 2 of 2 jobs FAILED (see the table above / "
@@ -37,7 +37,7 @@ def test_every_job_failed(tmp_path):
 
 
 def test_some_jobs_failed(tmp_path, demo_onnx):
-    proc = run_sweep(["-m", OBEY, f"trt.layer_precisions={{}},{NO_LAYER}", *SMALL], tmp_path)
+    proc = run_sweep(["-m", OBEY, f"+trt.layer_precisions={{}},{NO_LAYER}", *SMALL], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: 1 of 2 jobs FAILED (see the table above / "
                                        "their runs' error tag)")
@@ -46,7 +46,7 @@ def test_some_jobs_failed(tmp_path, demo_onnx):
 
 
 def test_a_single_run_that_failed(tmp_path):
-    proc = run_sweep([OBEY, f"trt.layer_precisions={NO_LAYER}", *SMALL], tmp_path)
+    proc = run_sweep([OBEY, f"+trt.layer_precisions={NO_LAYER}", *SMALL], tmp_path)
     assert proc.returncode == ExitCode.ALL_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: the job FAILED (see the message above / its "
                                        "run's error tag)")

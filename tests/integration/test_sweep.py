@@ -119,7 +119,7 @@ def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
     sweep still finishes. What the preflight can see before any job (a flag set TensorRT
     rejects, a missing ONNX) refuses the whole sweep instead, with no run opened."""
     proc = run_sweep(["-m", "trt.precision_constraints=obey",
-                      "trt.layer_precisions={},{NoSuchLayer:fp16}", "dataset=demo_tiny",
+                      "+trt.layer_precisions={},{NoSuchLayer:fp16}", "dataset=demo_tiny",
                       "dataset.limit=2"], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
