@@ -8,13 +8,12 @@ Runtime emulation plan); nothing else interprets it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sweep import keys
 from sweep.errors import FlagSetError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
@@ -342,8 +341,7 @@ class FlagSet:
         if not self.quantised:
             # Only int8/fp8 have a remainder; everyone else keeps the identity it had.
             del d["high_precision_dtype"]
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return keys.flags_digest(d)
 
     @property
     def label(self) -> str:
@@ -363,7 +361,7 @@ class FlagSet:
         if not self.tf32:
             parts.append("notf32")
         if self.build_route:
-            parts.append("route" + hashlib.sha256(self.build_route.encode()).hexdigest()[:4])
+            parts.append("route" + keys.text_digest(self.build_route, 4))
         if self.tunes_routes:
             parts.append(f"tune{self.tune_build_routes}")
         return "-".join(parts)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from sweep import cli
+from sweep import cli, keys
 from sweep.builder import build_engine
 from sweep.builder.routes import ReferencePairs, job_reference
 from sweep.builder.trtexec import dry_run_command
 from sweep.config import JobSettings
-from sweep.data.manifest import Utterance, altered_references
+from sweep.data.manifest import altered_references
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
@@ -31,7 +31,7 @@ from sweep.evaluate.stream import GrpcStreamer, StreamRun, UtteranceResult
 from sweep.evaluate.triton_stats import StatsWindow, gpu_memory_used_bytes
 from sweep.events import Events, Phase, Position
 from sweep.flags import FlagSet
-from sweep.infra.files import file_digest
+from sweep.inputs import ResolvedInputs, resolve_inputs
 from sweep.model import ModelInterface
 from sweep.precision.calibration import collect
 from sweep.precision.realise import TypedModel, autotune_command, realise
@@ -115,10 +115,10 @@ def job_server(settings: JobSettings) -> Server:
     return server
 
 
-def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
-             utterances: list[Utterance], workdir: Path, job: JobRun, server: Server,
-             events: Events | None = None) -> EvalResult:
+def evaluate(settings: JobSettings, inputs: ResolvedInputs, engine: Engine, workdir: Path,
+             job: JobRun, server: Server, events: Events | None = None) -> EvalResult:
     """Serve the engine, stream the test set through Triton, decode, score."""
+    model, utterances = inputs.model, list(inputs.utterances)
     events = events or Events(engine.flags.label)
     timings: dict[str, float] = {}
     capacity: Capacity | None = None
@@ -174,7 +174,7 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
 
                             repeats.append(streamer.run(utterances, timed))
                 gpu_memory = gpu_memory_used_bytes()  # None on a CPU host
-                job.tags({tag.TRANSPORT: streamer.used_transport or settings.eval.transport})
+                transport = streamer.used_transport or settings.eval.transport
                 if settings.eval.capacity:
                     with events.phase("capacity search (paced streams)"):
                         capacity = measure_capacity(model, endpoint.grpc_url,
@@ -197,36 +197,43 @@ def evaluate(settings: JobSettings, model: ModelInterface, engine: Engine,
     # Against the fp32 model in-process: what changed frame by frame, even where WER did not.
     t3 = time.perf_counter()
     with events.phase("fp32 reference (in-process)"):
-        reference = fp32_logprobs(model, utterances, settings.builder.derived_dir)
+        reference = fp32_logprobs(model, utterances, settings.builder.derived_dir,
+                                  onnx_digest=inputs.onnx_digest)
     timings["frame_disagreement"] = frame_disagreement(
         reference, {r.utterance.id: r.logprobs for r in run.results})
     timings["reference_seconds"] = time.perf_counter() - t3
-    evaluation = EvalResult(scores, run, timings, capacity, tuple(repeats),
-                            final_silence_ms=settings.eval.final_silence_ms,
-                            server=window.stats, gpu_memory_bytes=gpu_memory)
+    return EvalResult(scores, run, timings, capacity, tuple(repeats),
+                      final_silence_ms=settings.eval.final_silence_ms,
+                      server=window.stats, gpu_memory_bytes=gpu_memory, transport=transport)
+
+
+def log_evaluation(job: JobRun, evaluation: EvalResult, label: str, workdir: Path) -> None:
+    """The evaluation's tag, plots and transcripts on the run: written after its figures are
+    kept (``JobResult.metrics``), so a store that refuses them loses nothing measured."""
+    run, repeats, capacity = evaluation.run, evaluation.repeats, evaluation.capacity
+    job.tags({tag.TRANSPORT: evaluation.transport})
     # The histogram draws the chunks the latency metrics are computed from: every pass.
     job.artifact(plot_latency(evaluation.pooled_latencies(), workdir / "latency.png",
-                              f"{engine.flags.label}: {run.streams} streams, "
+                              f"{label}: {run.streams} streams, "
                               f"{1 + len(repeats)} pass(es) pooled"), "plots")
-    if window.stats is not None:
+    if evaluation.server is not None:
         # The client's chunks over the same passes as Triton's window.
-        job.artifact(plot_server_time(evaluation.pooled_latencies().tolist(), window.stats,
-                                      workdir / "triton.png",
-                                      f"{engine.flags.label}: {run.streams} streams"), "plots")
+        job.artifact(plot_server_time(evaluation.pooled_latencies().tolist(),
+                                      evaluation.server, workdir / "triton.png",
+                                      f"{label}: {run.streams} streams"), "plots")
     transcripts = workdir / "transcripts.csv"
     _transcripts(run, transcripts)
     job.artifact(transcripts)
     if capacity is not None:
         job.artifact(plot_capacity(capacity, workdir / "capacity.png",
-                                   f"{engine.flags.label}: streams_at_slo "
-                                   f"{capacity.streams_at_slo}"), "plots")
-    return evaluation
+                                   f"{label}: streams_at_slo {capacity.streams_at_slo}"),
+                     "plots")
 
 
 def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Path,
                 label: str, experiment_id: str, flags_yaml: Path) -> None:
     flags = engine.flags
-    sha256 = file_digest(engine.path)  # once: engines can be large
+    sha256 = keys.file_digest(engine.path)  # once: engines can be large
     # The engine as an MLflow 3 LoggedModel (the experiment's Models tab): named after the
     # flag set, its params, the engine file and build log as its artifacts; the run's
     # metrics are linked to it from here on, config.pbtxt files join it once rendered.
@@ -258,22 +265,24 @@ def _log_engine(job: JobRun, engine: Engine, settings: JobSettings, workdir: Pat
         job.artifact(engine.path, "engine")
 
 
-def realise_in_graph(settings: JobSettings, model: ModelInterface, flags: FlagSet,
+def realise_in_graph(settings: JobSettings, inputs: ResolvedInputs, flags: FlagSet,
                      job: JobRun, workdir: Path, events: Events | None = None) -> TypedModel:
     """The precision stage: the flag set realised in the graph when it asks for that
     (calibrated on streamed calibration audio), logged as the artifact the user ships."""
+    onnx_path = inputs.model.onnx_path
     if not flags.in_graph:
-        return realise(model.onnx_path, flags, Path())
+        return realise(onnx_path, flags, Path(), source_digest=inputs.onnx_digest)
+    assert inputs.calibration is not None  # resolved for every flag set realised in the graph
     events = events or Events(flags.label)
     t0 = time.perf_counter()
     with events.phase("calibration (streamed audio and state)"):
-        calibration = collect(model, settings.dataset.load_calibration(),
-                              settings.dataset.calibration_utterances,
-                              cache_dir=settings.builder.derived_dir)
+        calibration = collect(inputs.model, inputs.calibration.utterances,
+                              inputs.calibration.wanted, cache_dir=settings.builder.derived_dir,
+                              key=inputs.calibration.pairs_key)
     calibration_seconds = time.perf_counter() - t0
     with events.phase("typed ONNX (precision in the graph)"):
-        typed = realise(model.onnx_path, flags, settings.builder.derived_dir, calibration,
-                        plan_only=settings.builder.dry_run)
+        typed = realise(onnx_path, flags, settings.builder.derived_dir, calibration,
+                        plan_only=settings.builder.dry_run, source_digest=inputs.onnx_digest)
     job.tags({tag.TYPED_SHA256: typed.digest, tag.TYPED_TOOL: typed.tool})
     job.metrics(recorded({"calibration_seconds": calibration_seconds,
                           "calibration_samples": float(calibration.samples),
@@ -380,27 +389,25 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             flags_yaml.write_text(yaml.safe_dump(flags.as_dict(), sort_keys=True,
                                                  allow_unicode=True))
             job.artifact(flags_yaml)
-            model = settings.model_interface()
-            model.check()  # the ONNX must run as it declares before anything is built
-            utterances = settings.dataset.load()
-            log_dataset(job, settings.dataset, utterances)
+            # The model checked (it must run as it declares before anything is built), the
+            # model and the data hashed: once, for every phase below.
+            inputs = resolve_inputs(settings, flags)
+            log_dataset(job, settings.dataset, inputs)
             if settings.dataset.out_of_alphabet == "drop":
                 # Scored without the words T-one cannot output: how many references that
                 # altered is part of the result (0 said too).
-                altered = altered_references(utterances)
+                altered = altered_references(list(inputs.utterances))
                 job.metrics({"references_altered": float(altered)})
                 if altered:
-                    events.line("yellow", f"{altered} of {len(utterances)} references hold "
-                                "words T-one cannot output (digits, Latin); scored without "
-                                "them (dataset.out_of_alphabet=drop)")
-            calibration = (resume.calibration_digest(
-                settings.dataset.load_calibration()[:settings.dataset.calibration_utterances])
-                if flags.in_graph else None)
+                    events.line("yellow", f"{altered} of {len(inputs.utterances)} references "
+                                "hold words T-one cannot output (digits, Latin); scored "
+                                "without them (dataset.out_of_alphabet=drop)")
             identity = resume.job_identity(
-                flags_digest=flags.digest, onnx_digest=file_digest(model.onnx_path),
-                data_digest=resume.utterances_digest(utterances), device=tags[tag.DEVICE],
+                flags_digest=flags.digest, onnx_digest=inputs.onnx_digest,
+                data_digest=inputs.data_digest, device=tags[tag.DEVICE],
                 settings={g: settings.groups[g] for g in resume.SETTING_GROUPS},
-                calibration_digest=calibration)
+                calibration_digest=inputs.calibration.digest
+                if flags.in_graph and inputs.calibration is not None else None)
             job.tags({tag.IDENTITY: identity})
             done = None if settings.force else resume.find_finished(
                 store, identity, sweep_key=None if tracking.reuse_across_sweeps else sweep_key)
@@ -417,16 +424,15 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             events.line("bold", f"({flags.digest}): " + (
                 "planning (builder.dry_run)" if settings.builder.dry_run else
                 f"building with {settings.builder.name}"))
-            typed = realise_in_graph(settings, model, flags, job, workdir, events)
-            reference = job_reference(model, flags, settings.dataset,
-                                      settings.builder.derived_dir)
+            typed = realise_in_graph(settings, inputs, flags, job, workdir, events)
+            reference = job_reference(inputs, flags, settings.builder.derived_dir)
             if settings.builder.dry_run:
-                dry_run(settings, model, flags, typed, workdir, job, reference, events)
+                dry_run(settings, inputs.model, flags, typed, workdir, job, reference, events)
                 return result
             try:
                 with events.phase(f"build ({settings.builder.name})"):
                     engine = build_engine(settings.builder, typed.path, flags,
-                                          reference=reference)
+                                          reference=reference, onnx_digest=typed.digest)
             except BuildError as exc:
                 if exc.log_path is not None:  # the FAILED run keeps the builder's log
                     job.artifact(exc.log_path, "engine")
@@ -435,9 +441,10 @@ def run(settings: JobSettings, workdir: Path, sweep_dir: Path | None = None,
             if reason := engine.runtime.get("precision_mismatch"):
                 job.tags({tag.PRECISION_MISMATCH: str(reason)})
                 events.line("red", f"precision mismatch: {reason}")
-            metrics = evaluate(settings, model, engine, utterances, workdir, job,
-                               server, events).metrics()
+            evaluation = evaluate(settings, inputs, engine, workdir, job, server, events)
+            metrics = evaluation.metrics()
             result.metrics = metrics  # measured: kept even if the store refuses it below
+            log_evaluation(job, evaluation, engine.flags.label, workdir)
             t_log = time.perf_counter()
             job.metrics(recorded(metrics))
             metrics["logging_seconds"] = time.perf_counter() - t_log

@@ -59,9 +59,11 @@ def builder_for(cfg: BuilderConfig, job: str | None = None,
 
 
 def build_engine(cfg: BuilderConfig, onnx_path: Path, flags: FlagSet,
-                 job: str | None = None, reference: Any = None) -> Engine:
+                 job: str | None = None, reference: Any = None,
+                 onnx_digest: str | None = None) -> Engine:
     """Build ``flags`` through the content-addressed engine cache (``builder.cache_dir``):
-    an identical flag set on the same model, builder and device is never built twice."""
+    an identical flag set on the same model, builder and device is never built twice.
+    ``onnx_digest``: the sha256 of ``onnx_path`` when the caller has it."""
     from sweep.builder.cache import EngineCache
     from sweep.infra.device import engine_device
 
@@ -75,4 +77,4 @@ def build_engine(cfg: BuilderConfig, onnx_path: Path, flags: FlagSet,
             "no TensorRT compiler to route. Use builder=trtexec on a GPU host, or plan it "
             "with builder=trtexec builder.dry_run=true builder.tensorrt_version=11.4.")
     return cache.build(builder_for(cfg, job, reference), onnx_path, flags,
-                       engine_device(cfg.name))
+                       engine_device(cfg.name), onnx_digest=onnx_digest)

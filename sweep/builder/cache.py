@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -28,11 +27,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from sweep import keys
 from sweep.builder.base import Builder
 from sweep.engine import Engine
 from sweep.errors import BuildError
 from sweep.flags import FlagSet
-from sweep.infra.files import file_digest
 
 META = "engine.json"
 FAILED = ".failed"
@@ -56,8 +55,7 @@ def timing_cache_name(tensorrt_version: str, device: str) -> str:
 
 def cache_key(onnx_digest: str, flags: FlagSet, builder: str, builder_version: str,
               device: str) -> str:
-    blob = json.dumps([onnx_digest, flags.digest, builder, builder_version, device])
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return keys.engine_key(onnx_digest, flags.digest, builder, builder_version, device)
 
 
 def _to_json(engine: Engine, root: Path) -> str:
@@ -130,15 +128,19 @@ class EngineCache:
 
     # -- lookup and store ---------------------------------------------------------------------
 
-    def build(self, builder: Builder, onnx_path: Path, flags: FlagSet, device: str) -> Engine:
+    def build(self, builder: Builder, onnx_path: Path, flags: FlagSet, device: str,
+              onnx_digest: str | None = None) -> Engine:
         """The cached engine for this key, or a fresh build stored atomically.
 
+        ``onnx_digest``: the sha256 of ``onnx_path``, when the caller has it (a job resolved
+        it once); else the file is hashed here.
         ``metrics["cache_seconds"]``: time spent on the cache itself (hashing the ONNX,
         lookup, storing, eviction), apart from ``build_seconds``; a hit keeps the
         ``build_seconds`` of the build that made the entry.
         """
         start = time.perf_counter()
-        key = cache_key(file_digest(onnx_path), flags, builder.name, builder.version(), device)
+        key = cache_key(onnx_digest or keys.file_digest(onnx_path), flags, builder.name,
+                        builder.version(), device)
         entry = self.root / key
         hit = self._lookup(entry)
         if hit is not None:

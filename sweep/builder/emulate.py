@@ -84,7 +84,6 @@ instances side by side).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import time
 import traceback
@@ -101,6 +100,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import sweep
+from sweep import keys
 from sweep.builder import layer_info, layers
 from sweep.builder.widen import widen
 from sweep.engine import Engine, EngineFormat
@@ -843,10 +843,7 @@ def source_digest() -> str:
     """The emulator's own code, by content (8 hex digits). The version in the engine
     cache's key carries it: the package version never changes between fixes, so without it
     a fixed emulator was served the engines the old code had built."""
-    h = hashlib.sha256()
-    for path in _SOURCES:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:8]
+    return keys.code_digest(_SOURCES)
 
 
 def _load_session(path: Path, runtime: Mapping[str, Any]) -> None:

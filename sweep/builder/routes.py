@@ -19,7 +19,6 @@ tensors: a route is judged on the inputs the stream will meet.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sweep import keys
 from sweep.errors import BuildError, ConfigError
 from sweep.flags import FlagSet
 
@@ -52,9 +52,11 @@ def _safe(name: str) -> str:
 
 
 def write_reference_pairs(onnx_path: Path, arrays: dict[str, np.ndarray], batch: int,
-                          root: Path, flags: FlagSet, count: int = 2) -> ReferencePairs:
+                          root: Path, flags: FlagSet, count: int = 2,
+                          onnx_digest: str | None = None) -> ReferencePairs:
     """``count`` pairs of ``batch`` consecutive streamed chunks and the fp32 ONNX's outputs
-    on them, written once under ``root`` (keyed by content)."""
+    on them, written once under ``root`` (keyed by content: ``keys.reference_pairs_key``;
+    ``onnx_digest``, the ONNX's sha256 when the caller has it)."""
     rows = min(len(a) for a in arrays.values()) if arrays else 0
     if rows < batch:
         raise ConfigError(
@@ -62,12 +64,8 @@ def write_reference_pairs(onnx_path: Path, arrays: dict[str, np.ndarray], batch:
             f"inference batch), the calibration audio gave {rows}. Raise "
             "dataset.calibration_utterances or lower trt.opt_batch.")
     count = max(1, min(count, rows // batch))
-    h = hashlib.sha256(Path(onnx_path).read_bytes())
-    for name in sorted(arrays):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(arrays[name][:count * batch]).tobytes())
-    h.update(json.dumps([batch, count, flags.digest]).encode())
-    digest = h.hexdigest()[:16]
+    digest = keys.reference_pairs_key(onnx_digest or keys.file_digest(Path(onnx_path)),
+                                      arrays, count * batch, batch, count, flags.digest)
     folder = root / digest
     import onnxruntime as ort
 
@@ -167,15 +165,16 @@ def best_from_log(text: str) -> tuple[str, float] | None:
     return route.strip(), float(ms)
 
 
-def job_reference(model: Any, flags: FlagSet, dataset: Any, derived_dir: Path
-                  ) -> ReferencePairs | None:
-    """A route search's reference pairs for one job: calibration audio streamed through
-    the fp32 model (the calibration stage's cached pairs), the fp32 outputs beside them."""
+def job_reference(inputs: Any, flags: FlagSet, derived_dir: Path) -> ReferencePairs | None:
+    """A route search's reference pairs for one job (``inputs``: its ``ResolvedInputs``):
+    calibration audio streamed through the fp32 model (the calibration stage's cached
+    pairs), the fp32 outputs beside them."""
     if not flags.tunes_routes:
         return None
     from sweep.precision.calibration import collect
 
-    calibration = collect(model, dataset.load_calibration(), dataset.calibration_utterances,
-                          cache_dir=derived_dir)
-    return write_reference_pairs(model.onnx_path, calibration.arrays, flags.opt_batch,
-                                 derived_dir / "tuning", flags)
+    resolved = inputs.calibration
+    calibration = collect(inputs.model, resolved.utterances, resolved.wanted,
+                          cache_dir=derived_dir, key=resolved.pairs_key)
+    return write_reference_pairs(inputs.model.onnx_path, calibration.arrays, flags.opt_batch,
+                                 derived_dir / "tuning", flags, onnx_digest=inputs.onnx_digest)

@@ -12,18 +12,17 @@ write never leaves a partial file, so what the job measured is never lost to it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from sweep import keys
 from sweep.data.manifest import Utterance
-from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
 
 log = logging.getLogger(__name__)
@@ -42,19 +41,19 @@ def frame_disagreement(reference: dict[str, np.ndarray], served: dict[str, np.nd
     return changed / total if total else 0.0
 
 
-def fp32_logprobs(model: ModelInterface, utterances: list[Utterance], cache_dir: Path
-                  ) -> dict[str, np.ndarray]:
-    """The fp32 ONNX's log-probabilities per utterance (ONNX Runtime, in-process)."""
+def fp32_logprobs(model: ModelInterface, utterances: Sequence[Utterance], cache_dir: Path,
+                  onnx_digest: str | None = None) -> dict[str, np.ndarray]:
+    """The fp32 ONNX's log-probabilities per utterance (ONNX Runtime, in-process), kept
+    under ``keys.reference_key``; ``onnx_digest``: the ONNX's, when the caller has it."""
     from sweep.evaluate.reference import OrtPipeline
 
-    key = hashlib.sha256(json.dumps([
-        file_digest(model.onnx_path), model.name, model.chunk_ms, model.pad_ms,
-        [(u.id, str(u.audio_path)) for u in utterances]]).encode()).hexdigest()[:24]
+    key = keys.reference_key(onnx_digest or keys.file_digest(model.onnx_path), model,
+                             utterances)
     path = cache_dir / "reference" / f"{key}.npz"
     cached = _load(path)
     if cached is not None:
         return cached
-    run = OrtPipeline(model).run(utterances)
+    run = OrtPipeline(model).run(list(utterances))
     out = {r.utterance.id: np.asarray(r.logprobs, np.float32) for r in run.results}
     try:
         save_atomic(path, out)

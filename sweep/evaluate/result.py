@@ -32,6 +32,8 @@ class EvalResult:
     server: ServerStats | None = None
     # GPU memory the server's processes held after the passes; None: not readable (CPU).
     gpu_memory_bytes: int | None = None
+    # The transport the client used (grpc or shm; eval.transport=auto chooses).
+    transport: str = "grpc"
 
     def pooled_latencies(self) -> np.ndarray:
         """Every pass's per-chunk latencies: what the latency metrics are computed from, and

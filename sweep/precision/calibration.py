@@ -8,17 +8,16 @@ every chunk of every calibration utterance are recorded as the fp32 pipeline run
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sweep import keys
 from sweep.data.manifest import Utterance
 from sweep.errors import ConfigError
-from sweep.infra.files import file_digest
 from sweep.model import ModelInterface
 
 
@@ -40,19 +39,14 @@ class CalibrationData:
         return path
 
 
-def _cache_key(model: ModelInterface, utterances: list[Utterance]) -> str:
-    ask = [file_digest(model.onnx_path), model.chunk_ms, model.pad_ms,
-           model.left_context_samples, model.scale,
-           [(u.id, file_digest(u.audio_path)) for u in utterances]]
-    return hashlib.sha256(json.dumps(ask).encode()).hexdigest()[:24]
-
-
-def collect(model: ModelInterface, utterances: list[Utterance], wanted: int,
-            where: str = "dataset.calibration", cache_dir: Path | None = None
-            ) -> CalibrationData:
+def collect(model: ModelInterface, utterances: Sequence[Utterance], wanted: int,
+            where: str = "dataset.calibration", cache_dir: Path | None = None,
+            key: str | None = None) -> CalibrationData:
     """Stream ``wanted`` utterances through the fp32 ONNX in-process and record every
     chunk's model inputs (state included). With ``cache_dir`` the pairs are kept there by
-    content (the model, the audio), so the jobs of a sweep stream them once."""
+    content (``keys.calibration_pairs_key``: the model, the audio), so the jobs of a sweep
+    stream them once; ``key``: that key, when the caller resolved it already (a job's
+    ``ResolvedCalibration.pairs_key``), else the files are hashed here."""
     from sweep.evaluate.reference import OrtPipeline
 
     if wanted < 1:
@@ -61,9 +55,11 @@ def collect(model: ModelInterface, utterances: list[Utterance], wanted: int,
         raise ConfigError(
             f"{where}: {wanted} calibration utterances asked for, the calibration set has "
             f"{len(utterances)}. Lower {where}_utterances or point {where} at a larger set.")
-    chosen = utterances[:wanted]
-    cached = cache_dir / "calibration" / f"{_cache_key(model, chosen)}.npz" \
-        if cache_dir is not None else None
+    chosen = list(utterances[:wanted])
+    if cache_dir is not None and key is None:
+        key = keys.calibration_pairs_key(keys.file_digest(model.onnx_path), model,
+                                         keys.audio_digests(chosen))
+    cached = cache_dir / "calibration" / f"{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         with np.load(cached) as data:
             arrays = {k: data[k] for k in data.files}
@@ -77,8 +73,4 @@ def collect(model: ModelInterface, utterances: list[Utterance], wanted: int,
             tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, **arrays)
             tmp.replace(cached)  # whole or absent: a concurrent job sees one or the other
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(arrays[name]).tobytes())
-    return CalibrationData(arrays, wanted, h.hexdigest()[:16])
+    return CalibrationData(arrays, wanted, keys.arrays_digest(arrays))

@@ -17,7 +17,6 @@ is part of the engine cache key (the builder hashes the file it builds from).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -31,10 +30,10 @@ from typing import Any
 
 import onnx
 
+from sweep import keys
 from sweep.builder import layers
 from sweep.errors import BuildError, FlagSetError
 from sweep.flags import FlagSet
-from sweep.infra.files import file_digest
 from sweep.model import read_onnx
 from sweep.precision.calibration import CalibrationData
 
@@ -104,6 +103,8 @@ def exclusions(graph: onnx.GraphProto, flags: FlagSet) -> tuple[list[str], list[
 
 
 def _key(source_digest: str, flags: FlagSet, calibration: CalibrationData | None) -> str:
+    """The typed ONNX's cache entry (``keys.typed_key``): what the flag set asks of the
+    graph, this recipe, ModelOpt's version, the calibration data, the source's bytes."""
     ask = {"precision": flags.precision, "keeps": list(flags.layer_precisions),
            "keep_io_types": flags.keep_io_types, "data_max": flags.autocast_data_max,
            "init_max": flags.autocast_init_max,
@@ -117,8 +118,8 @@ def _key(source_digest: str, flags: FlagSet, calibration: CalibrationData | None
            "recipe": 4,
            "high_precision_dtype": flags.high_precision_dtype if flags.quantised else None,
            "max_depth_of_reduction": flags.autocast_max_depth_of_reduction,
-           "modelopt": _modelopt_version(), "source": source_digest}
-    return hashlib.sha256(json.dumps(ask, sort_keys=True).encode()).hexdigest()[:24]
+           "modelopt": _modelopt_version()}
+    return keys.typed_key(ask, source_digest)
 
 
 def precision_table(model: onnx.ModelProto) -> list[dict[str, Any]]:
@@ -158,13 +159,15 @@ def autotune_command(onnx_path: Path, flags: FlagSet) -> list[str]:
 
 
 def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
-            calibration: CalibrationData | None = None, plan_only: bool = False
-            ) -> TypedModel:
+            calibration: CalibrationData | None = None, plan_only: bool = False,
+            source_digest: str | None = None) -> TypedModel:
     """The typed ONNX for ``flags`` (the source itself when nothing is realised).
 
     ``plan_only`` (a dry run): a placement only a GPU can make (Autotune) is planned, not
-    made: the source comes back, marked unrealised, with the tool that will make it."""
-    source_digest = file_digest(onnx_path)
+    made: the source comes back, marked unrealised, with the tool that will make it.
+    ``source_digest``: the source ONNX's sha256, when the caller has it (a job resolved it
+    once); else the file is hashed here."""
+    source_digest = source_digest or keys.file_digest(onnx_path)
     if not flags.in_graph:
         return TypedModel(onnx_path, source_digest, realised=False)
     if flags.qdq_placement == "autotune":
@@ -184,7 +187,7 @@ def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
     typed = entry / TYPED_NAME
     if typed.is_file():
         os.utime(entry)
-        return TypedModel(typed, file_digest(typed), True, tool=_tool(flags),
+        return TypedModel(typed, keys.file_digest(typed), True, tool=_tool(flags),
                           table_path=entry / TABLE_NAME, cached=True)
     graph = read_onnx(onnx_path, load_weights=False).graph
     op_types, names = exclusions(graph, flags)
@@ -220,7 +223,7 @@ def realise(onnx_path: Path, flags: FlagSet, cache_dir: Path,
         shutil.rmtree(tmp, ignore_errors=True)
         raise BuildError(f"realising {flags.label} in the graph with {_tool(flags)} failed: "
                          f"{type(exc).__name__}: {exc}") from exc
-    return TypedModel(typed, file_digest(typed), True, tool=_tool(flags),
+    return TypedModel(typed, keys.file_digest(typed), True, tool=_tool(flags),
                       seconds=time.perf_counter() - start, table_path=entry / TABLE_NAME)
 
 

@@ -3,8 +3,10 @@
 manifest line and audio file), the calibration set and ModelOpt when a flag set is
 realised in the graph, the KenLM of a beam decoder.
 
-Each job checks the same again, and fails alone; here every problem of every job of a
-sweep shows at once, before the first build.
+``python -m sweep`` runs these checks before its first job (``callback.py``) and refuses
+a sweep that fails one, so every problem of every job shows once, before any run is
+opened; ``python -m sweep.preflight`` prints them all, passed or not. A job still checks
+its own model and data (a sampling sweeper's values are known only then).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _checks(cfgs: list[DictConfig]) -> Iterator[Check]:
         try:
             flags = FlagSet.from_mapping(as_dict(cfg.trt))
         except SweepError as exc:
-            if first("trt", cfg.trt):
+            if first("trt", str(exc)):  # one line per reason, however many flag sets
                 yield Check("flag set", False, str(exc), "fix the trt.* overrides")
             flags = None
         if first("model", cfg.model):

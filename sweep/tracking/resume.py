@@ -32,16 +32,13 @@ Code changes are not part of it: after changing the sweep itself, rerun with +fo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sweep.infra.files import file_digest
+from sweep import keys
 
 if TYPE_CHECKING:
-    from sweep.data.manifest import Utterance
     from sweep.tracking.runs import JobRun
     from sweep.tracking.store import Store
 
@@ -87,42 +84,23 @@ def relevant_settings(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, di
             for group in SETTING_GROUPS}
 
 
-def utterances_digest(utterances: Iterable[Utterance]) -> str:
-    """The evaluation data by content (id, transcript, duration), not by location."""
-    h = hashlib.sha256()
-    for u in utterances:
-        h.update(json.dumps([u.id, u.text, round(float(u.duration), 4)],
-                            ensure_ascii=False).encode())
-    return h.hexdigest()
-
-
-def calibration_digest(utterances: Iterable[Utterance]) -> str:
-    """The calibration audio by content: ids and the bytes of each file."""
-    h = hashlib.sha256()
-    for u in utterances:
-        h.update(json.dumps([u.id, file_digest(u.audio_path)]).encode())
-    return h.hexdigest()
-
-
 def job_identity(*, flags_digest: str, onnx_digest: str, data_digest: str, device: str,
                  settings: Mapping[str, Mapping[str, Any]],
                  calibration_digest: str | None = None) -> str:
-    """A stable digest (24 hex digits) of everything that decides a job's results."""
-    what: dict[str, Any] = {"flags": flags_digest, "onnx": onnx_digest, "data": data_digest,
-                            "device": device, "settings": relevant_settings(settings)}
-    if calibration_digest is not None:
-        # Only calibrated jobs carry it: the others' identities stay what they were.
-        what["calibration"] = calibration_digest
-    blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    """A stable digest (24 hex digits) of everything that decides a job's results: the
+    digests of its inputs and the settings that can change a result (``settings``: group
+    -> plain mapping, filtered by :func:`relevant_settings`)."""
+    return keys.job_identity(flags_digest=flags_digest, onnx_digest=onnx_digest,
+                             data_digest=data_digest, device=device,
+                             settings=relevant_settings(settings),
+                             calibration_digest=calibration_digest)
 
 
 def sweep_key(overrides: Iterable[str]) -> str:
     """The sweep command a job belongs to: a digest (16 hex digits) of the multirun's
     overrides as typed (``trt.opt_level=0,5``), sorted, without the ones that only say
     where or how long (:data:`_KEY_IGNORED`)."""
-    kept = sorted(o for o in overrides if not o.lstrip("~+").startswith(_KEY_IGNORED))
-    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
+    return keys.sweep_key([o for o in overrides if not o.lstrip("~+").startswith(_KEY_IGNORED)])
 
 
 def find_finished(store: Store, identity: str, sweep_key: str | None = None) -> str | None:

@@ -99,7 +99,8 @@ def onnx_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepProcess:
     mismatch = DEMO / "demo_skip_preprocessor.onnx"  # the other contract's model
     sweep = run_sweep(["-m", f"model.onnx_path={tmp / 'missing.onnx'},{corrupt},{mismatch}",
                        *FAST], tmp)
-    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
+    # The preflight callback checks every job's model before the first job.
+    assert sweep.proc.returncode == ExitCode.REFUSED, sweep.stderr[-3000:]
     return sweep
 
 
@@ -110,19 +111,20 @@ def onnx_sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepProcess:
                  id="mismatch"),
 ])
 @pytest.mark.fault("ONNX missing / corrupt / not the interface's",
-                   "validation error before building: no engine, no server")
+                   "refused before any job (exit 2), one line naming the file: no run, no "
+                   "engine, no server")
 def test_onnx_is_checked_before_building(onnx_sweep: SweepProcess, case: str, message: str,
                                          row: Row) -> None:
     name = {"missing": "missing.onnx", "corrupt": "corrupt.onnx",
             "mismatch": "demo_skip_preprocessor.onnx"}[case]
-    (run,) = [r for r in onnx_sweep.jobs() if r.data.params["model.onnx_path"].endswith(name)]
-    assert run.info.status == "FAILED"
-    assert message in run.data.tags["error"], run.data.tags["error"]
-    assert "engine_hash" not in run.data.tags  # nothing was built ...
+    (line,) = [r for r in onnx_sweep.stderr.splitlines()
+               if r.startswith("trt-sweep: preflight: FAIL model") and f"/{name}" in r]
+    assert message in line, line
+    assert onnx_sweep.runs() == [], "refused before any run was opened"
     assert not [e for e in (onnx_sweep.cache.iterdir() if onnx_sweep.cache.exists() else ())
-                if not e.name.startswith(".")]
+                if not e.name.startswith(".")]  # nothing was built ...
     assert not list(onnx_sweep.tmp.rglob("tritonserver.log"))  # ... and nothing served
-    row.outcome(f"{case}: FAILED before the build: '{message}'; no engine, no server")
+    row.outcome(f"{case}: exit 2 before any job: '{message}'; no run, no engine, no server")
     row.cleanup(assert_clean(onnx_sweep))
 
 

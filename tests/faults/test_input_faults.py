@@ -1,7 +1,8 @@
-"""Bad datasets and models: each manifest fault fails its job with one message naming the
-file and the line, before anything is built or served; a float WAV test set is scored at
-its real scale; a model whose state is declared with the wrong size fails its job naming
-the tensor, before the build."""
+"""Bad datasets and models are refused once, before the first job and before any MLflow
+run (the preflight callback, exit 2): each manifest fault with one message naming the
+file and the line, a missing ONNX with one message naming it however many jobs use it, a
+model whose state is declared with the wrong size naming the tensor; a float WAV test set
+is scored at its real scale."""
 
 from __future__ import annotations
 
@@ -88,25 +89,57 @@ def manifest_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepProce
     broken_datasets(root)
     sweep = run_sweep(["-m", f"dataset.name={','.join(CASES)}", f"dataset.base_path={root}",
                        "dataset.limit=null"], tmp)
-    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.REFUSED, sweep.stderr[-3000:]
     return sweep, root
 
 
+def refusals(sweep: SweepProcess) -> list[str]:
+    """The failed preflight checks the sweep printed, one line each."""
+    return [line for line in sweep.stderr.splitlines()
+            if line.startswith("trt-sweep: preflight: FAIL ")]
+
+
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.fault("manifest fault", "FAILED run with one clear message and the line number")
+@pytest.mark.fault("manifest fault",
+                   "refused before any job (exit 2): one line naming the file and the line")
 def test_manifest_fault(manifest_sweep: tuple[SweepProcess, Path], case: str,
                         row: Row) -> None:
     sweep, root = manifest_sweep
-    (run,) = [r for r in sweep.jobs() if r.data.params["dataset.name"] == case]
-    error = run.data.tags["error"]
     folder = root / case
-    assert run.info.status == "FAILED"
+    (line,) = [r for r in refusals(sweep) if r.startswith(
+        f"trt-sweep: preflight: FAIL dataset {case}: ")]
+    error = line.split(": ", 3)[3]
     assert error.startswith(f"{folder / MANIFEST} line "), error
     assert CASES[case].format(folder=folder) in error, error
-    assert "\n" not in error.strip()  # one message, not a traceback
-    assert "engine_hash" not in run.data.tags  # found before building
+    assert sweep.stderr.count(f"{folder / MANIFEST} line") == 1  # once, not once per job
+    assert len(refusals(sweep)) == len(CASES)
+    assert sweep.stderr.strip().splitlines()[-1].startswith(
+        f"trt-sweep: {len(CASES)} preflight check(s) failed for the {len(CASES)} job(s)")
+    assert sweep.runs() == [], "refused before any run was opened"
+    assert "Traceback" not in sweep.stderr
     shown = error.replace(f"{folder / MANIFEST}", "<manifest>").replace(str(folder), "<dir>")
-    row.outcome(f"FAILED: '{shown[:120]}{'...' if len(shown) > 120 else ''}'")
+    row.outcome(f"exit 2, no run: '{shown[:120]}{'...' if len(shown) > 120 else ''}'")
+    row.cleanup(assert_clean(sweep))
+
+
+@pytest.mark.fault("a missing ONNX in a 2-job multirun",
+                   "refused before any job (exit 2): one error naming the file, no run")
+def test_missing_onnx_is_refused_once(tmp_path: Path, row: Row) -> None:
+    """It was found inside each job: one FAILED run per job, each repeating the error."""
+    missing = tmp_path / "exported" / "model.onnx"
+    sweep = run_sweep(["-m", f"model.onnx_path={missing}", "trt.precision=fp32,fp16",
+                       "dataset=demo_tiny"], tmp_path)
+    assert sweep.proc.returncode == ExitCode.REFUSED, sweep.stderr[-3000:]
+    (line,) = refusals(sweep)
+    assert line.startswith("trt-sweep: preflight: FAIL model demo_monolithic: "), line
+    assert f"{missing} does not exist" in line, line
+    assert sweep.output.count(str(missing)) == 1, sweep.output[-3000:]
+    assert sweep.stderr.strip().splitlines()[-1] == (
+        "trt-sweep: 1 preflight check(s) failed for the 2 job(s) of the sweep; no job was "
+        "started (`python -m sweep.preflight` with the same overrides shows every check).")
+    assert sweep.runs() == [] and sweep.parents() == [], "no MLflow run was opened"
+    assert not (tmp_path / "sweep" / "0").exists(), "no job folder was made"
+    row.outcome(f"exit 2, no run: '{line.replace(str(tmp_path), '<tmp>')[:150]}...'")
     row.cleanup(assert_clean(sweep))
 
 
@@ -139,19 +172,16 @@ def test_float_wav_test_set(tmp_path: Path, warm_cache: Path, row: Row) -> None:
 
 
 @pytest.mark.fault("state tensor declared 1000 wide, the graph makes 105489",
-                   "FAILED before the build, naming the tensor and both shapes")
+                   "refused before any job (exit 2), naming the tensor and both shapes")
 def test_wrong_state_size(tmp_path: Path, row: Row) -> None:
     """It passed every static check, was built, and the job died as SIGSEGV naming
     nothing."""
     onnx = tiny_monolithic_onnx(tmp_path / "wrong_state.onnx", state=1000, real_state=105489)
     sweep = run_sweep([f"model.onnx_path={onnx}", "dataset=demo_tiny"], tmp_path)
-    assert sweep.proc.returncode == ExitCode.ALL_JOBS_FAILED, sweep.stderr[-3000:]
+    assert sweep.proc.returncode == ExitCode.REFUSED, sweep.stderr[-3000:]
     assert "SIGSEGV" not in sweep.output
-    (run,) = sweep.jobs()
-    error = run.data.tags["error"]
-    assert run.info.status == "FAILED"
-    assert "'state_next' is declared (batch, 1000)" in error and "(1, 105489)" in error, error
-    assert "\n" not in error.strip()
-    assert "engine_hash" not in run.data.tags  # found before building
-    row.outcome(f"exit 4, FAILED: '...{error[error.index('output'):][:110]}...'")
+    (line,) = refusals(sweep)
+    assert "'state_next' is declared (batch, 1000)" in line and "(1, 105489)" in line, line
+    assert sweep.runs() == [], "refused before any run was opened"
+    row.outcome(f"exit 2, no run: '...{line[line.index('output'):][:110]}...'")
     row.cleanup(assert_clean(sweep))

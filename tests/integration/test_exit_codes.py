@@ -17,6 +17,11 @@ from tests.support.sweep import run_sweep
 pytestmark = pytest.mark.integration
 
 SMALL = ["dataset=demo_tiny", "dataset.limit=2", "eval.streams=2"]
+# A layer pattern that names no layer of the demo graph: the builder refuses the flag set
+# when it reads the graph, inside the job (what the preflight sees before any job, an
+# opt_level out of range, say, refuses the whole sweep with exit 2 instead).
+NO_LAYER = "{NoSuchLayer:fp16}"
+OBEY = "trt.precision_constraints=obey"
 
 
 def _last_line(stderr: str) -> str:
@@ -24,15 +29,15 @@ def _last_line(stderr: str) -> str:
 
 
 def test_every_job_failed(tmp_path):
-    # opt_level takes 0..5: both flag sets are refused before anything is built.
-    proc = run_sweep(["-m", "trt.opt_level=7,8", *SMALL], tmp_path)
+    proc = run_sweep(["-m", "trt.opt_level=0,1", OBEY, f"+trt.layer_precisions={NO_LAYER}",
+                      *SMALL], tmp_path)
     assert proc.returncode == ExitCode.ALL_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: 2 of 2 jobs FAILED (see the table above / "
                                        "their runs' error tag)")
 
 
 def test_some_jobs_failed(tmp_path, demo_onnx):
-    proc = run_sweep(["-m", "trt.opt_level=0,7", *SMALL], tmp_path)
+    proc = run_sweep(["-m", OBEY, f"+trt.layer_precisions={{}},{NO_LAYER}", *SMALL], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: 1 of 2 jobs FAILED (see the table above / "
                                        "their runs' error tag)")
@@ -41,7 +46,7 @@ def test_some_jobs_failed(tmp_path, demo_onnx):
 
 
 def test_a_single_run_that_failed(tmp_path):
-    proc = run_sweep(["trt.opt_level=7", *SMALL], tmp_path)
+    proc = run_sweep([OBEY, f"+trt.layer_precisions={NO_LAYER}", *SMALL], tmp_path)
     assert proc.returncode == ExitCode.ALL_JOBS_FAILED, proc.stderr[-3000:]
     assert _last_line(proc.stderr) == ("trt-sweep: the job FAILED (see the message above / its "
                                        "run's error tag)")

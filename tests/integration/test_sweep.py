@@ -114,28 +114,34 @@ def test_no_server_left_behind(two_job_sweep):
 
 
 def test_bad_jobs_fail_alone(tmp_path, demo_onnx):
-    """A flag set TensorRT rejects and a missing ONNX each give a FAILED run with the reason;
-    the good job of the same sweep still finishes."""
-    # Weakly typed fp8: TensorRT builds no fp8 layer from the flag alone (Q/DQ only).
-    proc = run_sweep(["-m", "trt.precision=fp16,fp8", "dataset=demo_tiny",
+    """A flag set whose layer pattern names no layer of the graph (found by the builder,
+    which reads the graph) gives a FAILED run with the reason; the good job of the same
+    sweep still finishes. What the preflight can see before any job (a flag set TensorRT
+    rejects, a missing ONNX) refuses the whole sweep instead, with no run opened."""
+    proc = run_sweep(["-m", "trt.precision_constraints=obey",
+                      "+trt.layer_precisions={},{NoSuchLayer:fp16}", "dataset=demo_tiny",
                       "dataset.limit=2"], tmp_path)
     assert proc.returncode == ExitCode.SOME_JOBS_FAILED, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     exp_id = experiment_id(client)
     jobs = [r for r in client.search_runs([exp_id])
             if r.data.tags.get(tag.KIND) == "job"]
-    status = {r.data.params["trt.precision"]: r for r in jobs}
-    assert status["fp16"].info.status == "FINISHED"
-    assert status["fp8"].info.status == "FAILED"
-    assert "no fp8 layer" in status["fp8"].data.tags["error"]
+    by_status = {r.info.status: r for r in jobs}
+    assert sorted(by_status) == ["FAILED", "FINISHED"], [r.info.status for r in jobs]
+    assert "NoSuchLayer" in by_status["FAILED"].data.tags["error"]
+    assert "match no node name or op type" in by_status["FAILED"].data.tags["error"]
+    before = len(client.search_runs([exp_id]))
 
+    # Weakly typed fp8: TensorRT builds no fp8 layer from the flag alone (Q/DQ only).
+    refused = run_sweep(["-m", "trt.precision=fp16,fp8", "dataset=demo_tiny",
+                         "dataset.limit=2"], tmp_path)
+    assert refused.returncode == ExitCode.REFUSED, refused.stderr[-3000:]
+    assert refused.stderr.count("no fp8 layer") == 1, refused.stderr[-3000:]
     missing = run_sweep(["model.onnx_path=/nonexistent/model.onnx", "dataset=demo_tiny"],
                         tmp_path)
-    assert missing.returncode == ExitCode.ALL_JOBS_FAILED
-    assert "/nonexistent/model.onnx does not exist" in missing.stderr
-    failed = [r for r in client.search_runs([exp_id])
-              if r.data.tags.get("error", "").startswith("ONNX model /nonexistent")]
-    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    assert missing.returncode == ExitCode.REFUSED, missing.stderr[-3000:]
+    assert missing.stderr.count("/nonexistent/model.onnx does not exist") == 1
+    assert len(client.search_runs([exp_id])) == before  # neither opened a run
     assert our_processes() == []
 
 

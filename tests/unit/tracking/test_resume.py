@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sweep import keys
 from sweep.data.manifest import Utterance
 from sweep.tracking import resume
 from sweep.tracking.runs import job_run
@@ -62,10 +63,10 @@ def test_utterances_digest_is_about_content_not_location():
     a = [Utterance("u1", Path("/a/u1.wav"), "привет", 1.5),
          Utterance("u2", Path("/a/u2.wav"), "мир", 2.0)]
     moved = [Utterance(u.id, Path("/b") / u.audio_path.name, u.text, u.duration) for u in a]
-    assert resume.utterances_digest(a) == resume.utterances_digest(moved)
-    assert resume.utterances_digest(a) != resume.utterances_digest(a[:1])
+    assert keys.utterances_digest(a) == keys.utterances_digest(moved)
+    assert keys.utterances_digest(a) != keys.utterances_digest(a[:1])
     edited = [a[0], Utterance("u2", a[1].audio_path, "мир!", 2.0)]
-    assert resume.utterances_digest(a) != resume.utterances_digest(edited)
+    assert keys.utterances_digest(a) != keys.utterances_digest(edited)
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +150,13 @@ def test_a_calibrated_job_is_identified_by_its_calibration_audio(tmp_path: Path)
         (folder / "a.wav").write_bytes(b"RIFF" + sample)
         return [Utterance(id="a", audio_path=folder / "a.wav", text="да", duration=1.0)]
 
-    first = resume.calibration_digest(calibration_set(b"\x01"))
+    first = keys.calibration_digest(keys.audio_digests(calibration_set(b"\x01")))
     # Made again with other audio (same ids, transcripts and durations): a new identity,
     # so the int8 job is measured anew instead of copying the old scales' metrics.
-    again = resume.calibration_digest(calibration_set(b"\x02"))
+    again = keys.calibration_digest(keys.audio_digests(calibration_set(b"\x02")))
     assert first != again
-    assert resume.calibration_digest(calibration_set(b"\x01", "moved")) == first  # not where
+    moved = keys.audio_digests(calibration_set(b"\x01", "moved"))
+    assert keys.calibration_digest(moved) == first  # not where
     assert identity(calibration_digest=first) != identity(calibration_digest=again)
     # Jobs without calibration keep the identities they had.
     assert identity(calibration_digest=None) == identity()
