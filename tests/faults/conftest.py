@@ -247,7 +247,8 @@ def warm_engine(cache: Path, **trt: Any) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding the default (fp32) demo engine: shared by rows that do not build."""
+    """A cache holding the default (fp32) demo engine, shared by the rows (some add their fp16
+    entry to it); a row that damages an entry works on a copy."""
     cache = tmp_path_factory.mktemp("warm-cache")
     warm_engine(cache)
     return cache

@@ -3,6 +3,7 @@ engine Triton cannot load, a port that is taken, a Docker daemon that does not a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -95,7 +96,9 @@ def test_server_frozen_mid_evaluation(killed_sweep: tuple[SweepProcess, dict[str
 def test_engine_triton_cannot_load(tmp_path: Path, warm_cache: Path, row: Row) -> None:
     cache = tmp_path / "cache"
     shutil.copytree(warm_cache, cache)
-    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    # The fp32 entry this row's sweep will use (rows that build fp16 add theirs to the cache).
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")
+                and json.loads((p / "engine.json").read_text())["flags"]["precision"] == "fp32"]
     engine = entry / "model.onnx"
     engine.write_bytes(engine.read_bytes()[:2048])  # bit rot on the cache's disk
     sweep = run_sweep(["-m", "trt.precision=fp32", *FAST], tmp_path / "s", cache=cache)
