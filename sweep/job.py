@@ -50,12 +50,11 @@ from sweep.tracking.plots import (
     plot_server_time,
 )
 from sweep.tracking.records import JobRecord
+from sweep.tracking.recover import close_orphaned_runs, orphans_message
 from sweep.tracking.runs import (
     JobRun,
-    close_orphaned_runs,
     environment_tags,
     job_run,
-    orphans_message,
     parent_run_id,
 )
 from sweep.tracking.store import open_store

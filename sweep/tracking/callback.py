@@ -16,14 +16,13 @@ from omegaconf import DictConfig
 from sweep.errors import ConfigError
 from sweep.events import SWEEP_FILE
 from sweep.tracking import tags as tag
+from sweep.tracking.recover import close_orphaned_runs, orphans_message
 from sweep.tracking.resume import sweep_key
 from sweep.tracking.runs import (
     PARENT_ENV,
     PARENT_FILE,
     close_abandoned_jobs,
-    close_orphaned_runs,
     environment_tags,
-    orphans_message,
 )
 from sweep.tracking.store import Store, open_store, redact
 from sweep.tracking.sweep_folder import claim, release

@@ -4,7 +4,7 @@ put back into them.
 When the tracking store stops accepting writes mid-sweep, the running job keeps its figures
 in ``<job folder>/results.json`` (:func:`sweep.tracking.failures.keep_results`, naming its
 run) and the sweep stops; neither the job's run nor the sweep's parent run can be closed
-then. The next sweep on that store (:func:`sweep.tracking.runs.close_orphaned_runs`) finds
+then. The next sweep on that store (:func:`close_orphaned_runs`) finds
 such runs RUNNING with their process gone and, before calling them killed, looks for what
 they kept:
 
@@ -17,7 +17,8 @@ they kept:
 
 Anything else a dead process left RUNNING ends KILLED, as before (SIGKILL, out of memory).
 
-``python -m sweep.tracking.recover FOLDER --tracking-uri URI`` does the same for the runs
+``python -m sweep.tracking.recover FOLDER`` (the store: the sweep's own config options,
+``--config-dir``, ``tracking.uri=...``, or ``--tracking-uri``) does the same for the runs
 of the results.json files under FOLDER (a job's or a sweep's folder), without waiting for
 the next sweep; runs of a sweep still running are left to it.
 """
@@ -25,14 +26,19 @@ the next sweep; runs of a sweep still running are left to it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweep import loader
+from sweep.errors import ConfigError
 from sweep.tracking import tags as tag
 from sweep.tracking.failures import MEASURED, RESULTS, KeptResults, read_kept
+from sweep.tracking.runs import JobRun, owner_alive, process_identity
+from sweep.tracking.store import Store
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,6 @@ def recover_job(client: Any, run: Any, kept: KeptResults) -> Closed:
     the reason otherwise. Never KILLED: the process was not killed, the store refused."""
     from sweep.tracking import describe
     from sweep.tracking.records import from_run
-    from sweep.tracking.runs import JobRun
 
     run_id = run.info.run_id
     tags = run.data.tags
@@ -154,7 +159,7 @@ def close_parent(client: Any, run: Any, kept: list[KeptResults]) -> Closed:
     return Closed(run.info.run_id, "FAILED", reason, paths)
 
 
-def message(closed: list[Closed]) -> str:
+def orphans_message(closed: list[Closed]) -> str:
     """What the next sweep says about the runs it closed, in one line."""
     killed = [c.run_id for c in closed if c.status == "KILLED"]
     parts = []
@@ -165,6 +170,36 @@ def message(closed: list[Closed]) -> str:
     return "; ".join(parts)
 
 
+_ORPHANS_CHECKED: set[tuple[str, str]] = set()
+
+
+def close_orphaned_runs(store: Store) -> list[Closed]:
+    """Close the runs of this experiment left RUNNING by a process of this machine that no
+    longer exists: nothing else would ever close them. A run whose job kept its results
+    when the store stopped accepting writes gets them and ends FINISHED (a whole
+    measurement) or FAILED, its sweep's parent FAILED naming them (``close_orphan``);
+    the others end KILLED (SIGKILL, the OOM killer, a reboot).
+    Runs of live processes (a sweep running beside this one) and of other hosts are left
+    alone. Once per store and process; returns the runs it closed."""
+    from mlflow.tracking import MlflowClient
+
+    me = process_identity(os.getpid())
+    key = (store.uri, store.experiment_id)
+    if me is None or key in _ORPHANS_CHECKED:
+        return []
+    _ORPHANS_CHECKED.add(key)
+    host = me.rsplit("/", 3)[0]
+    client = MlflowClient(store.uri)
+    closed = []
+    for run in client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=1000):
+        if owner_alive(run.data.tags.get(tag.OWNER, ""), host) is not False:
+            continue  # still running, or another host's (it cannot be told from here)
+        closed.append(close_orphan(client, run, run.data.tags[tag.OWNER].rsplit("/", 3)[2],
+                                   host))
+    return closed
+
+
 # --- the command ---------------------------------------------------------------------------
 
 def recover_folder(uri: str, folder: Path) -> list[Closed]:
@@ -172,8 +207,6 @@ def recover_folder(uri: str, folder: Path) -> list[Closed]:
     folder or a sweep's), and their parents. A run that is not RUNNING is left as it is."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from sweep.tracking.runs import owner_alive
 
     def open_and_dead(run: Any) -> bool:
         # A sweep still running holds its runs open: they are its to close.
@@ -216,16 +249,24 @@ def main(argv: list[str] | None = None) -> int:
                     "on the store does this by itself). Run it only once that sweep has "
                     "ended.")
     parser.add_argument("folder", type=Path, help="a job's folder or a sweep's folder")
-    parser.add_argument("--tracking-uri", required=True,
-                        help="the store the sweep logged to (its tracking.uri)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--tracking-uri",
+                        help="the store the sweep logged to (default: tracking.uri of the "
+                             "configuration below, as the sweep read it)")
+    loader.add_config_options(parser)
+    args = parser.parse_intermixed_args(argv)
     from sweep.tracking.store import redact
 
     if not args.folder.is_dir():
         print(f"trt-sweep: {args.folder} is not a folder", file=sys.stderr)
         return 2
     try:
-        closed = recover_folder(args.tracking_uri, args.folder)
+        tracking = loader.load(loader.ConfigOptions.from_args(args), "recover").tracking
+        uri = loader.tracking_uri(tracking, args.tracking_uri)
+    except ConfigError as exc:
+        print(f"trt-sweep: {exc}", file=sys.stderr)
+        return 2
+    try:
+        closed = recover_folder(uri, args.folder)
     except Exception as exc:
         print(f"trt-sweep: {redact(str(exc)).splitlines()[0] if str(exc) else exc!r}",
               file=sys.stderr)

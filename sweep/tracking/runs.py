@@ -13,15 +13,12 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sweep.errors import SweepError
 from sweep.infra.files import PROJECT_ROOT
 from sweep.tracking import tags as tag
 from sweep.tracking.store import Store
-
-if TYPE_CHECKING:
-    from sweep.tracking.recover import Closed
 
 # What the SQL stores say when an insert loses a race on a unique key (PostgreSQL, MySQL,
 # SQLite).
@@ -94,38 +91,6 @@ def process_identity(pid: int) -> str | None:
     return f"{platform.node()}/{boot}/{pid}/{start}"
 
 
-_ORPHANS_CHECKED: set[tuple[str, str]] = set()
-
-
-def close_orphaned_runs(store: Store) -> list[Closed]:
-    """Close the runs of this experiment left RUNNING by a process of this machine that no
-    longer exists: nothing else would ever close them. A run whose job kept its results
-    when the store stopped accepting writes gets them and ends FINISHED (a whole
-    measurement) or FAILED, its sweep's parent FAILED naming them
-    (sweep/tracking/recover.py); the others end KILLED (SIGKILL, the OOM killer, a reboot).
-    Runs of live processes (a sweep running beside this one) and of other hosts are left
-    alone. Once per store and process; returns the runs it closed."""
-    from mlflow.tracking import MlflowClient
-
-    from sweep.tracking.recover import close_orphan
-
-    me = process_identity(os.getpid())
-    key = (store.uri, store.experiment_id)
-    if me is None or key in _ORPHANS_CHECKED:
-        return []
-    _ORPHANS_CHECKED.add(key)
-    host = me.rsplit("/", 3)[0]
-    client = MlflowClient(store.uri)
-    closed = []
-    for run in client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'",
-                                  max_results=1000):
-        if owner_alive(run.data.tags.get(tag.OWNER, ""), host) is not False:
-            continue  # still running, or another host's (it cannot be told from here)
-        closed.append(close_orphan(client, run, run.data.tags[tag.OWNER].rsplit("/", 3)[2],
-                                   host))
-    return closed
-
-
 def owner_alive(owner: str, host: str | None = None) -> bool | None:
     """Whether the process an ``owner`` tag names still runs; None when that cannot be
     told here (another host's, or no such tag)."""
@@ -181,12 +146,6 @@ def close_abandoned_jobs(client: Any, store: Store, parent_id: str) -> list[str]
         client.set_terminated(run.info.run_id, "FAILED")
         closed.append(run.info.run_id)
     return closed
-
-
-def orphans_message(closed: list[Closed]) -> str:
-    from sweep.tracking.recover import message
-
-    return message(closed)
 
 
 def parent_run_id(sweep_dir: Path | None) -> str | None:

@@ -44,7 +44,7 @@ except KeyboardInterrupt:
 SWEEP_ORPHAN_CHECK = """
 import sys
 from pathlib import Path
-from sweep.tracking.runs import close_orphaned_runs
+from sweep.tracking.recover import close_orphaned_runs
 from sweep.tracking.store import open_store
 
 store = open_store(sys.argv[1], sys.argv[2], sys.argv[3], Path.cwd())

@@ -11,12 +11,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from sweep.tracking import tags as tag
-from sweep.tracking.runs import (
-    _ORPHANS_CHECKED,
-    close_orphaned_runs,
-    environment_tags,
-    process_identity,
-)
+from sweep.tracking.recover import _ORPHANS_CHECKED, close_orphaned_runs
+from sweep.tracking.runs import environment_tags, process_identity
 from sweep.tracking.store import open_store
 
 

@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from sweep.tracking import tags as tag
 from sweep.tracking.failures import keep_results, read_kept
+from sweep.tracking.recover import _ORPHANS_CHECKED, close_orphaned_runs
 from sweep.tracking.recover import main as recover_main
-from sweep.tracking.runs import _ORPHANS_CHECKED, close_orphaned_runs, process_identity
+from sweep.tracking.runs import process_identity
 from sweep.tracking.store import Store, open_store
 
 MEASURED = {"wer": 0.125, "cer": 0.05, "latency_p99_ms": 42.0, "wer_ci_low": 0.1,
@@ -112,7 +113,7 @@ def test_the_next_sweep_recovers_what_the_jobs_kept(tmp_path: Path) -> None:
 
 
 def test_the_orphans_message_says_what_was_recovered(tmp_path: Path) -> None:
-    from sweep.tracking.runs import orphans_message
+    from sweep.tracking.recover import orphans_message
 
     store, _, runs = _left_running(tmp_path)
     _ORPHANS_CHECKED.clear()
@@ -127,7 +128,8 @@ def test_the_orphans_message_says_what_was_recovered(tmp_path: Path) -> None:
 def test_the_recover_command_closes_a_sweep_folder(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     store, client, runs = _left_running(tmp_path)
-    code = recover_main([str(tmp_path / "sweep"), "--tracking-uri", store.uri])
+    # The store as the sweep read it: its config options (here an override), like every tool.
+    code = recover_main([str(tmp_path / "sweep"), f"tracking.uri={store.uri}"])
     assert code == 0
     status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     # The command closes what results.json files name; a run nothing names is the next
