@@ -23,7 +23,8 @@ from sweep.data.manifest import altered_references
 from sweep.engine import Engine, EngineFormat
 from sweep.errors import BuildError, ConfigError, SweepError
 from sweep.evaluate.agreement import fp32_logprobs, frame_disagreement
-from sweep.evaluate.capacity import Capacity, measure_capacity
+from sweep.evaluate.capacity import Capacity
+from sweep.evaluate.capacity import measure as measure_capacity
 from sweep.evaluate.decode import DecodePool
 from sweep.evaluate.metrics import score
 from sweep.evaluate.result import EvalResult
@@ -176,9 +177,14 @@ def evaluate(settings: JobSettings, inputs: ResolvedInputs, engine: Engine, work
                 transport = streamer.used_transport or settings.eval.transport
                 if settings.eval.capacity:
                     with events.phase("capacity search (paced streams)"):
-                        capacity = measure_capacity(model, endpoint.grpc_url,
-                                                    endpoint.model_name, utterances,
-                                                    settings.eval, state=settings.server.state)
+                        capacity = measure_capacity(
+                            model, endpoint.grpc_url, endpoint.model_name, utterances,
+                            settings.eval.capacity_bounds(), transport=settings.eval.transport,
+                            timeout_s=settings.eval.request_timeout_s,
+                            state=settings.server.state)
+                    # The operator's settings, checked when the config was read.
+                    capacity.headroom = settings.eval.admission_headroom
+                    capacity.cost_per_hour = settings.eval.cost_per_hour
                 t1 = time.perf_counter()
             timings["stop_seconds"] = time.perf_counter() - t1
             t2 = time.perf_counter()

@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,9 +40,6 @@ from sweep.evaluate.arrivals import ARRIVALS
 from sweep.evaluate.finals import FINAL_SILENCE_MS, final_summary
 from sweep.evaluate.stream import GrpcStreamer, StreamRun
 from sweep.model import ModelInterface
-
-if TYPE_CHECKING:
-    from sweep.evaluate.settings import EvalConfig
 
 
 @dataclass(frozen=True)
@@ -251,23 +247,3 @@ def measure(model: ModelInterface, grpc_url: str, model_name: str,
         return judge(run, n, bounds, time.perf_counter() - t0)
 
     return search(probe, bounds)
-
-
-def measure_capacity(model: ModelInterface, grpc_url: str, model_name: str,
-                     utterances: Sequence[Utterance], settings: EvalConfig, *,
-                     state: str = "client") -> Capacity:
-    """The job's search (eval.capacity=true), bounded by the eval.* settings."""
-    bounds = CapacityBounds(slo_ms=settings.slo_ms, percentile=settings.slo_percentile,
-                            max_streams=settings.capacity_max_streams,
-                            probe_s=settings.capacity_probe_s,
-                            budget_s=settings.capacity_budget_s,
-                            retries=settings.capacity_retries, arrivals=settings.arrivals,
-                            call_mean_s=settings.call_mean_s, seed=settings.arrivals_seed,
-                            final_silence_ms=settings.final_silence_ms)
-    capacity = measure(model, grpc_url, model_name, utterances, bounds,
-                       transport=settings.transport, timeout_s=settings.request_timeout_s,
-                       state=state)
-    # The operator's settings, checked when the config was read (settings.py).
-    capacity.headroom, capacity.cost_per_hour = (settings.admission_headroom,
-                                                 settings.cost_per_hour)
-    return capacity

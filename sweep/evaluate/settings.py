@@ -61,6 +61,15 @@ class EvalConfig:
     # come from the first pass (decoding is deterministic). Small: each pass is a full run.
     repeats: int = 2
 
+    def capacity_bounds(self) -> CapacityBounds:
+        """What bounds the job's capacity search (eval.capacity=true)."""
+        return CapacityBounds(slo_ms=self.slo_ms, percentile=self.slo_percentile,
+                              max_streams=self.capacity_max_streams,
+                              probe_s=self.capacity_probe_s, budget_s=self.capacity_budget_s,
+                              retries=self.capacity_retries, arrivals=self.arrivals,
+                              call_mean_s=self.call_mean_s, seed=self.arrivals_seed,
+                              final_silence_ms=self.final_silence_ms)
+
     def __post_init__(self) -> None:
         # Checked when the config is read (OmegaConf builds this class), before any job.
         from sweep.errors import ConfigError

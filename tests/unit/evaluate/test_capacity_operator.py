@@ -94,3 +94,17 @@ def test_bad_operator_settings_are_refused_when_the_config_is_read(override: dic
 def test_capacity_bounds_refuse_an_unknown_arrival_process() -> None:
     with pytest.raises(EvaluationError, match=r"eval\.arrivals"):
         CapacityBounds(arrivals="bursty")
+
+
+def test_the_job_s_search_is_bounded_by_every_eval_setting() -> None:
+    # Each eval.* bound set to a value unlike its default reaches the search's bounds.
+    cfg = EvalConfig(slo_ms=150.0, slo_percentile=99.0, capacity_max_streams=64,
+                     capacity_probe_s=3.0, capacity_budget_s=45.0, capacity_retries=4,
+                     arrivals="poisson", call_mean_s=7.5, arrivals_seed=3,
+                     final_silence_ms=450.0)
+    bounds = cfg.capacity_bounds()
+    assert (bounds.slo_ms, bounds.percentile, bounds.max_streams, bounds.probe_s,
+            bounds.budget_s, bounds.retries, bounds.arrivals, bounds.call_mean_s, bounds.seed,
+            bounds.final_silence_ms) == (150.0, 99.0, 64, 3.0, 45.0, 4, "poisson", 7.5, 3,
+                                         450.0)
+    assert CapacityBounds() != bounds
