@@ -56,8 +56,11 @@ def test_store_stops_accepting_writes(tmp_path: Path, row: Row) -> None:
     assert lines, err[-3000:]
     assert err.count("Traceback") == 0, err[-5000:]
     # Job 1 is in the store; the job that was running kept its figures in its folder.
+    # By status, not by job.num: the running job's params may be what the store refused.
     jobs = sweep.jobs()
-    assert jobs[0].info.status == "FINISHED" and "wer" in jobs[0].data.metrics
+    finished = [r for r in jobs if r.info.status == "FINISHED"]
+    assert len(finished) == 1 and "wer" in finished[0].data.metrics, \
+        [(r.info.run_name, r.info.status) for r in jobs]
     kept = sorted((tmp_path / "sweep").glob("*/results.json"))
     assert kept, f"no results.json under {tmp_path / 'sweep'}: {err[-2000:]}"
     saved = json.loads(kept[0].read_text())
