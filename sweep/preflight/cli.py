@@ -25,10 +25,10 @@ import sys
 from sweep import loader
 from sweep.cli import ExitCode
 from sweep.errors import SweepError
-from sweep.loader import ConfigOptions, expand
+from sweep.loader import ConfigOptions
 from sweep.preflight.checks import Check, run_checks
 
-__all__ = ["collect", "expand", "main", "report"]
+__all__ = ["collect", "main", "report"]
 
 
 def report(checks: list[Check]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.preflight.cli import expand
+from sweep.loader import expand
 
 
 def _enumerable(overrides: list[str]) -> list[str]:

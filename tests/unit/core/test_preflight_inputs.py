@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from sweep.cli import ExitCode
-from sweep.preflight.cli import expand, main
+from sweep.loader import expand
+from sweep.preflight.cli import main
 from tests.support.models import tiny_monolithic_onnx
 
 
